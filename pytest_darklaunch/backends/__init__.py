@@ -1,0 +1,98 @@
+"""Backends run the experiment's moving parts; all of them implement :class:`Backend`.
+
+A backend turns a :class:`~pytest_darklaunch.core.spec.Spec` into a running
+:class:`Environment` (the app's live and dark versions, mirroring, traffic and a Prometheus to
+read), and removes all of it again. Backends never import pytest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Optional, Protocol
+
+from pytest_darklaunch.core.spec import Spec
+
+BACKENDS = ("local", "kubernetes")
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a backend needs besides the spec.
+
+    ``run_id`` is unique per pytest run (xdist's ``testrun_uid`` when present) and goes into
+    every name, label, port file and temp dir so that concurrent runs never collide.
+    """
+
+    run_id: str
+    workdir: str
+    prometheus_url: Optional[str] = None
+    prometheus_bin: Optional[str] = None
+    kube_context: Optional[str] = None
+    namespace: Optional[str] = None
+    provision: str = "all"
+    keep: bool = False
+
+
+@dataclass(frozen=True)
+class TrafficStats:
+    """What the traffic generator itself observed (latency from the scheduled send time)."""
+
+    target_rps: float
+    sent: int
+    errors: int
+    late: int
+    achieved_rps: float
+    lag_p50_ms: Optional[float] = None
+    lag_p99_ms: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class Environment:
+    """A provisioned experiment, as the sampler and the reports see it.
+
+    ``metric_source`` names the PromQL catalogue to use (``envoy``, ``istio``, ``knative``);
+    ``labels`` holds, per role (``live``/``dark``), the label matchers that select that version's
+    series; ``endpoints`` the URLs a user can call; ``pids`` the processes the run started.
+    """
+
+    backend: str
+    run_id: str
+    prometheus_url: str
+    metric_source: str
+    labels: Mapping[str, Mapping[str, str]]
+    endpoints: Mapping[str, str] = field(default_factory=dict)
+    pids: tuple[int, ...] = ()
+    scrape_interval_s: float = 1.0
+    details: Mapping[str, str] = field(default_factory=dict)
+
+
+class Backend(Protocol):
+    """The small protocol every backend implements."""
+
+    name: str
+
+    def provision(self) -> Environment:
+        """Start everything, wait until it answers, start the traffic; return the environment."""
+
+    def traffic_stats(self) -> Optional[TrafficStats]:
+        """The generator's own counters so far, or ``None`` when the backend cannot see them."""
+
+    def teardown(self) -> None:
+        """Stop and remove everything this run started; safe to call twice and after a failure."""
+
+    def keep_instructions(self) -> str:
+        """With ``--darklaunch-keep``: what is left running and the command that removes it."""
+
+
+def create_backend(name: str, spec: Spec, run: RunContext) -> Backend:
+    """The backend called ``name``; its modules are imported only here, never at plugin import."""
+    if name == "local":
+        from pytest_darklaunch.backends.local import LocalBackend
+
+        return LocalBackend(spec, run)
+    if name == "kubernetes":
+        from pytest_darklaunch.backends.kubernetes import KubernetesBackend
+
+        return KubernetesBackend(spec, run)
+    raise ValueError(name)

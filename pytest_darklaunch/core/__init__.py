@@ -1,0 +1,1 @@
+"""The pure core: spec, metrics, Prometheus client, sampler, verdicts. Never imports pytest."""
