@@ -1,0 +1,359 @@
+"""The statistics behind verdicts: binomial bounds, histogram quantiles and their errors, looks.
+
+Pure functions on plain numbers, standard library only (normal quantiles come from
+:class:`statistics.NormalDist`). Every interval is *two-sided* at the given confidence, so each
+of its ends errs with probability at most ``(1 - confidence) / 2``; a one-sided decision at 95%
+(``error-rate <= 1%``) therefore uses a two-sided interval at 90%.
+
+>>> lo, hi = binomial_interval(0, 300, 0.90)
+>>> decide(lo, hi, upper=0.01)
+'pass'
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from statistics import NormalDist
+from typing import Literal
+
+Buckets = Sequence[tuple[float, float]]
+"""Classic Prometheus histogram buckets: ``(le, cumulative_count)`` pairs, ``+Inf`` included."""
+
+Decision = Literal["pass", "fail", "undecided"]
+
+_NORMAL = NormalDist()
+# Prometheus' correctPrecisionErrors tolerance (promql/quantile.go).
+_PRECISION_TOLERANCE = 1e-12
+
+
+def _alpha(confidence: float) -> float:
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be strictly between 0 and 1, got {confidence!r}")
+    return 1.0 - confidence
+
+
+def _z(confidence: float) -> float:
+    """The two-sided normal quantile: 1.96 for 95%."""
+    return _NORMAL.inv_cdf(1.0 - _alpha(confidence) / 2.0)
+
+
+def binomial_interval(k: float, n: float, confidence: float) -> tuple[float, float]:
+    """Two-sided confidence interval for a proportion after ``k`` events in ``n`` trials.
+
+    Wilson's score interval: unlike the textbook normal interval it stays inside [0, 1] and
+    keeps its coverage near the nominal level for small ``n`` and rates near 0, which is where
+    error rates live. At the boundaries Wilson is not exact, so the open end uses the exact
+    Clopper-Pearson bound instead: ``hi = 1 - (alpha/2) ** (1/n)`` for ``k == 0`` and
+    ``lo = (alpha/2) ** (1/n)`` for ``k == n``. ``n == 0`` tells nothing: ``(0.0, 1.0)``.
+    Counts may be floats (Prometheus returns floats) but must satisfy ``0 <= k <= n``.
+
+    >>> [round(x, 4) for x in binomial_interval(10, 100, 0.95)]
+    [0.0552, 0.1744]
+    >>> round(binomial_interval(0, 300, 0.90)[1], 5)  # the rule of three: about 3/n
+    0.00994
+    """
+    alpha = _alpha(confidence)
+    if not (math.isfinite(n) and math.isfinite(k) and 0 <= k <= n):
+        raise ValueError(f"binomial_interval needs 0 <= k <= n, got k={k!r}, n={n!r}")
+    if n == 0:
+        return 0.0, 1.0
+    if k == 0:
+        return 0.0, 1.0 - (alpha / 2.0) ** (1.0 / n)
+    if k == n:
+        return (alpha / 2.0) ** (1.0 / n), 1.0
+    z = _z(confidence)
+    p = k / n
+    denominator = 1.0 + z * z / n
+    center = (p + z * z / (2.0 * n)) / denominator
+    half = z * math.sqrt(p * (1.0 - p) / n + z * z / (4.0 * n * n)) / denominator
+    return max(0.0, center - half), min(1.0, center + half)
+
+
+def min_samples_for_upper(bound: float, confidence: float) -> int:
+    """Fewest trials that, with zero events, put the one-sided upper bound below ``bound``.
+
+    The exact bound after ``n`` clean trials is ``1 - (1 - confidence) ** (1/n)``; this is the
+    smallest ``n`` for which it is below ``bound``. It matches :func:`binomial_interval` used
+    two-sided at ``2 * confidence - 1`` (each end of that interval is one-sided at
+    ``confidence``).
+
+    >>> min_samples_for_upper(0.01, 0.95)
+    299
+    """
+    alpha = _alpha(confidence)
+    if not 0.0 < bound < 1.0:
+        raise ValueError(f"bound must be a rate strictly between 0 and 1, got {bound!r}")
+    n = max(1, math.floor(math.log(alpha) / math.log1p(-bound)) + 1)
+    # The closed form can be off by one in floating point; settle it on the bound itself.
+    while n > 1 and 1.0 - alpha ** (1.0 / (n - 1)) < bound:
+        n -= 1
+    while 1.0 - alpha ** (1.0 / n) >= bound:
+        n += 1
+    return n
+
+
+def mirror_share_check(
+    dark_count: float, live_count: float, percent: float, confidence: float = 0.999
+) -> tuple[bool, float, float, float]:
+    """Is dark's request count plausible as ``Binomial(live_count, percent / 100)``?
+
+    Returns ``(ok, lo, hi, observed)``: ``observed = dark / live`` and ``[lo, hi]`` is the
+    :func:`binomial_interval` of the true mirrored share; ``ok`` when ``percent / 100`` lies in
+    it. Wilson's interval is the inversion of the binomial score test, so this is that test at
+    ``1 - confidence``; the default 99.9% keeps false alarms rare over many checks. Without live
+    traffic nothing can be confirmed: ``(False, 0.0, 1.0, nan)``; dark above live is never ok.
+
+    >>> ok, lo, hi, observed = mirror_share_check(790, 2000, 40)
+    >>> ok, round(observed, 3)
+    (True, 0.395)
+    >>> mirror_share_check(600, 2000, 40)[0]
+    False
+    """
+    if not 0.0 <= percent <= 100.0:
+        raise ValueError(f"percent must be between 0 and 100, got {percent!r}")
+    if not (dark_count >= 0 and live_count >= 0):
+        raise ValueError(f"counts must be >= 0, got dark={dark_count!r}, live={live_count!r}")
+    if live_count == 0:
+        return False, 0.0, 1.0, math.nan
+    observed = dark_count / live_count
+    lo, hi = binomial_interval(min(dark_count, live_count), live_count, confidence)
+    ok = dark_count <= live_count and lo <= percent / 100.0 <= hi
+    return ok, lo, hi, observed
+
+
+def _prepare(buckets: Buckets) -> list[list[float]] | None:
+    """Buckets as Prometheus' bucketQuantile sees them, or None when it would return NaN.
+
+    Sorted by ``le``, equal bounds coalesced (summed), float noise below a relative 1e-12
+    flattened, then the running maximum taken so counts never decrease.
+    """
+    ordered = sorted(([float(le), float(count)] for le, count in buckets), key=lambda b: b[0])
+    if any(math.isnan(b[0]) for b in ordered):
+        raise ValueError("a histogram bucket has a NaN upper bound (le)")
+    if not ordered or ordered[-1][0] != math.inf:
+        return None
+    merged: list[list[float]] = []
+    for le, count in ordered:
+        if merged and merged[-1][0] == le:
+            merged[-1][1] += count
+        else:
+            merged.append([le, count])
+    prev = merged[0][1]
+    for bucket in merged[1:]:
+        delta = abs(bucket[1] - prev)
+        if delta == 0:
+            continue
+        if bucket[1] != 0 and delta / bucket[1] <= _PRECISION_TOLERANCE:
+            bucket[1] = prev
+        else:
+            prev = bucket[1]
+    top = merged[0][1]
+    for bucket in merged[1:]:
+        if bucket[1] > top:
+            top = bucket[1]
+        elif bucket[1] < top:
+            bucket[1] = top
+    if len(merged) < 2 or merged[-1][1] == 0:
+        return None
+    return merged
+
+
+def _search(prepared: list[list[float]], rank: float) -> int:
+    """Index of the first bucket whose cumulative count reaches ``rank`` (Go's sort.Search)."""
+    for i, bucket in enumerate(prepared[:-1]):
+        if bucket[1] >= rank:
+            return i
+    return len(prepared) - 1
+
+
+def _lower_edge(prepared: list[list[float]], index: int) -> float:
+    if index > 0:
+        return prepared[index - 1][0]
+    # Prometheus' convention: a lowest bucket above 0 starts at 0, otherwise it is unbounded.
+    return 0.0 if prepared[0][0] > 0 else -math.inf
+
+
+def _check_q(q: float) -> None:
+    if not 0.0 <= q <= 1.0:
+        raise ValueError(f"quantile must be between 0 and 1, got {q!r}")
+
+
+def histogram_quantile(q: float, buckets: Buckets) -> float:
+    """The q-quantile exactly as Prometheus' ``histogram_quantile`` computes it.
+
+    Linear interpolation inside the bucket holding rank ``q * count``; the lowest bucket starts
+    at 0 when its upper bound is positive (else its upper bound is returned); a rank in the
+    ``+Inf`` bucket returns the highest finite bound; no observations, no ``+Inf`` bucket or
+    fewer than two buckets give NaN; ``q < 0`` gives -Inf and ``q > 1`` +Inf; decreasing
+    cumulative counts are raised to their running maximum, as Prometheus does.
+
+    >>> round(histogram_quantile(0.5, [(0.1, 50), (0.2, 70), (1.0, 110), (math.inf, 120)]), 9)
+    0.15
+    """
+    if math.isnan(q):
+        return math.nan
+    if q < 0:
+        return -math.inf
+    if q > 1:
+        return math.inf
+    prepared = _prepare(buckets)
+    if prepared is None:
+        return math.nan
+    rank = q * prepared[-1][1]
+    b = _search(prepared, rank)
+    if b == len(prepared) - 1:
+        return prepared[-2][0]
+    if b == 0 and prepared[0][0] <= 0:
+        return prepared[0][0]
+    start, end, count = 0.0, prepared[b][0], prepared[b][1]
+    if b > 0:
+        start = prepared[b - 1][0]
+        count -= prepared[b - 1][1]
+        rank -= prepared[b - 1][1]
+    return start + (end - start) * (rank / count)
+
+
+def quantile_bucket(q: float, buckets: Buckets) -> tuple[float, float]:
+    """Bounds of the bucket holding the q-quantile: the interpolation error of a percentile.
+
+    :func:`histogram_quantile` always lies in this bucket, and so does the sample's
+    ``ceil(q * n)``-th observation for ``0 < q <= 1``. A quantile in the ``+Inf`` bucket has
+    ``hi = inf`` (Prometheus reports ``lo``); NaN bounds when the histogram is empty.
+
+    >>> quantile_bucket(0.95, [(50, 80), (100, 96), (250, 100), (math.inf, 100)])
+    (50.0, 100.0)
+    """
+    _check_q(q)
+    prepared = _prepare(buckets)
+    if prepared is None:
+        return math.nan, math.nan
+    b = _search(prepared, q * prepared[-1][1])
+    return _lower_edge(prepared, b), prepared[b][0]
+
+
+def quantile_interval(q: float, buckets: Buckets, confidence: float) -> tuple[float, float]:
+    """Distribution-free confidence interval for the population q-quantile, bucket error included.
+
+    With ``n`` observations, the number ``B`` of them at or below the true quantile is
+    ``Binomial(n, q)``. The interval runs from the ``l``-th to the ``u``-th smallest observation
+    with ``l = floor(n*q - z*s)`` and ``u = ceil(n*q + z*s) + 1``, ``s = sqrt(n*q*(1-q))`` (the
+    ``+ 1`` because the ``u``-th observation lies above the quantile when ``B <= u - 1``; both
+    ends then hold with the continuity correction). Observations are only known to their
+    bucket, so ``l`` maps to the *lower* edge of its bucket and ``u`` to the *upper* edge of
+    its bucket. A rank below 1 maps to the lowest bucket's lower edge (0 for positive buckets),
+    a rank above ``n`` to +Inf: too few observations to bound a tail quantile is then visible
+    as an infinite end, not hidden. NaN bounds when the histogram is empty.
+
+    >>> buckets = [(10, 0), (20, 100), (30, 380), (40, 400), (math.inf, 400)]
+    >>> quantile_interval(0.5, buckets, 0.95)
+    (20.0, 30.0)
+    """
+    _check_q(q)
+    z = _z(confidence)
+    prepared = _prepare(buckets)
+    if prepared is None:
+        return math.nan, math.nan
+    n = prepared[-1][1]
+    spread = z * math.sqrt(n * q * (1.0 - q))
+    lower_rank = math.floor(n * q - spread)
+    upper_rank = math.ceil(n * q + spread) + 1
+    lo = _lower_edge(prepared, _search(prepared, lower_rank) if lower_rank >= 1 else 0)
+    hi = math.inf if upper_rank > n else prepared[_search(prepared, upper_rank)][0]
+    return lo, hi
+
+
+def histogram_mean_interval(
+    sum_: float, count: float, buckets: Buckets, confidence: float
+) -> tuple[float, float]:
+    """Confidence interval for the population mean: ``mean ± z * sd / sqrt(count)``.
+
+    The mean ``sum_ / count`` is exact; only ``sd`` must come from the buckets, and it is taken
+    as the *largest* standard deviation the buckets allow: every observation sits at the edge
+    of its bucket farther from the mean. That is never below the midpoint estimate and
+    includes the bucket widths, so coarse buckets widen the interval instead of faking
+    precision. Observations in the ``+Inf`` bucket are bounded through ``sum_``: at worst all
+    sit at the highest finite bound but one, which takes the rest of the sum. Fewer than two
+    observations or unusable buckets give ``(-inf, inf)``; no observations give NaN bounds.
+
+    >>> buckets = [(10, 0), (20, 100), (30, 100), (math.inf, 100)]
+    >>> [round(x, 2) for x in histogram_mean_interval(1500, 100, buckets, 0.95)]
+    [14.02, 15.98]
+    """
+    z = _z(confidence)
+    if not count > 0 or math.isnan(sum_):
+        return math.nan, math.nan
+    mean = sum_ / count
+    prepared = _prepare(buckets)
+    total = prepared[-1][1] if prepared else 0.0
+    if prepared is None or count < 2 or total <= 1:
+        return -math.inf, math.inf
+    squares = 0.0
+    floor_sum = 0.0  # the least the finite buckets' observations can add up to
+    below = 0.0
+    for i, (le, cumulative) in enumerate(prepared[:-1]):
+        in_bucket = cumulative - below
+        below = cumulative
+        if in_bucket <= 0:
+            continue
+        lower = _lower_edge(prepared, i)
+        squares += in_bucket * max((lower - mean) ** 2, (le - mean) ** 2)
+        floor_sum += in_bucket * lower
+    in_tail = total - below
+    if in_tail > 0:
+        highest = prepared[-2][0]
+        others = max(in_tail - 1.0, 0.0)
+        largest = max(sum_ - floor_sum - others * highest, highest)
+        squares += max(
+            in_tail * (highest - mean) ** 2,
+            (largest - mean) ** 2 + others * (highest - mean) ** 2,
+        )
+    half = z * math.sqrt(squares / (total - 1.0)) / math.sqrt(count)
+    return mean - half, mean + half
+
+
+def bonferroni_alpha(confidence: float, looks: int) -> float:
+    """Per-look error rate when a decision may be taken at any of ``looks`` planned looks.
+
+    Bonferroni: if every look errs with probability ``alpha / looks``, the chance that *any*
+    look errs is at most ``alpha``, whatever the stopping rule and however the looks are
+    correlated. It is conservative next to alpha-spending (O'Brien-Fleming, Pocock) but needs
+    no assumption about the looks' spacing or dependence, and it is simple to explain. Judge
+    each look at confidence ``1 - bonferroni_alpha(confidence, looks)``.
+
+    >>> round(bonferroni_alpha(0.95, 10), 6)
+    0.005
+    """
+    alpha = _alpha(confidence)
+    if isinstance(looks, bool) or not isinstance(looks, int) or looks < 1:
+        raise ValueError(f"looks must be a whole number >= 1, got {looks!r}")
+    return alpha / looks
+
+
+def decide(
+    lo: float, hi: float, upper: float | None = None, lower: float | None = None
+) -> Decision:
+    """Settle an objective from a confidence interval ``[lo, hi]`` of its metric.
+
+    ``pass`` when the whole interval is within the bounds (``hi <= upper``, ``lo >= lower``),
+    ``fail`` when the whole interval lies beyond one bound (``lo > upper`` or ``hi < lower``),
+    otherwise ``undecided``; a NaN end (no data) is always ``undecided``. With a two-sided
+    interval at confidence ``c``, a wrong pass and a wrong fail each have probability at most
+    ``(1 - c) / 2``.
+
+    >>> [decide(lo, hi, upper=50.0) for lo, hi in [(10.0, 40.0), (60.0, 70.0), (40.0, 60.0)]]
+    ['pass', 'fail', 'undecided']
+    """
+    if upper is None and lower is None:
+        raise ValueError("decide() needs an upper or a lower bound")
+    if upper is not None and lower is not None and lower > upper:
+        raise ValueError(f"lower bound {lower!r} is above upper bound {upper!r}")
+    if math.isnan(lo) or math.isnan(hi):
+        return "undecided"
+    if lo > hi:
+        raise ValueError(f"interval ends are reversed: lo={lo!r} > hi={hi!r}")
+    if (upper is not None and lo > upper) or (lower is not None and hi < lower):
+        return "fail"
+    if (upper is None or hi <= upper) and (lower is None or lo >= lower):
+        return "pass"
+    return "undecided"
