@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-import yaml
-
 from pytest_darklaunch.core.iter8 import experiment_to_raw
 from pytest_darklaunch.core.metrics import is_builtin
 from pytest_darklaunch.core.spec import Sources, Spec, build_spec, dotted
@@ -274,6 +272,8 @@ def _spec_values(spec: Spec) -> dict[str, str]:
 
 
 def _load_yaml(path: str, label: str, source: str) -> Any:
+    import yaml
+
     try:
         with open(path, encoding="utf-8") as fh:
             return yaml.safe_load(fh)

@@ -1,8 +1,22 @@
-"""The metric catalogue: Iter8's Knative metric names, percentiles, throughput, custom PromQL."""
+"""The metric catalogue: Iter8's Knative metric names, percentiles, throughput, custom PromQL.
+
+Built-in metrics are all derived from two things Prometheus holds per version: a request
+counter broken down by response code, and a latency histogram in milliseconds. The sampler
+reads both at each interval boundary; every window is then an exact difference of two such
+snapshots (no ``rate()`` extrapolation, no ``or vector(0)`` hiding missing data).
+
+>>> q = snapshot_queries(SOURCES["envoy"], {"envoy_cluster_name": "dark"})
+>>> q["requests"]
+'sum by (envoy_response_code_class) (envoy_cluster_upstream_rq_xx{envoy_cluster_name="dark"})'
+"""
 
 from __future__ import annotations
 
 import re
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Optional
 
 BUILTIN_NAMES = (
     "request-count",
@@ -12,10 +26,18 @@ BUILTIN_NAMES = (
     "error-rate",
     "throughput",
 )
+UNITS = {
+    "request-count": "requests",
+    "mean-latency": "ms",
+    "95th-percentile-tail-latency": "ms",
+    "error-count": "errors",
+    "error-rate": "",
+    "throughput": "requests/s",
+}
 _PERCENTILE = re.compile(r"^(?:latency-)?p(\d{1,2}(?:\.\d+)?)$")
 
 
-def percentile_of(name: str) -> float | None:
+def percentile_of(name: str) -> Optional[float]:
     """The quantile (0..1) a percentile metric name stands for, else ``None``.
 
     >>> percentile_of("p99"), percentile_of("latency-p50"), percentile_of("95th-percentile-tail-latency")
@@ -32,3 +54,105 @@ def percentile_of(name: str) -> float | None:
 
 def is_builtin(name: str) -> bool:
     return name in BUILTIN_NAMES or percentile_of(name) is not None
+
+
+def units_of(name: str) -> str:
+    return UNITS.get(name, "ms" if percentile_of(name) is not None else "")
+
+
+@dataclass(frozen=True)
+class MetricSource:
+    """How one backend's telemetry names requests and latencies.
+
+    ``code_style`` says what the code label holds: ``digit`` ("5", Envoy), ``code`` ("503",
+    Istio) or ``class`` ("5xx", Knative's queue-proxy).
+    """
+
+    name: str
+    requests: str
+    code_label: str
+    code_style: str
+    latency: str
+
+
+SOURCES: Mapping[str, MetricSource] = {
+    # Envoy cluster stats, local backend: the mirror cluster also records Envoy's own 503s.
+    "envoy": MetricSource(
+        "envoy", "envoy_cluster_upstream_rq_xx", "envoy_response_code_class", "digit",
+        "envoy_cluster_upstream_rq_time",
+    ),
+    # Istio standard metrics; mirrored requests show up only with reporter="destination".
+    "istio": MetricSource(
+        "istio", "istio_requests_total", "response_code", "code",
+        "istio_request_duration_milliseconds",
+    ),
+    # Knative queue-proxy metrics: they see mirrored requests too.
+    "knative": MetricSource(
+        "knative", "revision_app_request_count", "response_code_class", "class",
+        "revision_app_request_latencies",
+    ),
+}
+
+
+def selector(labels: Mapping[str, str]) -> str:
+    """PromQL label matchers: ``{a="x",b="y"}`` with values escaped."""
+    inner = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(labels.items()))
+    return "{" + inner + "}"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def snapshot_queries(source: MetricSource, labels: Mapping[str, str]) -> dict[str, str]:
+    """The instant queries that make one version's snapshot at a time ``T``."""
+    sel = selector(labels)
+    return {
+        "requests": f"sum by ({source.code_label}) ({source.requests}{sel})",
+        "buckets": f"sum by (le) ({source.latency}_bucket{sel})",
+        "latency_sum": f"sum({source.latency}_sum{sel})",
+        "latency_count": f"sum({source.latency}_count{sel})",
+    }
+
+
+def freshness_query(source: MetricSource, labels: Mapping[str, str]) -> str:
+    """Timestamp of the newest scrape of a version's request counter."""
+    return f"max(timestamp({source.requests}{selector(labels)}))"
+
+
+def is_error(code: str, source: MetricSource, errors: str) -> bool:
+    """Whether a response code label value counts as an error under ``errors`` (5xx, ...)."""
+    digit = code[:1]
+    if source.code_style == "class" and not code.endswith("xx"):
+        digit = ""
+    if errors == "5xx":
+        return digit == "5"
+    if errors == "4xx+5xx":
+        return digit in ("4", "5")
+    return digit != "2"  # non-2xx
+
+
+def window_expression(source: MetricSource, labels: Mapping[str, str], metric: str) -> str:
+    """The PromQL equivalent of what the sampler computes for ``metric``, for messages.
+
+    The sampler reads the snapshot queries at each boundary and subtracts in Python; this is
+    the same computation as one expression with ``@`` modifiers.
+    """
+    sel = selector(labels)
+    req = f"sum({source.requests}{sel})"
+    lat = source.latency
+    if metric in ("request-count", "throughput"):
+        return f"{req} - {req} @ $start"
+    if metric in ("error-count", "error-rate"):
+        return f"errors: {source.requests}{sel} by {source.code_label}, at $end minus at $start"
+    if metric == "mean-latency":
+        return (f"(sum({lat}_sum{sel}) - sum({lat}_sum{sel}) @ $start) / "
+                f"(sum({lat}_count{sel}) - sum({lat}_count{sel}) @ $start)")
+    q = percentile_of(metric)
+    return (f"histogram_quantile({q}, sum by (le) ({lat}_bucket{sel}) - "
+            f"sum by (le) ({lat}_bucket{sel}) @ $start)")
+
+
+def render_template(query: str, values: Mapping[str, str]) -> str:
+    """Fill a custom metric's ``$placeholders`` (``$revision``, ``$window``, ...)."""
+    return string.Template(query).substitute(values)

@@ -1,0 +1,165 @@
+"""What tests call: the ``darklaunch`` experiment object and ``assert_objective``.
+
+>>> def test_latency(darklaunch):                                   # doctest: +SKIP
+...     darklaunch.assert_objective("mean-latency", upper=50)
+...     darklaunch.assert_objective("95th-percentile-tail-latency", max_increase="10%")
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Union
+
+import pytest
+
+from pytest_darklaunch.core.experiment import ExperimentData
+from pytest_darklaunch.core.metrics import is_builtin
+from pytest_darklaunch.core.spec import Objective, Sources, _Reader, known_metrics_hint
+from pytest_darklaunch.core.spec import objective_from_mapping as _objective
+from pytest_darklaunch.core.verdict import FAIL, INCONCLUSIVE, PASS, Verdict
+from pytest_darklaunch.errors import ConfigError
+from pytest_darklaunch.session import DarklaunchSession
+
+Number = Union[int, float, str]
+
+
+class Experiment:
+    """The session's experiment: verdicts, per-interval series and assertions.
+
+    Asking for anything waits until the experiment has finished (or decided every objective
+    early); tests that run meanwhile are not held up.
+    """
+
+    def __init__(self, session: DarklaunchSession, drain: Callable[[str], None] | None = None):
+        self._session = session
+        self._drain = drain
+
+    @property
+    def spec(self) -> Any:
+        """The effective experiment spec (:class:`pytest_darklaunch.core.spec.Spec`)."""
+        return self._session.spec
+
+    @property
+    def data(self) -> ExperimentData:
+        """Everything measured: intervals, windows, generator figures."""
+        return self._session.wait(self._drain)
+
+    @property
+    def verdicts(self) -> list[Verdict]:
+        """The verdicts on the spec's objectives."""
+        data = self.data
+        return [v for v in (data.verdict(o) for o in self.spec.objectives) if v is not None]
+
+    def objective(self, metric: str, upper: Optional[Number] = None,
+                  lower: Optional[Number] = None, max_increase: Optional[Number] = None,
+                  judge: str = "experiment", failure_limit: int = 0) -> Objective:
+        """Build and validate an :class:`Objective` from keyword arguments."""
+        custom = {m.name for m in self.spec.metrics}
+        reader = _Reader(Sources("assert_objective"))
+        if metric not in custom and not is_builtin(metric):
+            raise ConfigError("metric", metric, "assert_objective", known_metrics_hint(metric, custom))
+        raw = {"upper": upper, "lower": lower, "max_increase": max_increase, "judge": judge,
+               "failure_limit": failure_limit}
+        return _objective(raw, reader, (), metric)
+
+    def verdict(self, metric: Union[str, Objective], **bounds: Any) -> Verdict:
+        """The verdict on one objective, given as an :class:`Objective` or metric + bounds."""
+        obj = metric if isinstance(metric, Objective) else self.objective(metric, **bounds)
+        data = self.data
+        if data.error:
+            return Verdict(obj, INCONCLUSIVE, f"the experiment failed: {data.error}", error=True)
+        found = data.verdict(obj)
+        if found is None:
+            return Verdict(obj, INCONCLUSIVE, f"no interval was completed ({data.stop_reason or data.stage})")
+        return found
+
+    def series(self, metric: str, version: str = "dark", cumulative: bool = False
+               ) -> list[tuple[float, Optional[float]]]:
+        """``(interval end, value)`` per interval for ``version`` (``dark`` or ``live``)."""
+        from pytest_darklaunch.core.verdict import estimate
+
+        data = self.data
+        conf = data.confidence
+        return [
+            (i.end, estimate((i.cumulative if cumulative else i.windows)[version], metric, conf).value)
+            for i in data.intervals
+        ]
+
+    def assert_objective(self, metric: Union[str, Objective], upper: Optional[Number] = None,
+                         lower: Optional[Number] = None, max_increase: Optional[Number] = None,
+                         judge: str = "experiment", failure_limit: int = 0) -> Verdict:
+        """Fail the test, with the numbers, unless dark meets the objective.
+
+        >>> darklaunch.assert_objective("error-rate", upper=0.01)        # doctest: +SKIP
+        """
+        __tracebackhide__ = True
+        if isinstance(metric, Objective):
+            obj = metric
+        else:
+            try:
+                obj = self.objective(metric, upper, lower, max_increase, judge, failure_limit)
+            except ConfigError as exc:
+                raise pytest.UsageError(str(exc)) from None
+        verdict = self.verdict(obj)
+        _record(obj, verdict)
+        if verdict.outcome == PASS:
+            return verdict
+        message = explain(verdict, self.data)
+        if verdict.outcome == INCONCLUSIVE and not verdict.error and \
+                self._session.resolved.settings.inconclusive == "skip":
+            pytest.skip(message)
+        raise AssertionError(message)
+
+
+_RECORDER: list[Callable[[Objective, Verdict], None]] = []
+
+
+def _record(obj: Objective, verdict: Verdict) -> None:
+    for hook in _RECORDER:
+        hook(obj, verdict)
+
+
+def explain(verdict: Verdict, data: ExperimentData) -> str:
+    """The failure message: metric, value, bound, outcome and reason, samples, window, PromQL,
+    and the per-interval values for dark and live."""
+    from pytest_darklaunch.report import format_points
+
+    obj = verdict.objective
+    head = "FAILED" if verdict.outcome == FAIL else "INCONCLUSIVE"
+    lines = [
+        f"darklaunch objective {head}: {obj.label}",
+        f"  outcome: {verdict.outcome}: {verdict.reason}",
+    ]
+    if verdict.value is not None:
+        lines.append(f"  dark value: {verdict.value:.6g} {verdict.units}".rstrip()
+                     + ("" if verdict.live_value is None else
+                        f"   live value: {verdict.live_value:.6g} {verdict.units}".rstrip()))
+    if data.started_at:
+        lines.append(f"  samples: {verdict.samples}   window: {verdict.window[1] - verdict.window[0]:.1f} s "
+                     f"over {len(data.intervals)} of {data.planned} intervals ({data.stop_reason or data.stage})")
+    if verdict.query:
+        lines.append(f"  promql: {verdict.query}")
+    if verdict.points:
+        lines.append("  per interval (dark / live):")
+        lines.extend("    " + line for line in format_points(verdict, data))
+    return "\n".join(lines)
+
+
+def module_assert_objective(get_session: Callable[[], Optional[DarklaunchSession]]) -> Callable[..., Verdict]:
+    def assert_objective(metric: Union[str, Objective], upper: Optional[Number] = None,
+                         lower: Optional[Number] = None, max_increase: Optional[Number] = None,
+                         judge: str = "experiment", failure_limit: int = 0) -> Verdict:
+        __tracebackhide__ = True
+        session = get_session()
+        if session is None or not session.resolved.active:
+            pytest.skip(NO_EXPERIMENT)
+        return Experiment(session).assert_objective(
+            metric, upper, lower, max_increase, judge, failure_limit
+        )
+
+    return assert_objective
+
+
+NO_EXPERIMENT = (
+    "darklaunch: no experiment configured (give --darklaunch-target NS/NAME, a darklaunch.yaml "
+    "in the rootdir, --darklaunch-spec PATH or --darklaunch-experiment PATH)"
+)

@@ -1,0 +1,286 @@
+"""The experiment loop: warm up, then sample every interval, decide as early as the data allows.
+
+:func:`run_experiment` needs only a Prometheus client and the environment a backend returned;
+it produces :class:`ExperimentData`, plain and JSON-serialisable, from which every verdict is a
+pure function (so pytest-xdist workers can judge from a file).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
+
+from pytest_darklaunch.core.metrics import (
+    SOURCES,
+    freshness_query,
+    render_template,
+    window_expression,
+)
+from pytest_darklaunch.core.sampler import Snapshot, SnapshotReader, Window, window_between
+from pytest_darklaunch.core.spec import Objective, Spec
+from pytest_darklaunch.core.units import format_duration
+from pytest_darklaunch.core.verdict import Context, Verdict, judge
+from pytest_darklaunch.errors import MetricsError
+
+if TYPE_CHECKING:
+    from pytest_darklaunch.core.prometheus import PrometheusClient
+
+ROLES = ("dark", "live")
+# Prometheus' first scrape of a new target lands about 5 s after it starts.
+FIRST_SCRAPE_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class Interval:
+    """One sampled interval: its own windows and the cumulative ones since the start."""
+
+    index: int
+    start: float
+    end: float
+    windows: Mapping[str, Window]
+    cumulative: Mapping[str, Window]
+
+
+@dataclass
+class ExperimentData:
+    """Everything the experiment measured; verdicts are computed from it."""
+
+    source: str
+    labels: Mapping[str, Mapping[str, str]]
+    interval_s: float
+    planned: int
+    confidence: float
+    mirror_percent: float
+    target_rps: Optional[float]
+    timeout_s: float
+    full_duration: bool
+    started_at: float = 0.0
+    finished_at: float = 0.0
+    stage: str = "pending"
+    stop_reason: str = ""
+    error: str = ""
+    intervals: list[Interval] = field(default_factory=list)
+    generator: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def looks(self) -> int:
+        return 1 if self.full_duration else self.planned
+
+    def context(self, metric: str) -> Context:
+        src = SOURCES[self.source]
+        return Context(
+            self.confidence, self.looks, self.mirror_percent, self.target_rps, self.timeout_s,
+            window_expression(src, self.labels.get("dark", {}), metric),
+        )
+
+    def verdict(self, obj: Objective, final: bool = True) -> Optional[Verdict]:
+        """The verdict on ``obj``, or ``None`` before the first interval."""
+        if not self.intervals:
+            return None
+        last = self.intervals[-1]
+        pairs = [(i.windows["dark"], i.windows["live"]) for i in self.intervals]
+        return judge(
+            obj, (last.cumulative["dark"], last.cumulative["live"]), pairs,
+            self.context(obj.metric), final,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items() if k != "intervals"}
+        out["intervals"] = [
+            {
+                "index": i.index, "start": i.start, "end": i.end,
+                "windows": {r: w.to_json() for r, w in i.windows.items()},
+                "cumulative": {r: w.to_json() for r, w in i.cumulative.items()},
+            }
+            for i in self.intervals
+        ]
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ExperimentData:
+        values = {k: v for k, v in data.items() if k != "intervals"}
+        out = cls(**values)
+        out.intervals = [
+            Interval(
+                i["index"], i["start"], i["end"],
+                {r: Window.from_json(w) for r, w in i["windows"].items()},
+                {r: Window.from_json(w) for r, w in i["cumulative"].items()},
+            )
+            for i in data.get("intervals", [])
+        ]
+        return out
+
+    def save(self, path: str) -> None:
+        """Write atomically, so a reader never sees half a file."""
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(self.to_json(), fh)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str) -> ExperimentData:
+        with open(path, encoding="utf-8") as fh:
+            return cls.from_json(json.load(fh))
+
+
+def new_data(spec: Spec, source: str, labels: Mapping[str, Mapping[str, str]],
+             full_duration: bool, generated: bool = True) -> ExperimentData:
+    return ExperimentData(
+        source=source, labels={r: dict(v) for r, v in labels.items()},
+        interval_s=spec.duration.interval_s, planned=spec.duration.iterations,
+        confidence=spec.confidence, mirror_percent=spec.mirror.percent,
+        target_rps=spec.traffic.rate_rps if generated else None,
+        timeout_s=spec.traffic.timeout_s, full_duration=full_duration,
+    )
+
+
+class Runner:
+    """Runs one experiment against Prometheus; ``stop`` ends it early from another thread.
+
+    ``on_interval(data, interval, verdicts)`` is called after every interval (progress output).
+    ``clock`` and ``wait`` are injectable so unit tests never sleep.
+    """
+
+    def __init__(
+        self,
+        spec: Spec,
+        data: ExperimentData,
+        client: PrometheusClient,
+        objectives: Sequence[Objective],
+        *,
+        traffic_started_at: float,
+        template_values: Mapping[str, Mapping[str, str]],
+        on_interval: Callable[[ExperimentData, Interval, list[Verdict]], None] | None = None,
+        traffic_stats: Callable[[], Optional[dict[str, Any]]] | None = None,
+        stop: threading.Event | None = None,
+        clock: Callable[[], float] = time.time,
+        scrape_interval_s: float = 1.0,
+    ) -> None:
+        self.spec = spec
+        self.data = data
+        self.client = client
+        self.objectives = list(objectives)
+        self.traffic_started_at = traffic_started_at
+        self.template_values = template_values
+        self.on_interval = on_interval
+        self.traffic_stats = traffic_stats
+        self.stop = stop or threading.Event()
+        self.clock = clock
+        self.scrape_interval_s = scrape_interval_s
+        source = SOURCES[data.source]
+        self.readers = {r: SnapshotReader(client, source, data.labels[r]) for r in ROLES}
+        self._fresh_query = freshness_query(source, data.labels["live"])
+
+    def _wait_until(self, when: float) -> bool:
+        """Wait for wall-clock ``when``; False when stopped meanwhile."""
+        remaining = when - self.clock()
+        return not (remaining > 0 and self.stop.wait(remaining))
+
+    def _wait_fresh(self, at: float, timeout_s: float) -> float:
+        """Wait until Prometheus holds a scrape newer than ``at``; return its timestamp."""
+        def newest() -> float:
+            if self.stop.is_set():
+                return float("inf")
+            value = self.client.query(self._fresh_query, self.clock()).scalar()
+            return -1.0 if value is None else value
+
+        retrying = Retrying(
+            stop=stop_after_delay(timeout_s),
+            wait=wait_fixed(min(0.2, self.scrape_interval_s / 4)),
+            retry=retry_if_result(lambda ts: ts <= at),
+            sleep=self.stop.wait,
+            retry_error_callback=lambda state: state.outcome.result(),  # type: ignore[union-attr]
+        )
+        ts: float = retrying(newest)
+        if ts <= at:
+            seen = "none yet" if ts < 0 else f"newest {at - ts:.1f} s before it"
+            raise MetricsError(
+                f"no Prometheus scrape within {format_duration(timeout_s)} after {at:.3f} "
+                f"({seen})", url=self.client.url, query=self._fresh_query,
+            )
+        return ts
+
+    def _snapshots(self, at: float) -> dict[str, Snapshot]:
+        return {r: self.readers[r].read(at) for r in ROLES}
+
+    def _custom(self, window: Window, role: str, start: float) -> Window:
+        if not self.spec.metrics:
+            return window
+        values: dict[str, Optional[float]] = {}
+        for metric in self.spec.metrics:
+            fill = dict(self.template_values.get(role, {}))
+            fill.update(
+                window=f"{max(1, round(window.end - start))}s",
+                start=f"{start:.3f}", end=f"{window.end:.3f}",
+            )
+            query = render_template(metric.query, fill)
+            values[metric.name] = self.client.query(query, window.end).scalar()
+        return replace(window, custom=values)
+
+    def run(self) -> ExperimentData:
+        data = self.data
+        data.stage = "warming up"
+        try:
+            self._run()
+        except MetricsError as exc:
+            data.error = str(exc)
+            data.stage = "failed"
+        finally:
+            data.finished_at = self.clock()
+            if self.traffic_stats is not None:
+                data.generator = self.traffic_stats() or {}
+        return data
+
+    def _run(self) -> None:
+        data, spec = self.data, self.spec
+        warm_end = self.traffic_started_at + spec.traffic.warmup_s
+        if not self._wait_until(warm_end):
+            data.stage, data.stop_reason = "stopped", "interrupted during warm-up"
+            return
+        # The first interval starts at a real scrape, so its baseline is exact.
+        t0 = self._wait_fresh(warm_end, FIRST_SCRAPE_TIMEOUT_S)
+        if self.stop.is_set():
+            data.stage, data.stop_reason = "stopped", "interrupted during warm-up"
+            return
+        first = previous = self._snapshots(t0)
+        data.started_at = t0
+        data.stage = "running"
+        for k in range(1, spec.duration.iterations + 1):
+            end = t0 + k * spec.duration.interval_s
+            if not self._wait_until(end):
+                data.stage, data.stop_reason = "stopped", f"interrupted in interval {k}"
+                return
+            self._wait_fresh(end, max(5.0, 4 * self.scrape_interval_s))
+            current = self._snapshots(end)
+            src = SOURCES[data.source]
+            windows = {
+                r: self._custom(window_between(previous[r], current[r], spec.errors, src), r,
+                                previous[r].at)
+                for r in ROLES
+            }
+            cumulative = {
+                r: self._custom(window_between(first[r], current[r], spec.errors, src), r, t0)
+                for r in ROLES
+            }
+            interval = Interval(k, previous["dark"].at, end, windows, cumulative)
+            data.intervals.append(interval)
+            previous = current
+            final = k == spec.duration.iterations
+            verdicts = [v for v in (data.verdict(o, final=final) for o in self.objectives) if v]
+            if self.on_interval is not None:
+                self.on_interval(data, interval, verdicts)
+            if not data.full_duration and not final and verdicts and all(
+                v.decided for v in verdicts
+            ):
+                data.stage = "completed"
+                data.stop_reason = f"all objectives decided after {k} of {data.planned} intervals"
+                return
+        data.stage = "completed"
+        data.stop_reason = f"all {data.planned} intervals sampled"

@@ -1,0 +1,130 @@
+"""Snapshots of Prometheus at interval boundaries, and exact windows between them.
+
+A :class:`Snapshot` is what Prometheus holds for one version at one instant: the request
+counter per response code and the latency histogram. A :class:`Window` is the difference of two
+snapshots, so its counts are exact for the scrapes that bound it (Prometheus' ``increase()``
+would extrapolate). A series absent at the start of a window counts from zero; a series absent
+at its end means *no data*, never zero.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Optional
+
+from pytest_darklaunch.core.metrics import MetricSource, is_error, snapshot_queries
+
+if TYPE_CHECKING:
+    from pytest_darklaunch.core.prometheus import PrometheusClient
+
+Buckets = tuple[tuple[float, float], ...]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Cumulative counters of one version at time ``at`` (``codes`` empty: no series)."""
+
+    at: float
+    codes: Mapping[str, float] = field(default_factory=dict)
+    buckets: Buckets = ()
+    latency_sum: Optional[float] = None
+    latency_count: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class Window:
+    """What one version served in ``(start, end]``: ``requests is None`` means no data."""
+
+    start: float
+    end: float
+    requests: Optional[float] = None
+    errors: Optional[float] = None
+    latency_sum: Optional[float] = None
+    latency_count: Optional[float] = None
+    buckets: Buckets = ()
+    reset: bool = False
+    custom: Mapping[str, Optional[float]] = field(default_factory=dict)
+
+    @property
+    def seconds(self) -> float:
+        return self.end - self.start
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["buckets"] = [[_json_le(le), c] for le, c in self.buckets]
+        out["custom"] = {k: _json_num(v) for k, v in self.custom.items()}
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Window:
+        values = dict(data)
+        values["buckets"] = tuple((float(le), float(c)) for le, c in data.get("buckets", ()))
+        values["custom"] = {
+            k: (None if v is None else float(v)) for k, v in data.get("custom", {}).items()
+        }
+        return cls(**values)
+
+
+def _json_le(le: float) -> Any:
+    return "+Inf" if math.isinf(le) else le
+
+
+def _json_num(value: Optional[float]) -> Any:
+    if value is None or math.isnan(value):
+        return None
+    return value
+
+
+def window_between(first: Snapshot, last: Snapshot, errors: str, source: MetricSource) -> Window:
+    """The exact difference ``last - first``; a negative difference flags a counter reset."""
+    if not last.codes:
+        return Window(first.at, last.at)
+    reset = False
+    requests = 0.0
+    error_count = 0.0
+    for code, count in last.codes.items():
+        delta = count - first.codes.get(code, 0.0)
+        if delta < 0:
+            reset = True
+        requests += delta
+        if is_error(code, source, errors):
+            error_count += delta
+    buckets: Buckets = ()
+    lat_sum = lat_count = None
+    if last.buckets:
+        before = dict(first.buckets)
+        buckets = tuple((le, c - before.get(le, 0.0)) for le, c in last.buckets)
+        reset = reset or any(c < 0 for _, c in buckets)
+    if last.latency_count is not None:
+        lat_count = last.latency_count - (first.latency_count or 0.0)
+        lat_sum = (last.latency_sum or 0.0) - (first.latency_sum or 0.0)
+        reset = reset or lat_count < 0
+    return Window(
+        first.at, last.at, requests, error_count, lat_sum, lat_count, buckets, reset
+    )
+
+
+class SnapshotReader:
+    """Reads :class:`Snapshot` s of one version from Prometheus.
+
+    >>> reader = SnapshotReader(client, SOURCES["envoy"], {"envoy_cluster_name": "dark"})  # doctest: +SKIP
+    >>> reader.read(at=time.time()).codes  # doctest: +SKIP
+    {'2': 412.0}
+    """
+
+    def __init__(
+        self, client: PrometheusClient, source: MetricSource, labels: Mapping[str, str]
+    ) -> None:
+        self.client = client
+        self.source = source
+        self.queries = snapshot_queries(source, labels)
+
+    def read(self, at: float) -> Snapshot:
+        codes = self.client.query(self.queries["requests"], at).by_label(self.source.code_label)
+        raw = self.client.query(self.queries["buckets"], at).by_label("le")
+        buckets = tuple(sorted(((float(le), c) for le, c in raw.items()), key=lambda b: b[0]))
+        lat_sum = self.client.query(self.queries["latency_sum"], at).scalar()
+        lat_count = self.client.query(self.queries["latency_count"], at).scalar()
+        return Snapshot(at, codes, buckets, lat_sum, lat_count)

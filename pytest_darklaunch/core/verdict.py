@@ -1,0 +1,280 @@
+"""Verdicts: pass, fail or inconclusive, with the reason, from exact windows.
+
+Every estimate carries a confidence interval: binomial for rates, order statistics mapped
+through the histogram buckets for percentiles (so bucket interpolation error is inside it), a
+bucket-based standard error for means. An objective passes only when the whole interval lies
+within its bounds and fails only when the whole interval lies outside; otherwise the experiment
+goes on, and at its end the objective is inconclusive. Repeated looks are paid for with a
+Bonferroni split of ``1 - confidence`` over the planned intervals.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Optional
+
+from pytest_darklaunch.core import stats
+from pytest_darklaunch.core.metrics import percentile_of, units_of
+from pytest_darklaunch.core.sampler import Window
+from pytest_darklaunch.core.spec import Objective
+
+PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
+# The generator must deliver this share of its target rate for a verdict to count.
+MIN_RATE_SHARE = 0.9
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A metric's value on one window and its confidence interval ``[lo, hi]``."""
+
+    value: Optional[float]
+    lo: Optional[float] = None
+    hi: Optional[float] = None
+    samples: int = 0
+    bucket: Optional[tuple[float, float]] = None
+    missing: str = ""
+
+
+def estimate(window: Window, metric: str, confidence: float) -> Estimate:
+    """The value of ``metric`` on ``window`` with a ``confidence`` interval."""
+    if metric in window.custom:
+        value = window.custom[metric]
+        if value is None or math.isnan(value):
+            return Estimate(None, missing=f"the query for {metric} returned no data")
+        return Estimate(value, value, value, int(window.requests or 0))
+    if window.requests is None:
+        return Estimate(None, missing="no requests recorded")
+    n = int(round(window.requests))
+    if metric == "request-count":
+        return Estimate(window.requests, window.requests, window.requests, n)
+    if metric == "throughput":
+        rate = window.requests / window.seconds if window.seconds > 0 else 0.0
+        return Estimate(rate, rate, rate, n)
+    errors = window.errors or 0.0
+    if metric == "error-count":
+        return Estimate(errors, errors, errors, n)
+    if metric == "error-rate":
+        if n == 0:
+            return Estimate(None, missing="no requests recorded")
+        lo, hi = stats.binomial_interval(int(round(errors)), n, confidence)
+        return Estimate(errors / n, lo, hi, n)
+    count = window.latency_count or 0.0
+    if count <= 0 or not window.buckets:
+        return Estimate(None, samples=n, missing="no latency observations recorded")
+    if metric == "mean-latency":
+        mean = (window.latency_sum or 0.0) / count
+        lo, hi = stats.histogram_mean_interval(
+            window.latency_sum or 0.0, count, window.buckets, confidence
+        )
+        return Estimate(mean, lo, hi, int(count))
+    q = percentile_of(metric)
+    if q is None:
+        return Estimate(None, missing=f"unknown metric {metric!r}")
+    value = stats.histogram_quantile(q, window.buckets)
+    lo, hi = stats.quantile_interval(q, window.buckets, confidence)
+    return Estimate(value, lo, hi, int(count), stats.quantile_bucket(q, window.buckets))
+
+
+@dataclass(frozen=True)
+class IntervalPoint:
+    """One interval's value of the objective's metric, for dark and live."""
+
+    end: float
+    dark: Optional[float]
+    live: Optional[float]
+    outcome: str = ""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of one objective with everything needed to explain it."""
+
+    objective: Objective
+    outcome: str
+    reason: str
+    value: Optional[float] = None
+    live_value: Optional[float] = None
+    lo: Optional[float] = None
+    hi: Optional[float] = None
+    samples: int = 0
+    window: tuple[float, float] = (0.0, 0.0)
+    query: str = ""
+    units: str = ""
+    points: tuple[IntervalPoint, ...] = field(default=())
+    error: bool = False
+
+    @property
+    def decided(self) -> bool:
+        return self.outcome in (PASS, FAIL)
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a verdict needs besides the windows: the run's shape and checks."""
+
+    confidence: float
+    looks: int
+    mirror_percent: float
+    target_rps: Optional[float] = None
+    dark_timeout_s: float = 0.0
+    query: str = ""
+
+
+def _fmt(value: Optional[float], units: str = "") -> str:
+    if value is None:
+        return "n/a"
+    text = f"{value:.4g}"
+    return f"{text} {units}".strip() if units and units not in ("requests", "errors") else text
+
+
+def bounds_text(obj: Objective) -> str:
+    parts = []
+    if obj.upper is not None:
+        parts.append(f"<= {obj.upper:g}")
+    if obj.lower is not None:
+        parts.append(f">= {obj.lower:g}")
+    if obj.max_increase is not None:
+        parts.append(f"at most +{obj.max_increase} over live")
+    return " and ".join(parts)
+
+
+def precheck(dark: Window, live: Window, ctx: Context) -> str:
+    """Why no verdict is possible on this cumulative window, or ``""``."""
+    span = f"{dark.seconds:.1f} s"
+    if dark.reset or live.reset:
+        return f"a counter went backwards in the {span} window (a restarted proxy or app)"
+    if dark.requests is None or dark.requests == 0:
+        return (f"no data: dark recorded no requests in {span} "
+                f"(mirror.percent is {ctx.mirror_percent:g}; is mirroring in place?)")
+    if ctx.target_rps and live.seconds > 0:
+        achieved = (live.requests or 0.0) / live.seconds
+        if achieved < MIN_RATE_SHARE * ctx.target_rps:
+            return (f"the generator achieved {achieved:.1f} requests/s of the "
+                    f"{ctx.target_rps:g} requests/s target")
+    if live.requests:
+        # Requests in flight at a window's edge may be counted in the next window on dark.
+        slack = ctx.mirror_percent / 100 * (ctx.target_rps or 0.0) * ctx.dark_timeout_s
+        ok, lo, hi, observed = stats.mirror_share_check(
+            int(round(dark.requests)), int(round(live.requests)), ctx.mirror_percent
+        )
+        expected_lo, expected_hi = lo * live.requests - slack, hi * live.requests + slack
+        if not (ok or expected_lo <= dark.requests <= expected_hi):
+            return (f"the mirror delivered {observed * 100:.1f}% of live's requests to dark, "
+                    f"expected {ctx.mirror_percent:g}% (99.9% interval {lo * 100:.1f}.."
+                    f"{hi * 100:.1f}%): the routing is wrong, no other number can be trusted")
+    return ""
+
+
+def judge(
+    obj: Objective,
+    cumulative: tuple[Window, Window],
+    intervals: Sequence[tuple[Window, Window]],
+    ctx: Context,
+    final: bool,
+) -> Verdict:
+    """Judge ``obj`` on (dark, live) windows; ``final`` turns 'undecided' into inconclusive."""
+    dark, live = cumulative
+    units = units_of(obj.metric)
+    # Each decision is one-sided: a two-sided interval at 1 - 2*alpha bounds it at 1 - alpha.
+    alpha = stats.bonferroni_alpha(ctx.confidence, ctx.looks)
+    conf = 1.0 - 2 * alpha
+    base = dict(objective=obj, window=(dark.start, dark.end), query=ctx.query, units=units)
+    points = tuple(
+        IntervalPoint(d.end, estimate(d, obj.metric, conf).value, estimate(lv, obj.metric, conf).value)
+        for d, lv in intervals
+    )
+    base["points"] = points
+    why = precheck(dark, live, ctx)
+    if why:
+        return Verdict(outcome=INCONCLUSIVE, reason=why, samples=int(dark.requests or 0), **base)
+    if obj.judge == "interval":
+        return _judge_intervals(obj, intervals, ctx, conf, final, base)
+    est = estimate(dark, obj.metric, conf)
+    live_est = estimate(live, obj.metric, conf)
+    if est.value is None:
+        return Verdict(outcome=INCONCLUSIVE, reason=f"no data: dark: {est.missing}",
+                       samples=est.samples, **base)
+    lo, hi = est.lo if est.lo is not None else est.value, est.hi if est.hi is not None else est.value
+    outcomes = []
+    if obj.upper is not None or obj.lower is not None:
+        outcomes.append(stats.decide(lo, hi, upper=obj.upper, lower=obj.lower))
+    if obj.max_increase is not None:
+        if live_est.value is None:
+            return Verdict(outcome=INCONCLUSIVE, reason=f"no data for live: {live_est.missing}",
+                           value=est.value, samples=est.samples, **base)
+        outcomes.append(_relative(obj, lo, hi, live_est))
+    common = dict(value=est.value, live_value=live_est.value, lo=lo, hi=hi, samples=est.samples)
+    ci = f"{_fmt(lo)}..{_fmt(hi)}, one-sided {(1 - alpha) * 100:.2f}% per look"
+    if est.bucket is not None:
+        ci += f"; histogram bucket {_fmt(est.bucket[0])}..{_fmt(est.bucket[1])} {units}"
+    if FAIL in outcomes:
+        return Verdict(outcome=FAIL, reason=f"dark {obj.metric} is {_fmt(est.value, units)}, "
+                       f"breaching {bounds_text(obj)} (interval {ci})", **common, **base)
+    if all(o == PASS for o in outcomes):
+        return Verdict(outcome=PASS, reason=f"dark {obj.metric} is {_fmt(est.value, units)} "
+                       f"(interval {ci})", **common, **base)
+    reason = (f"undecided: dark {obj.metric} is {_fmt(est.value, units)}, its interval {ci} "
+              f"overlaps the bound {bounds_text(obj)}")
+    if obj.metric == "error-rate" and obj.upper:
+        needed = stats.min_samples_for_upper(obj.upper, 1 - alpha)
+        if est.samples < needed:
+            reason += f"; {est.samples} requests, at least {needed} needed for this bound"
+    else:
+        reason += f"; {est.samples} samples"
+    return Verdict(outcome=INCONCLUSIVE if final else "undecided", reason=reason, **common, **base)
+
+
+def _relative(obj: Objective, lo: float, hi: float, live: Estimate) -> str:
+    inc = obj.max_increase
+    assert inc is not None and live.value is not None
+    live_lo = live.lo if live.lo is not None else live.value
+    live_hi = live.hi if live.hi is not None else live.value
+
+    def allowed(base: float) -> float:
+        return base * (1 + inc.amount) if inc.relative else base + inc.amount
+
+    if hi <= allowed(live_lo):
+        return PASS
+    if lo > allowed(live_hi):
+        return FAIL
+    return "undecided"
+
+
+def _judge_intervals(
+    obj: Objective,
+    intervals: Sequence[tuple[Window, Window]],
+    ctx: Context,
+    conf: float,
+    final: bool,
+    base: dict[str, object],
+) -> Verdict:
+    """Flagger/Argo style: judge each interval's value, tolerate ``failure_limit`` failures."""
+    failed, missing, points = 0, 0, []
+    for d, lv in intervals:
+        est, live_est = estimate(d, obj.metric, conf), estimate(lv, obj.metric, conf)
+        if est.value is None:
+            missing += 1
+            points.append(IntervalPoint(d.end, None, live_est.value, INCONCLUSIVE))
+            continue
+        outcome = stats.decide(est.value, est.value, upper=obj.upper, lower=obj.lower)
+        if obj.max_increase is not None and live_est.value is not None:
+            point = Estimate(live_est.value, live_est.value, live_est.value)
+            outcome = outcome if outcome == FAIL else _relative(obj, est.value, est.value, point)
+        failed += outcome == FAIL
+        points.append(IntervalPoint(d.end, est.value, live_est.value, outcome))
+    base = {**base, "points": tuple(points)}
+    last = points[-1] if points else None
+    common = dict(value=last.dark if last else None, live_value=last.live if last else None,
+                  samples=len(points))
+    summary = f"{failed} of {len(points)} intervals breached {bounds_text(obj)} " \
+              f"(failure_limit {obj.failure_limit})"
+    if failed > obj.failure_limit:
+        return Verdict(outcome=FAIL, reason=summary, **common, **base)  # type: ignore[arg-type]
+    if not final:
+        return Verdict(outcome="undecided", reason=summary, **common, **base)  # type: ignore[arg-type]
+    if missing > obj.failure_limit - failed:
+        return Verdict(outcome=INCONCLUSIVE, reason=f"{missing} intervals had no data; " + summary,
+                       **common, **base)  # type: ignore[arg-type]
+    return Verdict(outcome=PASS, reason=summary, **common, **base)  # type: ignore[arg-type]

@@ -1,0 +1,204 @@
+"""pytest hooks of pytest-darklaunch: options, the session's experiment, reports.
+
+Thin by design: settings are resolved by ``core.config``, the experiment lives in
+``session.DarklaunchSession``, fixtures in ``fixtures``, output in ``report``. Heavy modules are
+imported inside hooks, and only when an experiment is configured.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any, Optional
+
+import pytest
+
+from pytest_darklaunch.core.config import OPTIONS, resolve
+from pytest_darklaunch.errors import ConfigError
+from pytest_darklaunch.fixtures import (  # noqa: F401 - fixtures and a hook, by name
+    darklaunch,
+    darklaunch_objective,
+    pytest_generate_tests,
+)
+
+STATE = pytest.StashKey["Any"]()
+_current: list[Any] = []
+_config: list[pytest.Config] = []
+
+
+def current_session() -> Optional[Any]:
+    """The running pytest session's experiment (for the module-level ``assert_objective``)."""
+    return _current[-1] if _current else None
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("darklaunch", "dark launch experiments (pytest-darklaunch)")
+    for opt in OPTIONS:
+        default = f" (default: {opt.default})" if opt.default and not opt.flag else ""
+        choices = f"; one of {', '.join(opt.choices)}" if opt.choices else ""
+        help_text = f"{opt.help}{choices}{default}. Also env {opt.env} and ini {opt.ini}."
+        if opt.flag:
+            group.addoption(opt.cli, action="store_true", default=None, dest=opt.dest,
+                            help=help_text)
+        else:
+            group.addoption(opt.cli, action="store", default=None, dest=opt.dest,
+                            metavar=opt.metavar or None, help=help_text)
+        parser.addini(opt.ini, f"{opt.help} (same as {opt.cli})", default=None)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "darklaunch(metric, upper=None, lower=None, max_increase=None, judge='experiment', "
+        "failure_limit=0): after the test passes, require this objective of the dark version",
+    )
+    cli = {o.name: config.getoption(o.dest) for o in OPTIONS}
+    ini: dict[str, Any] = {}
+    for opt in OPTIONS:
+        value = config.getini(opt.ini)
+        if value not in (None, "", []):
+            ini[opt.name] = value
+    ini_source = str(config.inipath.name) if config.inipath else "ini file"
+    try:
+        resolved = resolve(cli, os.environ, ini, ini_source, config.rootpath)
+    except ConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+    from pytest_darklaunch.session import DarklaunchSession
+
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None and resolved.active and "darklaunch" in workerinput:
+        session = DarklaunchSession.for_worker(resolved, workerinput["darklaunch"])
+    else:
+        session = DarklaunchSession(resolved)
+    config.stash[STATE] = session
+    _current.append(session)
+    _config.append(config)
+    if resolved.active and workerinput is None and config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_XdistHooks(session), "darklaunch-xdist")
+
+
+class _XdistHooks:
+    """Registered only with pytest-xdist present: hands the experiment to the workers."""
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+
+    def pytest_configure_node(self, node: Any) -> None:
+        node.workerinput["darklaunch"] = self.session.workerinput()
+
+
+def _session(config: pytest.Config) -> Any:
+    return config.stash.get(STATE, None)
+
+
+def _is_controller(config: pytest.Config) -> bool:
+    return not hasattr(config, "workerinput")
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    session = _session(config)
+    if session is None:
+        return []
+    from pytest_darklaunch.report import header_lines
+
+    return header_lines(session.resolved, config.get_verbosity())
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    config = session.config
+    state = _session(config)
+    if state is None or not state.resolved.active or not _is_controller(config):
+        return
+    if config.option.collectonly or config.option.help:
+        return
+    _install_sigterm()
+    state.start()
+    if config.pluginmanager.hasplugin("dsession"):
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None and config.get_verbosity() >= 0:
+            state.progress_sink = reporter.write_line
+
+
+def _install_sigterm() -> None:
+    """SIGTERM ends the run like Ctrl-C does, so teardown runs in both cases."""
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    try:
+        signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread (pytest embedded somewhere): leave it alone
+        pass
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_logfinish(nodeid: str, location: Any) -> None:
+    """Between tests, print the progress lines the sampler produced meanwhile."""
+    config = _config[-1] if _config else None
+    state = _session(config) if config is not None else None
+    if state is not None and state.resolved.active and _is_controller(config):
+        from pytest_darklaunch.report import progress_writer
+
+        state._drain(progress_writer(config))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Any:
+    result = yield
+    markers = list(item.iter_markers("darklaunch"))
+    if markers:
+        from pytest_darklaunch.fixtures import check_markers
+
+        check_markers(item, markers)
+    return result
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("darklaunch") is None:
+        return
+    state = _session(item.config)
+    if state is None or not state.resolved.active:
+        from pytest_darklaunch.assertions import NO_EXPERIMENT
+
+        pytest.skip(NO_EXPERIMENT)
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    state = _session(config)
+    if state is None or not state.resolved.active or not _is_controller(config):
+        return
+    from pytest_darklaunch.report import terminal_summary
+
+    terminal_summary(terminalreporter, state)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    state = _session(config)
+    if state is None or not state.resolved.active or not _is_controller(config):
+        return
+    state.stop_experiment()
+    from pytest_darklaunch.report import write_reports
+
+    try:
+        write_reports(config, state)
+    finally:
+        instructions = state.teardown()
+    if instructions:
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_sep("-", "darklaunch: left running (--darklaunch-keep)")
+            reporter.write_line(instructions)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = config.stash.get(STATE, None)
+    if state is not None:
+        if _is_controller(config):
+            state.teardown()
+        if state in _current:
+            _current.remove(state)
+    if config in _config:
+        _config.remove(config)

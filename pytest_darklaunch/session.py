@@ -1,0 +1,245 @@
+"""One experiment per pytest run: provisioning, the sampler thread, results and teardown.
+
+The controller (or the only process) owns a :class:`DarklaunchSession` that provisions through
+a backend, runs the experiment in a background thread and tears everything down. pytest-xdist
+workers own a session too, but only read the controller's result file, named in
+``workerinput``. This module holds no pytest hooks; ``plugin.py`` drives it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import queue
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any, Callable, Optional
+
+from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
+
+from pytest_darklaunch.backends import Backend, Environment, RunContext, create_backend
+from pytest_darklaunch.core.config import Resolved
+from pytest_darklaunch.core.experiment import (
+    FIRST_SCRAPE_TIMEOUT_S,
+    ExperimentData,
+    Interval,
+    Runner,
+    new_data,
+)
+from pytest_darklaunch.core.spec import Spec
+from pytest_darklaunch.core.verdict import Verdict
+from pytest_darklaunch.errors import DarklaunchError, ProvisioningError
+
+RESULT_FILE = "result.json"
+
+
+class DarklaunchSession:
+    """The experiment of one pytest run, as the pytest layer sees it."""
+
+    def __init__(self, resolved: Resolved, run_id: Optional[str] = None) -> None:
+        self.resolved = resolved
+        self.run_id = run_id or uuid.uuid4().hex[:10]
+        self.workdir: Optional[str] = None
+        self.backend: Optional[Backend] = None
+        self.environment: Optional[Environment] = None
+        self.error: Optional[str] = None
+        self.data: Optional[ExperimentData] = None
+        self.result_path: Optional[str] = None
+        self.progress: queue.Queue[str] = queue.Queue()
+        self.progress_sink: Optional[Callable[[str], None]] = None
+        self._thread: Optional[threading.Thread] = None
+        self._stop = threading.Event()
+        self._done = threading.Event()
+        self._torn_down = False
+        self.started_at = time.time()
+
+    @property
+    def spec(self) -> Spec:
+        assert self.resolved.spec is not None
+        return self.resolved.spec
+
+    # -- controller ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Provision and start the sampler thread; errors are kept for the tests to report."""
+        settings = self.resolved.settings
+        self.workdir = tempfile.mkdtemp(prefix=f"darklaunch-{self.run_id}-")
+        self.result_path = os.path.join(self.workdir, RESULT_FILE)
+        atexit.register(self.teardown)
+        run = RunContext(
+            run_id=self.run_id, workdir=os.path.join(self.workdir, "stack"),
+            prometheus_url=settings.prometheus_url, prometheus_bin=settings.prometheus_bin,
+            kube_context=settings.kube_context, namespace=settings.namespace,
+            provision=settings.provision, keep=settings.keep,
+        )
+        os.makedirs(run.workdir, mode=0o700)
+        try:
+            self.backend = create_backend(settings.backend, self.spec, run)
+            self.environment = self.backend.provision()
+        except DarklaunchError as exc:
+            self.error = f"provisioning failed: {exc}"
+            self._done.set()
+            return
+        env = self.environment
+        from pytest_darklaunch.core.prometheus import PrometheusClient
+
+        generated = settings.provision != "none"
+        self.data = new_data(self.spec, env.metric_source, env.labels,
+                             settings.full_duration, generated)
+        runner = Runner(
+            self.spec, self.data, PrometheusClient(env.prometheus_url), self.spec.objectives,
+            traffic_started_at=float(env.details.get("traffic_started_at", time.time())),
+            template_values=_template_values(self.spec, env),
+            on_interval=self._on_interval,
+            traffic_stats=self._traffic_stats,
+            stop=self._stop,
+            scrape_interval_s=env.scrape_interval_s,
+        )
+        self._thread = threading.Thread(target=self._run, args=(runner,), name="darklaunch",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self, runner: Runner) -> None:
+        try:
+            runner.run()
+        except Exception as exc:  # noqa: BLE001 - reported to every test, never swallowed
+            assert self.data is not None
+            self.data.error = f"{type(exc).__name__}: {exc}"
+            self.data.stage = "failed"
+        finally:
+            if self.data is not None and self.result_path:
+                self.data.save(self.result_path)
+            self._done.set()
+
+    def _traffic_stats(self) -> Optional[dict[str, Any]]:
+        stats = self.backend.traffic_stats() if self.backend is not None else None
+        return None if stats is None else dict(stats.__dict__)
+
+    def _on_interval(self, data: ExperimentData, interval: Interval, verdicts: list[Verdict]) -> None:
+        from pytest_darklaunch.report import progress_line
+
+        line = progress_line(data, interval, verdicts)
+        if self.progress_sink is not None:
+            self.progress_sink(line)
+        else:
+            self.progress.put(line)
+
+    def stop_experiment(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def teardown(self) -> str:
+        """Stop everything; returns the keep instructions when ``--darklaunch-keep``."""
+        if self._torn_down:
+            return ""
+        self._torn_down = True
+        self.stop_experiment()
+        instructions = ""
+        try:
+            if self.backend is not None:
+                if self.resolved.settings.keep:
+                    instructions = self.backend.keep_instructions()
+                else:
+                    self.backend.teardown()
+        finally:
+            if self.workdir and not self.resolved.settings.keep:
+                shutil.rmtree(self.workdir, ignore_errors=True)
+        atexit.unregister(self.teardown)
+        return instructions
+
+    def workerinput(self) -> dict[str, Any]:
+        """What an xdist worker needs: the run id, the result file, or the provisioning error."""
+        return {
+            "run_id": self.run_id, "result_path": self.result_path, "error": self.error,
+            "deadline_s": self.max_duration_s(),
+            "environment": None if self.environment is None else {
+                "backend": self.environment.backend,
+                "prometheus_url": self.environment.prometheus_url,
+                "endpoints": dict(self.environment.endpoints),
+            },
+        }
+
+    # -- both sides -----------------------------------------------------------------------------
+
+    def max_duration_s(self) -> float:
+        spec = self.spec
+        return (spec.traffic.warmup_s + FIRST_SCRAPE_TIMEOUT_S + spec.duration.total_s
+                + 10 * spec.duration.iterations + 30)
+
+    def wait(self, drain: Callable[[str], None] | None = None) -> ExperimentData:
+        """Block until the experiment finished; raise its provisioning error if any."""
+        if self.error:
+            raise ProvisioningError(self.error)
+        if self._thread is not None or self._done.is_set():
+            deadline = time.monotonic() + self.max_duration_s()
+            while not self._done.wait(0.1 if drain else 1.0):
+                self._drain(drain)
+                if time.monotonic() > deadline:
+                    raise ProvisioningError(
+                        f"the experiment did not finish within {self.max_duration_s():.0f} s"
+                    )
+            self._drain(drain)
+            if self.error:
+                raise ProvisioningError(self.error)
+            assert self.data is not None
+            return self.data
+        return self._wait_for_file()
+
+    def _drain(self, drain: Callable[[str], None] | None) -> None:
+        while drain is not None:
+            try:
+                drain(self.progress.get_nowait())
+            except queue.Empty:
+                return
+
+    def _wait_for_file(self) -> ExperimentData:
+        """xdist worker: the controller writes the result file when the experiment ends."""
+        if self.data is not None:
+            return self.data
+        path = self.result_path
+        if not path:
+            raise ProvisioningError("no result file was handed to this worker")
+        retrying = Retrying(
+            stop=stop_after_delay(self.max_duration_s()), wait=wait_fixed(0.2),
+            retry=retry_if_result(lambda found: not found),
+            retry_error_callback=lambda state: False,
+        )
+        if not retrying(os.path.exists, path):
+            raise ProvisioningError(
+                f"the controller wrote no experiment result to {path} within "
+                f"{self.max_duration_s():.0f} s"
+            )
+        self.data = ExperimentData.load(path)
+        return self.data
+
+    @classmethod
+    def for_worker(cls, resolved: Resolved, info: Mapping[str, Any]) -> DarklaunchSession:
+        session = cls(resolved, run_id=info["run_id"])
+        session.result_path = info.get("result_path")
+        session.error = info.get("error")
+        session._torn_down = True  # the controller tears down, never a worker
+        return session
+
+    def report_json(self) -> dict[str, Any]:
+        """Plain facts for the reports (JSON, terminal)."""
+        return json.loads(json.dumps(self.data.to_json())) if self.data else {}
+
+
+def _template_values(spec: Spec, env: Environment) -> dict[str, dict[str, str]]:
+    """Values of a custom metric's placeholders, per role."""
+    out: dict[str, dict[str, str]] = {}
+    for role in ("live", "dark"):
+        version = getattr(spec.versions, role)
+        labels = env.labels.get(role, {})
+        out[role] = {
+            "version": role, "revision": version.revision, "namespace": spec.target.namespace,
+            "service": spec.target.name,
+            "cluster": labels.get("envoy_cluster_name", role),
+        }
+    return out
