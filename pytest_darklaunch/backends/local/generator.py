@@ -1,0 +1,358 @@
+"""Open-loop HTTP traffic generator (asyncio + aiohttp), run as its own process.
+
+Request ``i`` is due at ``t0 + i / rate`` whatever happened to earlier requests, so a slow
+server does not slow the offered load down (closed-loop tools such as wrk do, and under-report
+latency: coordinated omission). Latency is measured from the *due* time; the delay between due
+time and the moment the request actually starts is the scheduling lag. A request that cannot
+start within ``--late-after`` seconds of its due time is not sent and counted ``late``.
+
+It runs until SIGTERM or SIGINT (or ``--max-duration``, a safety bound, or until its parent
+process is gone) and keeps its counters in a JSON file, replaced atomically about every 0.5 s
+and once more on exit::
+
+    python -m pytest_darklaunch.backends.local.generator --url http://127.0.0.1:10000 \
+        --rate 200 --path / --header x-test:1 --warmup 1 --stats /tmp/traffic.json
+
+``--url -`` reads the URL from the first line of stdin, so the process can be started (and its
+imports done) before the address it will load is known. Counters for the first ``--warmup``
+seconds are kept apart (``warmup`` in the file) and excluded from every top-level figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+REPORT_EVERY_S = 0.5
+DRAIN_MAX_S = 1.0
+
+
+class LogHistogram:
+    """Counts of non-negative values (ms) in bins 1% wide: percentiles accurate to 1%.
+
+    >>> h = LogHistogram()
+    >>> for v in range(1, 101):
+    ...     h.add(float(v))
+    >>> round(h.percentile(0.5)), round(h.percentile(0.99))
+    (50, 99)
+    """
+
+    FLOOR_MS = 0.001
+    _LOG_STEP = math.log(1.01)
+
+    def __init__(self) -> None:
+        self.counts: dict[int, int] = {}
+        self.total = 0
+        self.max_ms = 0.0
+
+    def add(self, ms: float) -> None:
+        index = -1 if ms < self.FLOOR_MS else int(math.log(ms / self.FLOOR_MS) / self._LOG_STEP)
+        self.counts[index] = self.counts.get(index, 0) + 1
+        self.total += 1
+        if ms > self.max_ms:
+            self.max_ms = ms
+
+    def percentile(self, q: float) -> Optional[float]:
+        """The value below which a share ``q`` of the values lie (bin's geometric middle)."""
+        if not self.total:
+            return None
+        rank = max(1, math.ceil(q * self.total))
+        seen = 0
+        for index in sorted(self.counts):
+            seen += self.counts[index]
+            if seen >= rank:
+                if index < 0:
+                    return 0.0
+                return min(self.max_ms, self.FLOOR_MS * math.exp((index + 0.5) * self._LOG_STEP))
+        return self.max_ms
+
+
+@dataclass
+class Counters:
+    """What happened to the requests due in one phase (warm-up or measured)."""
+
+    sent: int = 0
+    ok: int = 0
+    errors: int = 0
+    timeouts: int = 0
+    connection_errors: int = 0
+    cancelled: int = 0
+    late: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)
+    lag: LogHistogram = field(default_factory=LogHistogram)
+    latency: LogHistogram = field(default_factory=LogHistogram)
+
+    def as_dict(self) -> dict[str, Any]:
+        def rounded(value: Optional[float]) -> Optional[float]:
+            return None if value is None else round(value, 3)
+
+        return {
+            "sent": self.sent,
+            "ok": self.ok,
+            "errors": self.errors,
+            "timeouts": self.timeouts,
+            "connection_errors": self.connection_errors,
+            "cancelled": self.cancelled,
+            "late": self.late,
+            "statuses": dict(self.statuses),
+            "lag_p50_ms": rounded(self.lag.percentile(0.50)),
+            "lag_p99_ms": rounded(self.lag.percentile(0.99)),
+            "lag_max_ms": rounded(self.lag.max_ms) if self.lag.total else None,
+            "latency_p50_ms": rounded(self.latency.percentile(0.50)),
+            "latency_p99_ms": rounded(self.latency.percentile(0.99)),
+        }
+
+
+@dataclass(frozen=True)
+class Config:
+    url: str
+    rate_rps: float
+    stats_path: str
+    method: str = "GET"
+    path: str = "/"
+    headers: tuple[tuple[str, str], ...] = ()
+    host: Optional[str] = None
+    timeout_s: float = 2.0
+    warmup_s: float = 0.0
+    max_duration_s: float = 3600.0
+    late_after_s: float = 0.25
+    connections: int = 256
+    parent_pid: Optional[int] = None
+
+
+class Generator:
+    """One open-loop run; :meth:`run` returns when stopped."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.target = config.url.rstrip("/") + config.path
+        self.warmup = Counters()
+        self.measured = Counters()
+        self.in_flight: set[asyncio.Task[None]] = set()
+        self.t0 = 0.0
+        self.started_at = 0.0
+        self.schedule_end: Optional[float] = None
+        self.stop_reason: Optional[str] = None
+        self._scheduler: Optional[asyncio.Task[None]] = None
+
+    def stop(self, reason: str) -> None:
+        """Stop scheduling new requests (idempotent); in-flight ones get a short drain."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        if self._scheduler is not None:
+            self._scheduler.cancel()
+
+    async def run(self) -> None:
+        import aiohttp
+
+        loop = asyncio.get_running_loop()
+        for sig, name in ((signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "SIGINT")):
+            loop.add_signal_handler(sig, self.stop, name)
+        headers = {k: v for k, v in self.config.headers}
+        if self.config.host:
+            headers["Host"] = self.config.host
+        headers.setdefault("User-Agent", "pytest-darklaunch-generator")
+        connector = aiohttp.TCPConnector(limit=self.config.connections, limit_per_host=0)
+        timeout = aiohttp.ClientTimeout(total=self.config.timeout_s)
+        async with aiohttp.ClientSession(
+            connector=connector, timeout=timeout, headers=headers, auto_decompress=False
+        ) as session:
+            self.t0 = loop.time()
+            self.started_at = time.time()
+            self.write_stats()
+            reporter = asyncio.create_task(self._report())
+            self._scheduler = asyncio.create_task(self._schedule(session))
+            try:
+                await self._scheduler
+            except asyncio.CancelledError:
+                if self.stop_reason is None:  # cancelled from outside, not by stop()
+                    raise
+            self.schedule_end = loop.time()
+            await self._drain()
+            reporter.cancel()
+        self.write_stats()
+
+    async def _schedule(self, session: Any) -> None:
+        loop = asyncio.get_running_loop()
+        interval = 1.0 / self.config.rate_rps
+        warm_end = self.t0 + self.config.warmup_s
+        end = self.t0 + self.config.max_duration_s
+        index = 0
+        due = self.t0
+        while due < end:
+            delay = due - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            now = loop.time()
+            # Everything due by now starts now: a late wake-up sends a burst, not fewer requests.
+            while due <= now and due < end:
+                phase = self.measured if due >= warm_end else self.warmup
+                if now - due > self.config.late_after_s:
+                    phase.late += 1
+                else:
+                    task = asyncio.create_task(self._one(session, due, phase))
+                    self.in_flight.add(task)
+                    task.add_done_callback(self.in_flight.discard)
+                index += 1
+                due = self.t0 + index * interval
+        if self.stop_reason is None:
+            self.stop_reason = "max duration reached"
+
+    async def _one(self, session: Any, due: float, phase: Counters) -> None:
+        import aiohttp
+
+        loop = asyncio.get_running_loop()
+        phase.sent += 1
+        phase.lag.add(max(0.0, loop.time() - due) * 1000.0)
+        try:
+            async with session.request(self.config.method, self.target) as response:
+                await response.read()
+                status = response.status
+        except asyncio.TimeoutError:
+            phase.timeouts += 1
+            phase.errors += 1
+            return
+        except (aiohttp.ClientError, OSError):
+            phase.connection_errors += 1
+            phase.errors += 1
+            return
+        except asyncio.CancelledError:
+            phase.cancelled += 1
+            raise
+        phase.latency.add((loop.time() - due) * 1000.0)
+        key = str(status)
+        phase.statuses[key] = phase.statuses.get(key, 0) + 1
+        if 200 <= status < 300:
+            phase.ok += 1
+        else:
+            phase.errors += 1
+
+    async def _drain(self) -> None:
+        pending = set(self.in_flight)
+        if not pending:
+            return
+        _, still = await asyncio.wait(pending, timeout=min(self.config.timeout_s, DRAIN_MAX_S))
+        for task in still:
+            task.cancel()
+        await asyncio.gather(*still, return_exceptions=True)
+
+    async def _report(self) -> None:
+        parent = self.config.parent_pid
+        while self.stop_reason is None:
+            await asyncio.sleep(REPORT_EVERY_S)
+            if parent is not None and os.getppid() != parent:
+                self.stop("parent process exited")
+            self.write_stats()
+
+    def stats(self) -> dict[str, Any]:
+        """The counters as written to the stats file."""
+        loop = asyncio.get_running_loop()
+        now = loop.time() if self.schedule_end is None else self.schedule_end
+        measured_s = max(0.0, now - self.t0 - self.config.warmup_s)
+        achieved = self.measured.sent / measured_s if measured_s >= 0.05 else None
+        return {
+            "target_rps": self.config.rate_rps,
+            "url": self.target,
+            "method": self.config.method,
+            "started_at": self.started_at,
+            "warmup_s": self.config.warmup_s,
+            "measured_since": self.started_at + self.config.warmup_s,
+            "updated_at": time.time(),
+            "measured_s": round(measured_s, 3),
+            "achieved_rps": None if achieved is None else round(achieved, 3),
+            **self.measured.as_dict(),
+            "in_flight": len(self.in_flight),
+            "warmup": self.warmup.as_dict(),
+            "cpu_s": round(time.process_time(), 3),
+            "running": self.schedule_end is None,
+            "stop_reason": self.stop_reason,
+        }
+
+    def write_stats(self) -> None:
+        tmp = f"{self.config.stats_path}.tmp"
+        with open(tmp, "w", encoding="utf-8") as handle:
+            json.dump(self.stats(), handle)
+        os.replace(tmp, self.config.stats_path)
+
+
+def _header(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition(":")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME:VALUE, got {text!r}")
+    return name.strip(), value.strip()
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def parse_args(argv: Sequence[str] | None) -> Config:
+    parser = argparse.ArgumentParser(
+        prog="python -m pytest_darklaunch.backends.local.generator",
+        description="Open-loop HTTP load at a fixed rate; counters in a JSON stats file.",
+    )
+    parser.add_argument("--url", required=True, help="base URL, or - to read it from stdin")
+    parser.add_argument("--rate", type=_positive, required=True, help="requests per second")
+    parser.add_argument("--stats", required=True, help="JSON file for the counters")
+    parser.add_argument("--method", default="GET")
+    parser.add_argument("--path", default="/")
+    parser.add_argument("--header", type=_header, action="append", default=[], help="NAME:VALUE")
+    parser.add_argument("--host", default=None, help="Host header")
+    parser.add_argument("--timeout", type=_positive, default=2.0, help="per request, seconds")
+    parser.add_argument("--warmup", type=float, default=0.0, help="seconds not counted")
+    parser.add_argument("--max-duration", type=_positive, default=3600.0, help="safety bound, s")
+    parser.add_argument("--late-after", type=_positive, default=0.25, help="lateness budget, s")
+    parser.add_argument("--connections", type=int, default=256, help="connection pool size")
+    parser.add_argument("--parent-pid", type=int, default=None, help="stop when it is gone")
+    args = parser.parse_args(argv)
+    url = args.url
+    if url == "-":
+        url = sys.stdin.readline().strip()
+        if not url:
+            parser.error("--url -: no URL on stdin")
+    if not url.startswith(("http://", "https://")):
+        parser.error(f"--url {url!r}: expected http://HOST:PORT")
+    return Config(
+        url=url,
+        rate_rps=args.rate,
+        stats_path=args.stats,
+        method=args.method.upper(),
+        path=args.path,
+        headers=tuple(args.header),
+        host=args.host,
+        timeout_s=args.timeout,
+        warmup_s=max(0.0, args.warmup),
+        max_duration_s=args.max_duration,
+        late_after_s=args.late_after,
+        connections=max(1, args.connections),
+        parent_pid=args.parent_pid,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    config = parse_args(argv)
+    generator = Generator(config)
+    asyncio.run(generator.run())
+    m = generator.measured
+    print(
+        f"generator stopped ({generator.stop_reason}): sent {m.sent}, errors {m.errors}, "
+        f"late {m.late}, lag p99 {m.lag.percentile(0.99)} ms",
+        file=sys.stderr,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,409 @@
+"""The local backend: live and dark as processes, Envoy mirroring, Prometheus, open-loop load.
+
+Everything starts at once (the apps, Envoy, Prometheus and the generator's interpreter), then
+each is waited for; traffic starts once live, dark and Envoy answer. Every file lives in
+``run.workdir`` (private, removed at teardown unless ``run.keep``), every port comes from the
+kernel, so two runs on one machine never collide.
+
+>>> from pytest_darklaunch.backends import RunContext
+>>> from pytest_darklaunch.core.spec import Sources, build_spec
+>>> spec = build_spec({"target": "default/sample-app", "traffic": {"rate": 50}}, Sources("doc"))
+>>> backend = LocalBackend(spec, RunContext(run_id="doc", workdir="/tmp/darklaunch-doc"))
+>>> env = backend.provision()          # doctest: +SKIP
+>>> env.endpoints["ingress"]           # doctest: +SKIP
+'http://127.0.0.1:40123'
+>>> backend.teardown()                 # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import shlex
+import shutil
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any, Optional
+
+import tenacity
+
+from pytest_darklaunch.backends import Environment, RunContext, TrafficStats
+from pytest_darklaunch.backends.local.envoy import (
+    EnvoyAddresses,
+    envoy_binary,
+    start_envoy,
+    wait_for_envoy,
+)
+from pytest_darklaunch.backends.local.processes import (
+    ManagedProcess,
+    NotReady,
+    PortInUse,
+    free_port,
+    make_private_dir,
+    stop_all,
+    wait_until,
+)
+from pytest_darklaunch.backends.local.prometheus import (
+    SCRAPE_INTERVAL_S,
+    find_prometheus,
+    set_envoy_target,
+    start_prometheus,
+    wait_for_prometheus,
+)
+from pytest_darklaunch.core.spec import Spec, Version
+from pytest_darklaunch.errors import ProvisioningError
+
+APP_READY_DEADLINE_S = 15.0
+GENERATOR_START_DEADLINE_S = 15.0
+PORT_ATTEMPTS = 3
+ROLES = ("live", "dark")
+# Where `python -m pytest_darklaunch...` finds this package, installed or not.
+_PACKAGE_PARENT = os.path.dirname(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+)
+
+
+def default_command() -> tuple[str, ...]:
+    """The bundled sample app, for a version without a ``command``."""
+    return (sys.executable, "-m", "pytest_darklaunch.sampleapp", "--port", "{port}")
+
+
+def _with_package_path(env: dict[str, str]) -> dict[str, str]:
+    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env["PYTHONPATH"] = os.pathsep.join([_PACKAGE_PARENT] + paths)
+    return env
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM while stopping processes, so a second Ctrl-C cannot leave orphans;
+    the held signal is delivered right after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+class LocalBackend:
+    """The :class:`~pytest_darklaunch.backends.Backend` that runs everything on this machine.
+
+    Besides the protocol it offers :meth:`stop_traffic` (end the load, keep the stack, so a
+    last scrape can settle the counters) and :attr:`started_pids`.
+    """
+
+    name = "local"
+
+    def __init__(self, spec: Spec, run: RunContext) -> None:
+        self.spec = spec
+        self.run = run
+        self.workdir = os.path.abspath(run.workdir)
+        self.stats_path = os.path.join(self.workdir, "traffic.json")
+        self.timings: dict[str, float] = {}
+        self._procs: dict[str, ManagedProcess] = {}
+        self._pids: list[int] = []
+        self._environment: Optional[Environment] = None
+        self._final_traffic: Optional[dict[str, Any]] = None
+        self._torn_down = False
+
+    # -- protocol -------------------------------------------------------------------------
+
+    def provision(self) -> Environment:
+        """Start live, dark, Envoy, Prometheus (unless a URL is given) and the traffic."""
+        if self._environment is not None:
+            return self._environment
+        if self._torn_down:
+            raise ProvisioningError("this local backend was torn down; create a new one")
+        started = time.monotonic()
+        # Missing binaries fail before anything starts.
+        prometheus_bin = None if self.run.prometheus_url else find_prometheus(
+            self.run.prometheus_bin
+        )
+        envoy_bin = envoy_binary()
+        make_private_dir(self.workdir)
+        try:
+            retrying = tenacity.Retrying(
+                retry=tenacity.retry_if_exception_type(PortInUse),
+                stop=tenacity.stop_after_attempt(PORT_ATTEMPTS),
+                before_sleep=lambda _state: self._stop_started(),
+                reraise=True,
+            )
+            self._environment = retrying(self._provision_once, envoy_bin, prometheus_bin, started)
+        except BaseException:
+            with _signals_deferred():
+                self._stop_started()
+                if not self.run.keep:
+                    shutil.rmtree(self.workdir, ignore_errors=True)
+            self._torn_down = True
+            raise
+        return self._environment
+
+    def traffic_stats(self) -> Optional[TrafficStats]:
+        """The generator's counters (measured phase, warm-up excluded), or ``None`` before it
+        has written any."""
+        raw = self.traffic_details()
+        if raw is None:
+            return None
+        return TrafficStats(
+            target_rps=float(raw["target_rps"]),
+            sent=int(raw["sent"]),
+            errors=int(raw["errors"]),
+            late=int(raw["late"]),
+            achieved_rps=float(raw["achieved_rps"] or 0.0),
+            lag_p50_ms=raw.get("lag_p50_ms"),
+            lag_p99_ms=raw.get("lag_p99_ms"),
+        )
+
+    def teardown(self) -> None:
+        """Stop the generator, then Envoy, Prometheus and the apps; remove the workdir.
+
+        With ``run.keep`` only the generator is stopped and everything else is left for
+        :meth:`keep_instructions`. Safe to call twice, after a failed provision, and while a
+        SIGINT arrives (signals are held until the processes are reaped).
+        """
+        if self._torn_down:
+            return
+        self._torn_down = True
+        with _signals_deferred():
+            self.stop_traffic()
+            if self.run.keep:
+                return
+            self._stop_started()
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            if os.path.exists(self.workdir):
+                raise ProvisioningError(f"could not remove the run's directory {self.workdir}")
+
+    def keep_instructions(self) -> str:
+        """What ``--darklaunch-keep`` left running and the commands that remove it."""
+        running = [(role, p) for role, p in self._procs.items() if p.alive()]
+        if not running and not os.path.isdir(self.workdir):
+            return "pytest-darklaunch left nothing running."
+        env = self._environment
+        endpoints = env.endpoints if env else {}
+        lines = [f"pytest-darklaunch run {self.run.run_id} left running (files in {self.workdir}):"]
+        for role, proc in running:
+            where = endpoints.get("ingress" if role == "envoy" else role, "")
+            extra = f", admin {endpoints['envoy_admin']}" if role == "envoy" and env else ""
+            lines.append(f"  {role:<11} pid {proc.pid:<8} {where}{extra}")
+        pids = " ".join(str(p.pid) for _, p in running)
+        lines.append("Stop it and remove its files with:")
+        lines.append(f"  {'kill ' + pids + ' && ' if pids else ''}rm -rf {shlex.quote(self.workdir)}")
+        return "\n".join(lines)
+
+    # -- extras ---------------------------------------------------------------------------
+
+    @property
+    def started_pids(self) -> tuple[int, ...]:
+        """Every PID this backend ever started (also after teardown), for leak checks."""
+        return tuple(self._pids)
+
+    def traffic_details(self) -> Optional[dict[str, Any]]:
+        """The generator's whole stats file (warm-up counters, statuses, latency, CPU...)."""
+        if self._final_traffic is not None:
+            return self._final_traffic
+        try:
+            with open(self.stats_path, encoding="utf-8") as handle:
+                data: dict[str, Any] = json.load(handle)
+        except FileNotFoundError:
+            return None
+        return data
+
+    def stop_traffic(self) -> Optional[TrafficStats]:
+        """Stop the generator (its last counters are kept) and leave the stack running."""
+        generator = self._procs.get("generator")
+        if generator is not None and self._final_traffic is None:
+            generator.stop()
+            self._final_traffic = self.traffic_details()
+        return self.traffic_stats()
+
+    # -- provisioning ---------------------------------------------------------------------
+
+    def _provision_once(
+        self, envoy_bin: str, prometheus_bin: Optional[str], started: float
+    ) -> Environment:
+        ports = self._ports(3)
+        app_ports = dict(zip(ROLES, ports[:2]))
+        generator = self._start_generator()
+        for role in ROLES:
+            self._start_app(role, app_ports[role])
+        envoy_proc, admin_path = start_envoy(
+            self.spec, self.workdir, live_port=app_ports["live"], dark_port=app_ports["dark"],
+            binary=envoy_bin,
+        )
+        self._track("envoy", envoy_proc)
+        if prometheus_bin is not None:
+            self._track("prometheus", start_prometheus(prometheus_bin, self.workdir, ports[2]))
+        self._write_pids()
+
+        envoy = wait_for_envoy(envoy_proc, admin_path)
+        if prometheus_bin is not None:
+            set_envoy_target(self.workdir, envoy.admin)
+        for role in ROLES:
+            self._wait_for_app(role, app_ports[role])
+        prometheus_url = self.run.prometheus_url or wait_for_prometheus(
+            self._procs["prometheus"], ports[2]
+        )
+        self.timings["stack_ready_s"] = time.monotonic() - started
+
+        traffic_started_at = self._start_traffic(generator, envoy)
+        self.timings["provision_s"] = time.monotonic() - started
+        return self._describe(envoy, app_ports, prometheus_url.rstrip("/"), traffic_started_at)
+
+    def _ports(self, count: int) -> list[int]:
+        ports: list[int] = []
+        while len(ports) < count:  # the kernel may hand out a just-released port again
+            port = free_port()
+            if port not in ports:
+                ports.append(port)
+        return ports
+
+    def _track(self, role: str, proc: ManagedProcess) -> None:
+        self._procs[role] = proc
+        self._pids.append(proc.pid)
+
+    def _write_pids(self) -> None:
+        with open(os.path.join(self.workdir, "pids"), "w", encoding="utf-8") as handle:
+            handle.write("".join(f"{p.pid}\n" for p in self._procs.values()))
+
+    def _start_app(self, role: str, port: int) -> None:
+        version: Version = getattr(self.spec.versions, role)
+        env = dict(os.environ)
+        env.update(version.env)
+        env.setdefault("T_VERSION", role)
+        command = version.command
+        if command is None:
+            command = default_command()
+            _with_package_path(env)
+        argv = [arg.replace("{port}", str(port)) for arg in command]
+        log_path = os.path.join(self.workdir, f"{role}.log")
+        self._track(role, ManagedProcess.start(role, argv, log_path=log_path, env=env))
+
+    def _wait_for_app(self, role: str, port: int) -> None:
+        """Until the app answers HTTP at all (any status: dark may be told to fail)."""
+
+        def probe() -> int:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1.0)
+            try:
+                conn.request("GET", "/healthz")
+                response = conn.getresponse()
+                response.read()
+                return response.status
+            finally:
+                conn.close()
+
+        wait_until(
+            probe, what=f"{role} answering on port {port}", deadline_s=APP_READY_DEADLINE_S,
+            process=self._procs[role],
+        )
+
+    def _start_generator(self) -> ManagedProcess:
+        """Start the generator's interpreter now; it gets its URL on stdin once Envoy is up."""
+        t = self.spec.traffic
+        argv = [
+            sys.executable, "-m", "pytest_darklaunch.backends.local.generator",
+            "--url", "-",
+            "--rate", f"{t.rate_rps:g}",
+            "--method", t.method,
+            "--path", t.path,
+            "--timeout", f"{t.timeout_s:g}",
+            "--warmup", f"{t.warmup_s:g}",
+            "--stats", self.stats_path,
+            "--max-duration", f"{self._max_traffic_s():g}",
+            "--connections", str(max(64, min(1024, int(t.rate_rps * 0.5)))),
+            "--parent-pid", str(os.getpid()),
+        ]
+        for name, value in t.headers.items():
+            argv += ["--header", f"{name}:{value}"]
+        if not any(name.lower() == "host" for name in t.headers):
+            argv += ["--host", self.spec.mirror.host]
+        proc = ManagedProcess.start(
+            "generator", argv, log_path=os.path.join(self.workdir, "generator.log"),
+            env=_with_package_path(dict(os.environ)), stdin_pipe=True,
+        )
+        self._track("generator", proc)
+        return proc
+
+    def _max_traffic_s(self) -> float:
+        """Safety bound on the load: twice the planned experiment plus a margin."""
+        return self.spec.traffic.warmup_s + 2 * self.spec.duration.total_s + 300.0
+
+    def _start_traffic(self, generator: ManagedProcess, envoy: EnvoyAddresses) -> float:
+        """Hand the generator its URL; return the unix time it started sending."""
+        stdin = generator.popen.stdin
+        if stdin is None:
+            raise ProvisioningError("generator started without a stdin pipe")
+        try:
+            stdin.write(f"{envoy.ingress_url}\n".encode())
+            stdin.close()
+        except BrokenPipeError:
+            raise generator.failure("exited before it got its URL") from None
+
+        def started_at() -> float:
+            raw = self.traffic_details()
+            if raw is None:
+                raise NotReady(f"no stats file {self.stats_path} yet")
+            return float(raw["started_at"])
+
+        return wait_until(
+            started_at, what="traffic generator sending", deadline_s=GENERATOR_START_DEADLINE_S,
+            process=generator,
+        )
+
+    def _describe(
+        self, envoy: EnvoyAddresses, ports: Mapping[str, int], prometheus_url: str,
+        traffic_started_at: float,
+    ) -> Environment:
+        endpoints = {
+            "ingress": envoy.ingress_url,
+            "live": f"http://127.0.0.1:{ports['live']}",
+            "dark": f"http://127.0.0.1:{ports['dark']}",
+            "envoy_admin": envoy.admin_url,
+            "prometheus": prometheus_url,
+        }
+        details: dict[str, str] = {
+            "workdir": self.workdir,
+            "traffic_started_at": f"{traffic_started_at:.6f}",
+            "traffic_warmup_s": f"{self.spec.traffic.warmup_s:g}",
+            "traffic_stats_file": self.stats_path,
+            "mirror_percent": f"{self.spec.mirror.percent:g}",
+            "envoy_metrics_url": f"{envoy.admin_url}/stats/prometheus",
+            "envoy_config": os.path.join(self.workdir, "envoy.json"),
+            "prometheus": "external" if self.run.prometheus_url else "started",
+            "stack_ready_s": f"{self.timings['stack_ready_s']:.3f}",
+            "provision_s": f"{self.timings['provision_s']:.3f}",
+        }
+        if self.run.prometheus_url:
+            details["prometheus_scrape_hint"] = (
+                f"your Prometheus must scrape {envoy.admin_url}/stats/prometheus "
+                "(job envoy, every 1s) for this run's metrics"
+            )
+        for role, proc in self._procs.items():
+            details[f"{role}_pid"] = str(proc.pid)
+            details[f"{role}_log"] = proc.log_path
+            details[f"{role}_command"] = shlex.join(proc.argv)
+        return Environment(
+            backend=self.name,
+            run_id=self.run.run_id,
+            prometheus_url=prometheus_url,
+            metric_source="envoy",
+            labels={role: {"envoy_cluster_name": role} for role in ROLES},
+            endpoints=endpoints,
+            pids=tuple(p.pid for p in self._procs.values()),
+            scrape_interval_s=SCRAPE_INTERVAL_S,
+            details=details,
+        )
+
+    def _stop_started(self) -> None:
+        """Stop what runs, in order: generator, Envoy, Prometheus, apps."""
+        order = ("generator", "envoy", "prometheus", "live", "dark")
+        stop_all([self._procs[r] for r in order if r in self._procs])
+        self._procs.clear()
