@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
+from tenacity import Retrying, retry_if_result, wait_fixed
 
 from pytest_darklaunch.core.metrics import (
     SOURCES,
@@ -90,6 +90,10 @@ class ExperimentData:
             obj, (last.cumulative["dark"], last.cumulative["live"]), pairs,
             self.context(obj.metric), final,
         )
+
+    def verdicts_for(self, objectives: Sequence[Objective]) -> list[Verdict]:
+        """The final verdicts on ``objectives`` (empty before the first interval)."""
+        return [v for v in (self.verdict(o) for o in objectives) if v is not None]
 
     def to_json(self) -> dict[str, Any]:
         out = {k: v for k, v in self.__dict__.items() if k != "intervals"}
@@ -191,8 +195,10 @@ class Runner:
             value = self.client.query(self._fresh_query, self.clock()).scalar()
             return -1.0 if value is None else value
 
+        started = self.clock()
         retrying = Retrying(
-            stop=stop_after_delay(timeout_s),
+            # Deadline on the injected clock, so tests with a fake clock end too.
+            stop=lambda state: self.clock() - started >= timeout_s,
             wait=wait_fixed(min(0.2, self.scrape_interval_s / 4)),
             retry=retry_if_result(lambda ts: ts <= at),
             sleep=self.stop.wait,

@@ -159,11 +159,12 @@ def precheck(dark: Window, live: Window, ctx: Context) -> str:
         ok, lo, hi, observed = stats.mirror_share_check(
             int(round(dark.requests)), int(round(live.requests)), ctx.mirror_percent
         )
-        expected_lo, expected_hi = lo * live.requests - slack, hi * live.requests + slack
-        if not (ok or expected_lo <= dark.requests <= expected_hi):
-            return (f"the mirror delivered {observed * 100:.1f}% of live's requests to dark, "
-                    f"expected {ctx.mirror_percent:g}% (99.9% interval {lo * 100:.1f}.."
-                    f"{hi * 100:.1f}%): the routing is wrong, no other number can be trusted")
+        share = ctx.mirror_percent / 100
+        if not ok and abs(dark.requests - share * live.requests) > slack:
+            return (f"the mirror delivered {observed * 100:.1f}% of live's requests to dark "
+                    f"(99.9% interval {lo * 100:.1f}..{hi * 100:.1f}%), expected "
+                    f"{ctx.mirror_percent:g}%: the routing is wrong, no other number can be "
+                    "trusted")
     return ""
 
 

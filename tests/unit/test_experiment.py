@@ -1,0 +1,108 @@
+"""The experiment loop on a canned Prometheus with a fake clock: no sleeps, no network."""
+
+from __future__ import annotations
+
+import json
+
+from pytest_darklaunch.core.experiment import ExperimentData, Runner, new_data
+from pytest_darklaunch.core.spec import Sources, build_spec
+from pytest_darklaunch.core.verdict import FAIL, PASS
+from tests.unit.fakeprom import LABELS, FakePrometheus, steady
+
+START = 1_700_000_000.0
+
+
+class FakeTime:
+    """A clock and a stop event whose ``wait`` advances the clock instead of sleeping."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+        self.waited = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def wait(self, seconds: float | None = None) -> bool:
+        self.now += seconds or 0.0
+        self.waited += seconds or 0.0
+        return False
+
+    def is_set(self) -> bool:
+        return False
+
+
+def spec(**duration):
+    return build_spec({
+        "target": "default/sample-app",
+        "traffic": {"rate": 100, "warmup": "1s"},
+        "duration": duration or {"interval": "2s", "iterations": 10},
+        "objectives": [
+            {"metric": "mean-latency", "upper": 50},
+            {"metric": "95th-percentile-tail-latency", "upper": 100},
+            {"metric": "error-rate", "upper": 0.01},
+        ],
+    }, Sources("test"))
+
+
+def run(prom, the_spec, full_duration=False, on_interval=None):
+    clock = FakeTime(START)
+    data = new_data(the_spec, "envoy", LABELS, full_duration)
+    runner = Runner(the_spec, data, prom, the_spec.objectives, traffic_started_at=START,
+                    template_values={}, stop=clock, clock=clock, on_interval=on_interval)
+    return runner.run(), clock
+
+
+def test_good_dark_is_decided_early_and_every_window_is_exact():
+    prom = FakePrometheus()
+    steady(prom, START + 3, 60, live_rps=100, dark_share=0.4, dark_latency=4.0)
+    lines = []
+    data, clock = run(prom, spec(), on_interval=lambda d, i, v: lines.append((i.index, v)))
+    assert data.error == ""
+    assert data.stage == "completed" and "decided after" in data.stop_reason
+    assert 1 < len(data.intervals) < 10
+    assert [v.outcome for v in data.verdicts_for(spec().objectives)] == [PASS, PASS, PASS]
+    first = data.intervals[0]
+    # The first window starts at a real scrape after the warm-up, and each 2 s interval holds
+    # exactly 200 live and 80 dark requests.
+    assert first.start == START + 3
+    assert all(i.windows["live"].requests == 200 for i in data.intervals)
+    assert all(i.windows["dark"].requests == 80 for i in data.intervals)
+    assert data.intervals[-1].cumulative["dark"].requests == 80 * len(data.intervals)
+    assert len(lines) == len(data.intervals)
+    # Every query named an explicit evaluation time inside the run.
+    assert all(START <= at <= clock.now for _, at in prom.queries)
+
+
+def test_full_duration_samples_every_interval():
+    prom = FakePrometheus()
+    steady(prom, START + 3, 60, live_rps=100, dark_share=0.4, dark_latency=4.0)
+    data, _ = run(prom, spec(), full_duration=True)
+    assert len(data.intervals) == 10 and data.stop_reason == "all 10 intervals sampled"
+
+
+def test_a_certain_breach_stops_the_experiment_at_once():
+    prom = FakePrometheus()
+    steady(prom, START + 3, 60, live_rps=100, dark_share=0.4, dark_latency=250.0)
+    data, _ = run(prom, spec())
+    outcomes = {v.objective.metric: v.outcome for v in data.verdicts_for(spec().objectives)}
+    assert outcomes["mean-latency"] == FAIL and outcomes["95th-percentile-tail-latency"] == FAIL
+    assert len(data.intervals) < 10
+
+
+def test_no_scrape_ever_is_a_metrics_error_not_a_pass():
+    data, clock = run(FakePrometheus(), spec())
+    assert data.stage == "failed"
+    assert "no Prometheus scrape within 30s" in data.error
+    assert data.intervals == []
+    assert clock.waited < 40  # the deadline ran on the fake clock
+
+
+def test_result_round_trips_through_json():
+    prom = FakePrometheus()
+    steady(prom, START + 3, 60, live_rps=100, dark_share=0.4, dark_latency=4.0, dark_error_every=20)
+    data, _ = run(prom, spec())
+    again = ExperimentData.from_json(json.loads(json.dumps(data.to_json())))
+    assert again.to_json() == data.to_json()
+    before = [v.outcome for v in data.verdicts_for(spec().objectives)]
+    after = [v.outcome for v in again.verdicts_for(spec().objectives)]
+    assert before == after and after[2] == FAIL
