@@ -281,6 +281,12 @@ def _load_yaml(path: str, label: str, source: str) -> Any:
         raise ConfigError(label, path, source, "an existing YAML file") from None
     except IsADirectoryError:
         raise ConfigError(label, path, source, "a YAML file, not a directory") from None
+    except OSError as exc:
+        raise ConfigError(label, path, source, f"a readable YAML file ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            label, path, source, f"a UTF-8 YAML file (undecodable byte at offset {exc.start})"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "?"
