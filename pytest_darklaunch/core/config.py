@@ -186,11 +186,11 @@ def resolve(
             if lowered not in _TRUE + _FALSE:
                 raise ConfigError(label, value, source, "true or false (1/0, yes/no, on/off)")
             settings_kwargs[attr] = lowered in _TRUE
+        elif not value.strip():
+            raise ConfigError(label, value, source, "a non-empty value")
         elif opt.name in ("spec", "experiment"):
             settings_kwargs[f"{attr}_path"] = value
         else:
-            if not value.strip():
-                raise ConfigError(label, value, source, "a non-empty value")
             settings_kwargs[attr] = value
 
     if "spec_path" not in settings_kwargs:
