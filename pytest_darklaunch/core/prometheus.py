@@ -1,0 +1,541 @@
+"""A small client for Prometheus' HTTP API: instant queries at an explicit time, readiness, scrapes.
+
+Every query names its evaluation time, so a window is read as of a known instant and never as
+of "whenever the request arrived". An empty result, a NaN and a value stay distinct. Transient
+trouble (connection errors, timeouts, HTTP 5xx and 429) is retried with exponential backoff up
+to a deadline; anything else, Prometheus' own error payloads included, fails at once with a
+:class:`~pytest_darklaunch.errors.MetricsError` that names the URL, the query and the response.
+
+Credentials come from the environment only and never appear in a message, a repr or an error:
+``PYTEST_DARKLAUNCH_PROMETHEUS_TOKEN`` (bearer) or ``PYTEST_DARKLAUNCH_PROMETHEUS_USER`` plus
+``PYTEST_DARKLAUNCH_PROMETHEUS_PASSWORD`` (basic). ``PYTEST_DARKLAUNCH_PROMETHEUS_INSECURE=1``
+turns TLS verification off.
+
+>>> client = PrometheusClient("http://127.0.0.1:9090")  # doctest: +SKIP
+>>> client.query('sum(envoy_cluster_upstream_rq_total)', at=1.7e9).scalar()  # doctest: +SKIP
+1234.0
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import os
+import time
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Callable
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+import tenacity
+from requests.auth import AuthBase, HTTPBasicAuth
+from urllib3.exceptions import InsecureRequestWarning
+
+from pytest_darklaunch.errors import ConfigError, MetricsError
+
+ENV_TOKEN = "PYTEST_DARKLAUNCH_PROMETHEUS_TOKEN"
+ENV_USER = "PYTEST_DARKLAUNCH_PROMETHEUS_USER"
+ENV_PASSWORD = "PYTEST_DARKLAUNCH_PROMETHEUS_PASSWORD"
+ENV_INSECURE = "PYTEST_DARKLAUNCH_PROMETHEUS_INSECURE"
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("", "0", "false", "no", "off")
+_FIRST_BACKOFF_S = 0.1
+_MAX_BACKOFF_S = 2.0
+_HIDDEN = "***"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One series of an instant query: its labels and its value (NaN and ±Inf kept as such)."""
+
+    labels: Mapping[str, str] = field(hash=False)
+    value: float
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "labels", MappingProxyType(dict(self.labels)))
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """The answer to an instant query evaluated at ``at`` (unix seconds).
+
+    >>> result = QueryResult("up", 1.7e9, "vector", (Sample({"job": "envoy"}, 1.0),))
+    >>> result.is_empty, result.scalar(), result.by_label("job")
+    (False, 1.0, {'envoy': 1.0})
+    """
+
+    query: str
+    at: float
+    result_type: str
+    samples: tuple[Sample, ...]
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def is_empty(self) -> bool:
+        """No series matched: *no data*, which is not the same as a value of 0 or NaN."""
+        return not self.samples
+
+    def scalar(self) -> float | None:
+        """The single value, ``None`` when empty; NaN stays NaN. Several series: MetricsError.
+
+        >>> QueryResult("x", 0.0, "vector", ()).scalar() is None
+        True
+        """
+        if not self.samples:
+            return None
+        if len(self.samples) > 1:
+            shown = ", ".join(_show_labels(s.labels) for s in self.samples[:5])
+            raise MetricsError(
+                f"expected one series, got {len(self.samples)} ({shown}); aggregate the query "
+                "(e.g. sum(...)) or narrow its selector",
+                query=self.query,
+            )
+        return self.samples[0].value
+
+    def by_label(self, name: str) -> dict[str, float]:
+        """Values keyed by one label (missing label: ``""``); a repeated key is a MetricsError.
+
+        >>> QueryResult("x", 0.0, "vector", (Sample({"code": "2xx"}, 9.0),
+        ...     Sample({"code": "5xx"}, 1.0))).by_label("code")
+        {'2xx': 9.0, '5xx': 1.0}
+        """
+        values: dict[str, float] = {}
+        for sample in self.samples:
+            key = sample.labels.get(name, "")
+            if key in values:
+                raise MetricsError(
+                    f"several series have {name}={key!r}; aggregate the query with "
+                    f"sum by ({name}) (...)",
+                    query=self.query,
+                )
+            values[key] = sample.value
+        return values
+
+
+class _Transient(Exception):
+    """A failed attempt that may succeed when repeated; carries what was seen."""
+
+    def __init__(self, description: str, body: str = "", retry_after_s: float = 0.0) -> None:
+        super().__init__(description)
+        self.description = description
+        self.body = body
+        self.retry_after_s = retry_after_s
+
+
+class _BearerAuth(AuthBase):
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self._token}"
+        return request
+
+    def __repr__(self) -> str:
+        return "_BearerAuth(***)"
+
+
+class _Redactor:
+    """Replaces known secrets in text; its repr shows none of them."""
+
+    def __init__(self, *secrets: str) -> None:
+        self._secrets = tuple(s for s in secrets if s)
+
+    def __call__(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, _HIDDEN)
+        return text
+
+    def __repr__(self) -> str:
+        return f"_Redactor({len(self._secrets)} secrets)"
+
+
+class _NoAuth(AuthBase):
+    """Sends no credentials, and keeps requests from reading ~/.netrc behind our back."""
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        return request
+
+
+def _show_labels(labels: Mapping[str, str]) -> str:
+    return "{" + ", ".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
+
+
+def redact_url(url: str) -> str:
+    """The URL with any ``user:password@`` replaced, fit for messages.
+
+    >>> redact_url("https://admin:s3cret@prom.example:9090/prom")
+    'https://***@prom.example:9090/prom'
+    """
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{_HIDDEN}@{host}"))
+
+
+def _auth_from_env(env: Mapping[str, str]) -> tuple[AuthBase, str, _Redactor]:
+    """(auth, kind, redactor) from the environment; ConfigError for a conflicting setup.
+
+    Errors are raised before any credential is bound to a local variable, so a traceback
+    that shows locals shows none.
+    """
+    has_token, has_user, has_password = (
+        bool(env.get(n)) for n in (ENV_TOKEN, ENV_USER, ENV_PASSWORD)
+    )
+    if has_token and (has_user or has_password):
+        raise ConfigError(
+            ENV_TOKEN,
+            _HIDDEN,
+            "the environment",
+            f"either a bearer token or {ENV_USER} and {ENV_PASSWORD}, not both",
+        )
+    if has_user != has_password:
+        raise ConfigError(
+            ENV_PASSWORD if has_user else ENV_USER,
+            "",
+            "the environment",
+            f"a value: basic auth needs both {ENV_USER} and {ENV_PASSWORD}",
+        )
+    if has_token:
+        return _BearerAuth(env[ENV_TOKEN]), "bearer", _Redactor(env[ENV_TOKEN])
+    if has_user:
+        pair = base64.b64encode(f"{env[ENV_USER]}:{env[ENV_PASSWORD]}".encode()).decode()
+        redactor = _Redactor(env[ENV_PASSWORD], pair)
+        return HTTPBasicAuth(env[ENV_USER], env[ENV_PASSWORD]), "basic", redactor
+    return _NoAuth(), "none", _Redactor()
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "")
+    if raw.strip().lower() in _TRUE:
+        return True
+    if raw.strip().lower() in _FALSE:
+        return False
+    raise ConfigError(name, raw, "the environment", "1 to turn TLS verification off, or 0")
+
+
+class PrometheusClient:
+    """Instant queries against one Prometheus server.
+
+    ``verify`` is ``True`` (system CAs), ``False`` or the path of a CA bundle; ``timeout_s``
+    bounds each HTTP request and ``retry_deadline_s`` the retries of one call. ``session``,
+    ``sleep``, ``clock`` and ``env`` are injectable so tests need no network and never wait;
+    ``source`` says where the URL came from in a ConfigError. A URL with ``user:password@`` is
+    refused (credentials come from the environment only).
+
+    >>> client = PrometheusClient("http://127.0.0.1:9090", env={})
+    >>> client
+    PrometheusClient(url='http://127.0.0.1:9090', auth=none, verify=True)
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_s: float = 5.0,
+        verify: bool | str = True,
+        retry_deadline_s: float = 10.0,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        env: Mapping[str, str] = os.environ,
+        source: str = "the Prometheus client settings",
+    ) -> None:
+        parts = urlsplit(url.strip())
+        # Anything after '?' or '#' may hold a token; it is never shown.
+        shown = redact_url(
+            urlunsplit(parts._replace(query=_HIDDEN if parts.query else "", fragment=""))
+        )
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(
+                "Prometheus URL", shown, source, "an http(s) URL such as http://127.0.0.1:9090"
+            )
+        if parts.username is not None or parts.password is not None:
+            raise ConfigError(
+                "Prometheus URL",
+                shown,
+                source,
+                f"a URL without credentials; set {ENV_TOKEN}, or {ENV_USER} and {ENV_PASSWORD}",
+            )
+        if parts.query or parts.fragment:
+            raise ConfigError(
+                "Prometheus URL", shown, source, "a base URL without '?query' or '#fragment'"
+            )
+        if timeout_s <= 0 or retry_deadline_s < 0:
+            raise ValueError(
+                f"timeout_s must be > 0 and retry_deadline_s >= 0, "
+                f"got {timeout_s!r} and {retry_deadline_s!r}"
+            )
+        self.url = urlunsplit(parts._replace(path=parts.path.rstrip("/")))
+        self.timeout_s = timeout_s
+        self.retry_deadline_s = retry_deadline_s
+        self._sleep = sleep
+        self._clock = clock
+        self._owns_session = session is None
+        self._session = session if session is not None else requests.Session()
+
+        self._auth, self._auth_kind, self._scrub = _auth_from_env(env)
+
+        if _flag(env, ENV_INSECURE):
+            verify = False
+        if isinstance(verify, str) and not os.path.exists(verify):
+            raise ConfigError(
+                "Prometheus CA bundle",
+                verify,
+                source,
+                f"an existing CA bundle file, or {ENV_INSECURE}=1 to turn verification off",
+            )
+        self.verify: bool | str = verify
+
+    def __repr__(self) -> str:
+        return f"PrometheusClient(url={self.url!r}, auth={self._auth_kind}, verify={self.verify!r})"
+
+    def close(self) -> None:
+        """Close the HTTP session if this client created it."""
+        if self._owns_session:
+            self._session.close()
+
+    def __enter__(self) -> PrometheusClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --- public calls ---------------------------------------------------------------------------
+
+    def query(self, promql: str, at: float) -> QueryResult:
+        """Evaluate ``promql`` as an instant query at ``at`` (unix seconds, always sent).
+
+        POSTed form-encoded, so long queries fit. Returns vector and scalar results; a matrix
+        or string result is a MetricsError.
+
+        >>> client.query("sum(up)", at=1.7e9).scalar()  # doctest: +SKIP
+        3.0
+        """
+        if not math.isfinite(at):
+            raise ValueError(f"query time must be finite unix seconds, got {at!r}")
+        endpoint = f"{self.url}/api/v1/query"
+        response = self._send("POST", endpoint, promql, data={"query": promql, "time": f"{at:.3f}"})
+        payload = self._payload(response, endpoint, promql)
+        return self._result(payload, endpoint, promql, at)
+
+    def ready(self) -> bool:
+        """Whether Prometheus answers ``GET /-/ready`` with success; one attempt, no retries.
+
+        Unreachable, timing out or HTTP 5xx/429 (still starting) is ``False``; an answer that
+        waiting will not change (TLS failure, 401, 404, ...) raises MetricsError.
+        """
+        endpoint = f"{self.url}/-/ready"
+        try:
+            response = self._attempt("GET", endpoint, "", None)
+        except _Transient:
+            return False
+        if response.ok:
+            return True
+        raise MetricsError(
+            f"Prometheus readiness check answered HTTP {response.status_code} {response.reason}"
+            f"{self._hint(response.status_code)}",
+            url=endpoint,
+            response=self._scrub(response.text),
+        )
+
+    def last_scrape(self, selector: str, at: float) -> float | None:
+        """Unix time of the latest scrape at or before ``at`` of the target(s) ``selector`` picks.
+
+        Evaluates ``timestamp(<selector>)`` at ``at``: a sample's timestamp is its scrape time.
+        With several series, the *earliest* of their latest scrapes, so ``last_scrape(...) >=
+        end`` means every matched target has been scraped after ``end``. ``None`` when nothing
+        matched within Prometheus' lookback (target gone or not scraped yet).
+
+        >>> client.last_scrape('up{job="envoy"}', at=1.7e9)  # doctest: +SKIP
+        1699999998.5
+        """
+        result = self.query(f"timestamp({selector})", at)
+        if result.is_empty:
+            return None
+        return min(sample.value for sample in result.samples)
+
+    # --- HTTP -----------------------------------------------------------------------------------
+
+    @contextmanager
+    def _quiet_if_insecure(self) -> Iterator[None]:
+        # Turning verification off is explicit; urllib3 warning per request would be noise,
+        # and an error under pytest's filterwarnings=error.
+        if self.verify is False:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", InsecureRequestWarning)
+                yield
+        else:
+            yield
+
+    def _attempt(
+        self, method: str, endpoint: str, promql: str, data: dict[str, str] | None
+    ) -> requests.Response:
+        try:
+            with self._quiet_if_insecure():
+                response = self._session.request(
+                    method,
+                    endpoint,
+                    data=data,
+                    auth=self._auth,
+                    timeout=self.timeout_s,
+                    verify=self.verify,
+                    headers={"Accept": "application/json"},
+                )
+        except requests.exceptions.SSLError as exc:
+            raise MetricsError(
+                f"TLS handshake with Prometheus failed ({self._scrub(str(exc))}); pass a CA "
+                f"bundle as verify, or set {ENV_INSECURE}=1 to turn verification off",
+                url=endpoint,
+                query=promql,
+            ) from exc
+        except (
+            requests.exceptions.ConnectionError,
+            requests.exceptions.Timeout,
+            requests.exceptions.ChunkedEncodingError,
+        ) as exc:
+            raise _Transient(f"{type(exc).__name__}: {self._scrub(str(exc))}") from exc
+        except requests.exceptions.RequestException as exc:
+            raise MetricsError(
+                f"could not query Prometheus: {type(exc).__name__}: {self._scrub(str(exc))}",
+                url=endpoint,
+                query=promql,
+            ) from exc
+        if response.status_code >= 500 or response.status_code == 429:
+            raise _Transient(
+                f"HTTP {response.status_code} {response.reason}",
+                body=self._scrub(response.text),
+                retry_after_s=_retry_after_s(response),
+            )
+        return response
+
+    def _send(
+        self, method: str, endpoint: str, promql: str, data: dict[str, str] | None
+    ) -> requests.Response:
+        deadline = self._clock() + self.retry_deadline_s
+        attempts = 0
+
+        def attempt() -> requests.Response:
+            nonlocal attempts
+            attempts += 1
+            return self._attempt(method, endpoint, promql, data)
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            backoff = min(_FIRST_BACKOFF_S * 2.0 ** (state.attempt_number - 1), _MAX_BACKOFF_S)
+            failure = state.outcome.exception() if state.outcome else None
+            if isinstance(failure, _Transient):
+                backoff = max(backoff, failure.retry_after_s)
+            return max(0.0, min(backoff, deadline - self._clock()))
+
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(_Transient),
+            stop=lambda state: self._clock() >= deadline,
+            wait=wait,
+            sleep=self._sleep,
+            reraise=True,
+        )
+        try:
+            return retrying(attempt)
+        except _Transient as exc:
+            raise MetricsError(
+                f"Prometheus did not answer within the {self.retry_deadline_s:g} s retry deadline "
+                f"({attempts} attempts); last error: {exc.description}",
+                url=endpoint,
+                query=promql,
+                response=exc.body,
+            ) from (exc.__cause__ or exc)
+
+    # --- decoding -------------------------------------------------------------------------------
+
+    def _payload(self, response: requests.Response, endpoint: str, promql: str) -> dict[str, Any]:
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = None
+        if isinstance(payload, dict) and payload.get("status") == "error":
+            raise MetricsError(
+                f"Prometheus rejected the query (HTTP {response.status_code}): "
+                f"{payload.get('errorType', '?')}: {self._scrub(str(payload.get('error', '')))}",
+                url=endpoint,
+                query=promql,
+            )
+        if not response.ok:
+            raise MetricsError(
+                f"Prometheus answered HTTP {response.status_code} {response.reason}"
+                f"{self._hint(response.status_code)}",
+                url=endpoint,
+                query=promql,
+                response=self._scrub(response.text),
+            )
+        if not isinstance(payload, dict) or payload.get("status") != "success":
+            raise MetricsError(
+                f"Prometheus answered HTTP {response.status_code} with a body that is not a "
+                "Prometheus API response (is the URL Prometheus' base URL?)",
+                url=endpoint,
+                query=promql,
+                response=self._scrub(response.text),
+            )
+        return payload
+
+    def _result(
+        self, payload: dict[str, Any], endpoint: str, promql: str, at: float
+    ) -> QueryResult:
+        try:
+            data = payload["data"]
+            result_type = str(data["resultType"])
+            result = data["result"]
+            if result_type == "vector":
+                samples = tuple(_vector_sample(item) for item in result)
+            elif result_type == "scalar":
+                samples = (Sample({}, float(result[1])),)
+            else:
+                hint = (
+                    "; a range selector such as x[5m] needs a function such as increase()"
+                    if result_type == "matrix"
+                    else ""
+                )
+                raise MetricsError(
+                    f"expected an instant vector or a scalar, got a {result_type}{hint}",
+                    url=endpoint,
+                    query=promql,
+                )
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise MetricsError(
+                f"unexpected shape of Prometheus' answer: {type(exc).__name__}: {exc}",
+                url=endpoint,
+                query=promql,
+                response=self._scrub(str(payload)),
+            ) from exc
+        notes = tuple(str(w) for w in payload.get("warnings", ()) or ())
+        return QueryResult(promql, at, result_type, samples, notes)
+
+    def _hint(self, status: int) -> str:
+        if status in (401, 403):
+            sent = {
+                "bearer": f"a bearer token from {ENV_TOKEN}",
+                "basic": f"basic auth from {ENV_USER}/{ENV_PASSWORD}",
+                "none": "no credentials",
+            }[self._auth_kind]
+            return f"; sent {sent}: check {ENV_TOKEN}, or {ENV_USER} and {ENV_PASSWORD}"
+        if status == 404:
+            return "; is the URL Prometheus' base URL (without /api/v1)?"
+        return ""
+
+
+def _vector_sample(item: Mapping[str, Any]) -> Sample:
+    if "value" not in item and "histogram" in item:
+        raise ValueError("native histogram samples are not supported; query classic _bucket series")
+    return Sample(dict(item["metric"]), float(item["value"][1]))
+
+
+def _retry_after_s(response: requests.Response) -> float:
+    """Seconds from a numeric Retry-After header; 0 when absent or an HTTP date."""
+    try:
+        return max(0.0, float(response.headers.get("Retry-After", "0")))
+    except ValueError:
+        return 0.0
