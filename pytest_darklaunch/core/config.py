@@ -20,6 +20,7 @@ from typing import Any, Optional
 from pytest_darklaunch.core.iter8 import experiment_to_raw
 from pytest_darklaunch.core.metrics import is_builtin
 from pytest_darklaunch.core.spec import Sources, Spec, build_spec, dotted
+from pytest_darklaunch.core.units import DNS1123_HINT, is_dns1123_label
 from pytest_darklaunch.errors import ConfigError
 
 SPEC_FILENAME = "darklaunch.yaml"
@@ -190,6 +191,9 @@ def resolve(
             raise ConfigError(label, value, source, "a non-empty value")
         elif opt.name in ("spec", "experiment"):
             settings_kwargs[f"{attr}_path"] = value
+        elif opt.name == "namespace" and not is_dns1123_label(value):
+            # Checked here, before anything is provisioned, like every other name.
+            raise ConfigError(label, value, source, DNS1123_HINT)
         else:
             settings_kwargs[attr] = value
 
