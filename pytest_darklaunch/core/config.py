@@ -248,6 +248,13 @@ def resolve(
         node[opt.spec_path[-1]] = value
         sources.set(opt.spec_path, label, source)
 
+    if "target" not in raw:
+        # Only a spec file can leave it out (an Iter8 import always has spec.target).
+        raise ConfigError(
+            "target", "", str(settings.spec_path),
+            "namespace/name such as default/sample-app, as target: in the spec file or "
+            "--darklaunch-target",
+        )
     spec = build_spec(raw, sources, known_metric=is_builtin)
     for opt in OPTIONS:
         if opt.spec_path is None:
