@@ -502,6 +502,8 @@ def objective_from_mapping(
     if judge not in JUDGE_MODES:
         raise r.fail(path + ("judge",), judge, "one of " + ", ".join(JUDGE_MODES))
     failure_limit = r.convert(o.get("failure_limit", 0), path + ("failure_limit",), _to_int, "a whole number of tolerated failed intervals, 0 or more")
+    if failure_limit < 0:
+        raise r.fail(path + ("failure_limit",), failure_limit, "a whole number of tolerated failed intervals, 0 or more")
     if failure_limit and judge != "interval":
         raise r.fail(path + ("failure_limit",), failure_limit, "failure_limit only with judge: interval")
     return Objective(metric, upper, lower, increase, str(judge), failure_limit)
