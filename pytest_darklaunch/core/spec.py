@@ -343,7 +343,7 @@ def build_spec(
         ),
         path=path,
         method=method.upper(),
-        headers=r.str_map(t.get("headers"), ("traffic", "headers")),
+        headers=_headers(r, t.get("headers")),
         timeout_s=r.convert(t.get("timeout", "2s"), ("traffic", "timeout"), parse_duration, DURATION_HINT),
         warmup_s=_warmup(r, t.get("warmup", "1s")),
     )
@@ -366,6 +366,24 @@ def build_spec(
         raise r.fail(("errors",), errors, "one of " + ", ".join(ERROR_CLASSES))
     confidence = r.number(top.get("confidence", 0.95), ("confidence",), 0.5, 0.9999, "a confidence in 0.5..0.9999")
     return Spec(target, versions, mirror, traffic, duration, objectives, metrics, str(errors), confidence)
+
+
+# RFC 9110 field names are tokens; values must not smuggle in CR/LF or other controls.
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_HEADER_VALUE_BAD = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _headers(r: _Reader, value: object) -> dict[str, str]:
+    headers = r.str_map(value, ("traffic", "headers"))
+    for name, text in headers.items():
+        if not _HEADER_NAME.match(name):
+            raise r.fail(("traffic", "headers", name), name, "an HTTP header name (letters, digits, '-', no spaces or ':')")
+        bad = _HEADER_VALUE_BAD.search(text)
+        if bad:
+            # The value itself is not echoed: headers are where tokens end up.
+            shown = f"control character U+{ord(bad.group()):04X} at offset {bad.start()} (value withheld)"
+            raise r.fail(("traffic", "headers", name), shown, "a header value without line breaks or control characters")
+    return headers
 
 
 def _warmup(r: _Reader, value: object) -> float:
