@@ -276,9 +276,6 @@ class PrometheusClient:
         self.retry_deadline_s = retry_deadline_s
         self._sleep = sleep
         self._clock = clock
-        self._owns_session = session is None
-        self._session = session if session is not None else requests.Session()
-
         self._auth, self._auth_kind, self._scrub = _auth_from_env(env)
 
         if _flag(env, ENV_INSECURE):
@@ -291,6 +288,8 @@ class PrometheusClient:
                 f"an existing CA bundle file, or {ENV_INSECURE}=1 to turn verification off",
             )
         self.verify: bool | str = verify
+        self._owns_session = session is None
+        self._session = session if session is not None else requests.Session()
 
     def __repr__(self) -> str:
         return f"PrometheusClient(url={self.url!r}, auth={self._auth_kind}, verify={self.verify!r})"
