@@ -439,7 +439,7 @@ def _metrics(r: _Reader, value: object) -> tuple[MetricDef, ...]:
         path = ("metrics", f"[{i}]")
         m = r.mapping(item, path, ("name", "query", "units"))
         name = r.string(m.get("name"), path + ("name",), "a kebab-case metric name such as my-metric")
-        if not _METRIC_NAME.match(name):
+        if not _METRIC_NAME.fullmatch(name):
             raise r.fail(path + ("name",), name, "a kebab-case metric name such as my-metric")
         query = r.string(m.get("query"), path + ("query",), "a PromQL template")
         try:

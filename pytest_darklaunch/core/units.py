@@ -8,7 +8,8 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 DURATION_HINT = "a positive duration such as 500ms, 10s or 1m"
 
-# Kubernetes DNS-1123 label (namespaces, services, revisions) and subdomain (hosts).
+# Kubernetes DNS-1123 label (namespaces, services, revisions) and subdomain (hosts). Matched
+# with fullmatch: "$" alone also matches before a trailing newline.
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS1123_HINT = "a DNS-1123 label: lower-case letters, digits and '-', starting and ending alphanumeric, at most 63 characters"
 _HOST = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -86,9 +87,9 @@ def is_dns1123_label(name: str) -> bool:
     >>> is_dns1123_label("sample-app"), is_dns1123_label("Default"), is_dns1123_label("../x")
     (True, False, False)
     """
-    return len(name) <= 63 and bool(_DNS1123_LABEL.match(name))
+    return len(name) <= 63 and bool(_DNS1123_LABEL.fullmatch(name))
 
 
 def is_host(name: str) -> bool:
     """True for a DNS-1123 subdomain usable as an HTTP host."""
-    return bool(_HOST.match(name))
+    return bool(_HOST.fullmatch(name))
