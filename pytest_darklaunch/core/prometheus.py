@@ -224,7 +224,8 @@ class PrometheusClient:
 
     ``verify`` is ``True`` (system CAs), ``False`` or the path of a CA bundle; ``timeout_s``
     bounds each HTTP request and ``retry_deadline_s`` the retries of one call. ``session``,
-    ``sleep``, ``clock`` and ``env`` are injectable so tests need no network and never wait;
+    ``sleep``, ``clock`` and ``env`` (default ``os.environ``) are injectable so tests need no
+    network and never wait;
     ``source`` says where the URL came from in a ConfigError. A URL with ``user:password@`` is
     refused (credentials come from the environment only).
 
@@ -243,7 +244,7 @@ class PrometheusClient:
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
-        env: Mapping[str, str] = os.environ,
+        env: Mapping[str, str] | None = None,
         source: str = "the Prometheus client settings",
     ) -> None:
         parts = urlsplit(url.strip())
@@ -276,6 +277,8 @@ class PrometheusClient:
         self.retry_deadline_s = retry_deadline_s
         self._sleep = sleep
         self._clock = clock
+        # Not a default argument: help() and inspect.signature would print the environment.
+        env = os.environ if env is None else env
         self._auth, self._auth_kind, self._scrub = _auth_from_env(env)
 
         if _flag(env, ENV_INSECURE):

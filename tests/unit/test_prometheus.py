@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import inspect
 import json
 import math
 from collections.abc import Mapping
@@ -396,6 +397,14 @@ def test_conflicting_or_partial_credentials_are_config_errors() -> None:
     assert TOKEN not in str(info.value)
     with pytest.raises(ConfigError, match=ENV_PASSWORD):
         make(vector(), env={ENV_USER: "alice"})
+
+
+def test_signature_does_not_embed_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV_TOKEN, TOKEN)
+    assert TOKEN not in str(inspect.signature(PrometheusClient))
+    client = PrometheusClient(URL)  # reads os.environ when env is not given
+    assert client._auth_kind == "bearer"
+    assert TOKEN not in repr(client)
 
 
 def test_repr_shows_url_auth_kind_and_verify_only() -> None:
