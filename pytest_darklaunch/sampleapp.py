@@ -43,7 +43,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import IO, Any, Callable, Optional
+from typing import IO, Any, Callable
 
 HEALTH_PATH = "/healthz"
 
@@ -59,8 +59,8 @@ class Knobs:
     slow_ms: float = 0.0
     error_share: float = 0.0
     error_status: int = 500
-    seed: Optional[int] = None
-    log: Optional[str] = None
+    seed: int | None = None
+    log: str | None = None
 
 
 def _share(text: str) -> float:
@@ -102,8 +102,10 @@ def parse_args(argv: Sequence[str] | None, environ: dict[str, str]) -> tuple[int
     """The port and the knobs: a flag wins over its environment variable, which wins over the
     default. A bad environment value is reported like a bad flag.
 
-    >>> parse_args(["--port", "0", "--latency-ms", "5"], {"SAMPLEAPP_ERROR_SHARE": "0.1"})
-    (0, Knobs(version='sample-app', latency_ms=5.0, jitter_ms=0.0, slow_share=0.0, slow_ms=0.0, error_share=0.1, error_status=500, seed=None, log=None))
+    >>> env = {"SAMPLEAPP_ERROR_SHARE": "0.1"}
+    >>> port, knobs = parse_args(["--port", "0", "--latency-ms", "5"], env)
+    >>> port, knobs.latency_ms, knobs.error_share, knobs.error_status
+    (0, 5.0, 0.1, 500)
     """
     parser = argparse.ArgumentParser(
         prog="python -m pytest_darklaunch.sampleapp",

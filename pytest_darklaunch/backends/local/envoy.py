@@ -10,8 +10,9 @@ Host, and drops dark's answers). Cluster names ``live`` and ``dark`` become the 
 >>> spec = build_spec({"target": "default/sample-app"}, Sources("test"))
 >>> route = envoy_config(spec, live_port=8081, dark_port=8082)["static_resources"]["listeners"][0]
 >>> hcm = route["filter_chains"][0]["filters"][0]["typed_config"]
->>> hcm["route_config"]["virtual_hosts"][0]["routes"][0]["route"]["request_mirror_policies"]
-[{'cluster': 'dark', 'runtime_fraction': {'default_value': {'numerator': 400000, 'denominator': 'MILLION'}}}]
+>>> hcm["route_config"]["virtual_hosts"][0]["routes"][0]["route"]["request_mirror_policies"][0]
+{'cluster': 'dark', 'runtime_fraction': {'default_value': {'numerator': 400000, \
+'denominator': 'MILLION'}}}
 """
 
 from __future__ import annotations

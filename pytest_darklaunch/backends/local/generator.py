@@ -30,7 +30,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 REPORT_EVERY_S = 0.5
 DRAIN_MAX_S = 1.0
@@ -61,7 +61,7 @@ class LogHistogram:
         if ms > self.max_ms:
             self.max_ms = ms
 
-    def percentile(self, q: float) -> Optional[float]:
+    def percentile(self, q: float) -> float | None:
         """The value below which a share ``q`` of the values lie (bin's geometric middle)."""
         if not self.total:
             return None
@@ -92,7 +92,7 @@ class Counters:
     latency: LogHistogram = field(default_factory=LogHistogram)
 
     def as_dict(self) -> dict[str, Any]:
-        def rounded(value: Optional[float]) -> Optional[float]:
+        def rounded(value: float | None) -> float | None:
             return None if value is None else round(value, 3)
 
         return {
@@ -120,13 +120,13 @@ class Config:
     method: str = "GET"
     path: str = "/"
     headers: tuple[tuple[str, str], ...] = ()
-    host: Optional[str] = None
+    host: str | None = None
     timeout_s: float = 2.0
     warmup_s: float = 0.0
     max_duration_s: float = 3600.0
     late_after_s: float = 0.25
     connections: int = 256
-    parent_pid: Optional[int] = None
+    parent_pid: int | None = None
 
 
 class Generator:
@@ -140,9 +140,9 @@ class Generator:
         self.in_flight: set[asyncio.Task[None]] = set()
         self.t0 = 0.0
         self.started_at = 0.0
-        self.schedule_end: Optional[float] = None
-        self.stop_reason: Optional[str] = None
-        self._scheduler: Optional[asyncio.Task[None]] = None
+        self.schedule_end: float | None = None
+        self.stop_reason: str | None = None
+        self._scheduler: asyncio.Task[None] | None = None
 
     def stop(self, reason: str) -> None:
         """Stop scheduling new requests (idempotent); in-flight ones get a short drain."""

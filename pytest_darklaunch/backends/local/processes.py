@@ -22,7 +22,7 @@ import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Callable, TypeVar
 
 import tenacity
 
@@ -140,7 +140,7 @@ class ManagedProcess:
             return False
         return info is None
 
-    def exit_code(self) -> Optional[int]:
+    def exit_code(self) -> int | None:
         """The exit status once it has ended (negative: killed by that signal), else ``None``."""
         if self.alive():
             return None

@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from typing import Any, Optional
+from typing import Any
 
 import tenacity
 
@@ -111,8 +111,8 @@ class LocalBackend:
         self.timings: dict[str, float] = {}
         self._procs: dict[str, ManagedProcess] = {}
         self._pids: list[int] = []
-        self._environment: Optional[Environment] = None
-        self._final_traffic: Optional[dict[str, Any]] = None
+        self._environment: Environment | None = None
+        self._final_traffic: dict[str, Any] | None = None
         self._torn_down = False
 
     # -- protocol -------------------------------------------------------------------------
@@ -147,7 +147,7 @@ class LocalBackend:
             raise
         return self._environment
 
-    def traffic_stats(self) -> Optional[TrafficStats]:
+    def traffic_stats(self) -> TrafficStats | None:
         """The generator's counters (measured phase, warm-up excluded), or ``None`` before it
         has written any."""
         raw = self.traffic_details()
@@ -196,7 +196,8 @@ class LocalBackend:
             lines.append(f"  {role:<11} pid {proc.pid:<8} {where}{extra}")
         pids = " ".join(str(p.pid) for _, p in running)
         lines.append("Stop it and remove its files with:")
-        lines.append(f"  {'kill ' + pids + ' && ' if pids else ''}rm -rf {shlex.quote(self.workdir)}")
+        kill = f"kill {pids} && " if pids else ""
+        lines.append(f"  {kill}rm -rf {shlex.quote(self.workdir)}")
         return "\n".join(lines)
 
     # -- extras ---------------------------------------------------------------------------
@@ -206,7 +207,7 @@ class LocalBackend:
         """Every PID this backend ever started (also after teardown), for leak checks."""
         return tuple(self._pids)
 
-    def traffic_details(self) -> Optional[dict[str, Any]]:
+    def traffic_details(self) -> dict[str, Any] | None:
         """The generator's whole stats file (warm-up counters, statuses, latency, CPU...)."""
         if self._final_traffic is not None:
             return self._final_traffic
@@ -217,7 +218,7 @@ class LocalBackend:
             return None
         return data
 
-    def stop_traffic(self) -> Optional[TrafficStats]:
+    def stop_traffic(self) -> TrafficStats | None:
         """Stop the generator (its last counters are kept) and leave the stack running."""
         generator = self._procs.get("generator")
         if generator is not None and self._final_traffic is None:
@@ -228,7 +229,7 @@ class LocalBackend:
     # -- provisioning ---------------------------------------------------------------------
 
     def _provision_once(
-        self, envoy_bin: str, prometheus_bin: Optional[str], started: float
+        self, envoy_bin: str, prometheus_bin: str | None, started: float
     ) -> Environment:
         ports = self._ports(3)
         app_ports = dict(zip(ROLES, ports[:2]))
