@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import pytest
 
@@ -29,7 +29,7 @@ def darklaunch(request: pytest.FixtureRequest) -> Experiment:
     state = _session(request.config)
     if state is None or not state.resolved.active:
         pytest.skip(NO_EXPERIMENT)
-    return Experiment(state, progress_writer(request.config))
+    return Experiment(state, uncaptured(request.config, progress_writer(request.config)))
 
 
 @pytest.fixture
@@ -58,6 +58,22 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                          indirect=True)
 
 
+def uncaptured(
+    config: pytest.Config, write: Callable[[str], None] | None
+) -> Callable[[str], None] | None:
+    """``write`` with pytest's output capture suspended, so progress reaches the terminal
+    while a test waits for the experiment (as live logging does)."""
+    capman = config.pluginmanager.getplugin("capturemanager")
+    if write is None or capman is None:
+        return write
+
+    def write_uncaptured(line: str) -> None:
+        with capman.global_and_fixture_disabled():
+            write(line)
+
+    return write_uncaptured
+
+
 def objective_ids(objectives: tuple[Objective, ...]) -> list[str]:
     """Test ids: the metric name, numbered when a metric has several objectives."""
     names = [o.metric for o in objectives]
@@ -77,7 +93,7 @@ def check_markers(item: pytest.Item, markers: list[Any]) -> None:
     from pytest_darklaunch.report import progress_writer
 
     state = _session(item.config)
-    experiment = Experiment(state, progress_writer(item.config))
+    experiment = Experiment(state, uncaptured(item.config, progress_writer(item.config)))
     for mark in markers:
         if not mark.args:
             raise pytest.UsageError(
