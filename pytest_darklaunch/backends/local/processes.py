@@ -35,6 +35,11 @@ LOG_TAIL_LINES = 15
 _IN_USE_MARKERS = ("address already in use", "errno 98", "eaddrinuse")
 
 
+# Processes left running on purpose (--darklaunch-keep): their handles live as long as the
+# interpreter, so that Python neither warns about them nor reaps them behind the user's back.
+_DETACHED: list[subprocess.Popen[bytes]] = []
+
+
 class PortInUse(ProvisioningError):
     """A server could not bind the port it was given: another process took it meanwhile."""
 
@@ -168,6 +173,13 @@ class ManagedProcess:
         if status is not None and any(m in self.log_tail().lower() for m in _IN_USE_MARKERS):
             return PortInUse(message)
         return ProcessExited(message) if status is not None else ProvisioningError(message)
+
+    def detach(self) -> None:
+        """Leave the process running beyond this run (``--darklaunch-keep``)."""
+        if not self._stopped and self.popen not in _DETACHED:
+            _DETACHED.append(self.popen)
+            if self.popen.stdin is not None:
+                self.popen.stdin.close()
 
     def terminate(self) -> None:
         """Send SIGTERM to the process group, without waiting (see :meth:`stop`)."""

@@ -119,10 +119,10 @@ class LocalBackend:
 
     def provision(self) -> Environment:
         """Start live, dark, Envoy, Prometheus (unless a URL is given) and the traffic."""
-        if self._environment is not None:
-            return self._environment
         if self._torn_down:
             raise ProvisioningError("this local backend was torn down; create a new one")
+        if self._environment is not None:
+            return self._environment
         started = time.monotonic()
         # Missing binaries fail before anything starts.
         prometheus_bin = None if self.run.prometheus_url else find_prometheus(
@@ -176,6 +176,8 @@ class LocalBackend:
         with _signals_deferred():
             self.stop_traffic()
             if self.run.keep:
+                for proc in self._procs.values():
+                    proc.detach()
                 return
             self._stop_started()
             shutil.rmtree(self.workdir, ignore_errors=True)

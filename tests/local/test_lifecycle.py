@@ -1,0 +1,290 @@
+"""Provisioning and teardown of the local stack: nothing left behind, clear errors, no clashes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import requests
+
+from pytest_darklaunch.backends.local import LocalBackend
+from pytest_darklaunch.backends.local import envoy as envoy_module
+from pytest_darklaunch.errors import ProvisioningError
+from tests.local.helpers import make_spec, pid_alive, wait_for, wait_for_sent
+
+ROLES = {"live", "dark", "envoy", "prometheus", "generator"}
+
+
+def read_pids(workdir: str) -> list[int]:
+    with open(os.path.join(workdir, "pids"), encoding="utf-8") as handle:
+        return [int(line) for line in handle if line.strip()]
+
+
+def test_environment_describes_the_stack(stack: Callable[..., LocalBackend]) -> None:
+    spec = make_spec(
+        versions={"dark": {"env": {"T_VERSION": "green"}}}, traffic={"rate": 50, "warmup": "1s"}
+    )
+    backend = stack(spec)
+    env = backend.provision()
+
+    assert (env.backend, env.metric_source, env.scrape_interval_s) == ("local", "envoy", 1.0)
+    assert env.labels == {
+        "live": {"envoy_cluster_name": "live"}, "dark": {"envoy_cluster_name": "dark"}
+    }
+    assert set(env.endpoints) == {"ingress", "live", "dark", "envoy_admin", "prometheus"}
+    assert env.prometheus_url == env.endpoints["prometheus"]
+    # Every server binds loopback only, on a port the kernel chose.
+    assert all(url.startswith("http://127.0.0.1:") for url in env.endpoints.values())
+    assert {env.details[f"{role}_pid"] for role in ROLES} == {str(p) for p in env.pids}
+    assert sorted(read_pids(backend.workdir)) == sorted(env.pids) == sorted(backend.started_pids)
+    assert oct(os.stat(backend.workdir).st_mode & 0o777) == "0o700"
+    # Versions: T_VERSION defaults to the role; the spec's env wins.
+    assert requests.get(env.endpoints["live"], timeout=2).text == "live\n"
+    assert requests.get(env.endpoints["dark"], timeout=2).text == "green\n"
+    assert requests.get(env.endpoints["ingress"], timeout=2).text == "live\n"
+    assert requests.get(f"{env.endpoints['prometheus']}/-/ready", timeout=2).status_code == 200
+    # Fine buckets once a stats flush (every second) has seen mirrored requests.
+    bucket = 'envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name="dark",le="%s"}'
+
+    def dark_histogram() -> str | None:
+        text = requests.get(env.details["envoy_metrics_url"], timeout=2).text
+        return text if bucket % 1 in text else None
+
+    metrics = wait_for(dark_histogram, "dark's latency histogram in Envoy's metrics")
+    assert all(bucket % le in metrics for le in ("2", "37", "100", "110", "990", "1100", "60000"))
+    # Traffic: started during provisioning, warm-up first, then counted.
+    started = float(env.details["traffic_started_at"])
+    assert abs(started - (backend.traffic_details() or {})["started_at"]) < 1e-3
+    assert env.details["traffic_warmup_s"] == "1"
+    assert float(env.details["stack_ready_s"]) < 5.0
+
+
+def test_teardown_stops_every_process_and_removes_workdir(
+    stack: Callable[..., LocalBackend],
+) -> None:
+    backend = stack(make_spec(traffic={"rate": 50}))
+    env = backend.provision()
+    pids = read_pids(backend.workdir)
+    assert len(pids) == 5 and all(pid_alive(pid) for pid in pids)
+
+    backend.teardown()
+
+    assert [pid for pid in pids if pid_alive(pid)] == []
+    assert not os.path.exists(backend.workdir)
+    assert set(pids) == set(env.pids)
+    # The final counters survive teardown.
+    stats = backend.traffic_stats()
+    assert stats is not None and stats.target_rps == 50
+
+
+def test_teardown_twice_is_harmless(stack: Callable[..., LocalBackend]) -> None:
+    backend = stack(make_spec(traffic={"rate": 20}))
+    backend.provision()
+    pids = read_pids(backend.workdir)
+
+    backend.teardown()
+    backend.teardown()
+
+    assert [pid for pid in pids if pid_alive(pid)] == []
+    assert not os.path.exists(backend.workdir)
+    with pytest.raises(ProvisioningError, match="torn down"):
+        backend.provision()
+
+
+def test_live_exiting_at_once_fails_provisioning_with_its_log(
+    stack: Callable[..., LocalBackend],
+) -> None:
+    crash = "import sys; print('live: cannot open database', file=sys.stderr); sys.exit(3)"
+    command = [sys.executable, "-c", crash, "{port}"]
+    backend = stack(make_spec(versions={"live": {"command": command}}))
+
+    with pytest.raises(ProvisioningError) as caught:
+        backend.provision()
+
+    message = str(caught.value)
+    assert "live exited before live answering" in message
+    assert "exited with status 3" in message
+    assert "live: cannot open database" in message
+    # Envoy, Prometheus, dark and the generator had started: all of them are gone again.
+    assert len(backend.started_pids) == 5
+    assert [pid for pid in backend.started_pids if pid_alive(pid)] == []
+    assert not os.path.exists(backend.workdir)
+
+
+def test_envoy_rejecting_its_config_fails_with_envoy_log(
+    stack: Callable[..., LocalBackend], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = envoy_module.envoy_config
+
+    def broken(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        config = real(*args, **kwargs)
+        config["static_resources"]["clusters"][0]["type"] = "NO_SUCH_TYPE"
+        return config
+
+    monkeypatch.setattr(envoy_module, "envoy_config", broken)
+    backend = stack(make_spec())
+
+    with pytest.raises(ProvisioningError) as caught:
+        backend.provision()
+
+    message = str(caught.value)
+    assert message.startswith("envoy exited before Envoy ready")
+    assert "NO_SUCH_TYPE" in message
+    assert [pid for pid in backend.started_pids if pid_alive(pid)] == []
+    assert not os.path.exists(backend.workdir)
+
+
+@pytest.mark.parametrize("how", ["option", "path"])
+def test_missing_prometheus_is_one_line_with_install_hint(
+    stack: Callable[..., LocalBackend], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, how: str
+) -> None:
+    options: dict[str, Any] = {}
+    if how == "option":
+        options["prometheus_bin"] = str(tmp_path / "no" / "prometheus")
+    else:
+        monkeypatch.setenv("PATH", str(tmp_path))
+    backend = stack(make_spec(), **options)
+
+    with pytest.raises(ProvisioningError) as caught:
+        backend.provision()
+
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith("Prometheus not found")
+    assert "apt-get install -y --no-install-recommends prometheus" in message
+    assert "--darklaunch-prometheus-bin" in message
+    assert "--darklaunch-prometheus-url" in message
+    assert backend.started_pids == ()
+    assert not os.path.exists(backend.workdir)
+
+
+def test_existing_prometheus_url_starts_no_prometheus(stack: Callable[..., LocalBackend]) -> None:
+    backend = stack(make_spec(traffic={"rate": 20}), prometheus_url="http://127.0.0.1:9/")
+    env = backend.provision()
+
+    assert env.prometheus_url == env.endpoints["prometheus"] == "http://127.0.0.1:9"
+    assert "prometheus_pid" not in env.details and len(env.pids) == 4
+    assert env.details["prometheus"] == "external"
+    assert env.details["envoy_metrics_url"] in env.details["prometheus_scrape_hint"]
+    body = requests.get(env.details["envoy_metrics_url"], timeout=2).text
+    assert 'envoy_cluster_upstream_rq_total{envoy_cluster_name="live"}' in body
+
+
+def test_two_runs_at_once_do_not_collide(stack: Callable[..., LocalBackend]) -> None:
+    backends = [stack(make_spec(traffic={"rate": 100}), name=f"run{i}") for i in range(2)]
+    envs: dict[int, Any] = {}
+    errors: list[BaseException] = []
+
+    def provision(i: int) -> None:
+        try:
+            envs[i] = backends[i].provision()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=provision, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    assert errors == []
+    ports = [url.rsplit(":", 1)[1] for env in envs.values() for url in env.endpoints.values()]
+    assert len(ports) == 10 and len(set(ports)) == 10
+    for backend in backends:
+        wait_for_sent(backend, 50)
+        stats = backend.stop_traffic()
+        assert stats is not None and stats.errors == 0
+
+
+def test_keep_leaves_the_stack_and_says_how_to_remove_it(
+    stack: Callable[..., LocalBackend],
+) -> None:
+    backend = stack(make_spec(traffic={"rate": 20}), keep=True)
+    env = backend.provision()
+
+    backend.teardown()
+
+    generator = int(env.details["generator_pid"])
+    kept = [p for p in env.pids if p != generator]
+    assert not pid_alive(generator)
+    assert all(pid_alive(pid) for pid in kept)
+    assert requests.get(env.endpoints["ingress"], timeout=2).status_code == 200
+    text = backend.keep_instructions()
+    kill_line = next(line for line in text.splitlines() if line.strip().startswith("kill "))
+    assert f"rm -rf {backend.workdir}" in kill_line
+    assert sorted(int(p) for p in kill_line.split("&&")[0].split()[1:]) == sorted(kept)
+    subprocess.run(kill_line.strip(), shell=True, check=True)  # noqa: S602 - the user's command
+    # They are this test process's children: reap them as init would once pytest has exited.
+    waiting = set(kept)
+
+    def all_reaped() -> bool:
+        for pid in list(waiting):
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                waiting.discard(pid)
+        return not waiting
+
+    wait_for(all_reaped, "kept processes ended after the kill command")
+    assert [pid for pid in kept if pid_alive(pid)] == []
+    assert not os.path.exists(backend.workdir)
+    assert backend.keep_instructions() == "pytest-darklaunch left nothing running."
+
+
+def test_sigint_during_provisioning_leaves_nothing(tmp_path: Path) -> None:
+    workdir = tmp_path / "run"
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from pytest_darklaunch.backends import RunContext
+        from pytest_darklaunch.backends.local import LocalBackend
+        from pytest_darklaunch.core.spec import Sources, build_spec
+
+        hang = [sys.executable, "-c", "import time; time.sleep(60)", "{{port}}"]
+        spec = build_spec(
+            {{"target": "default/app", "versions": {{"live": {{"command": hang}}}}}}, Sources("t")
+        )
+        backend = LocalBackend(spec, RunContext(run_id="t", workdir={str(workdir)!r}))
+        try:
+            backend.provision()
+        except KeyboardInterrupt:
+            print("PIDS", " ".join(map(str, backend.started_pids)), flush=True)
+            raise
+        """
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        wait_for(lambda: (workdir / "pids").exists() and len(read_pids(str(workdir))) == 5,
+                 "all five processes started")
+        started = read_pids(str(workdir))
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=15)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+
+    assert "KeyboardInterrupt" in err
+    reported = [int(p) for p in out.split("PIDS", 1)[1].split()]
+    assert sorted(reported) == sorted(started)
+    assert [pid for pid in started if pid_alive(pid)] == []
+    assert not workdir.exists()
+
+
+def test_generator_stats_file_is_json_at_any_time(stack: Callable[..., LocalBackend]) -> None:
+    backend = stack(make_spec(traffic={"rate": 200, "warmup": "0.3s"}))
+    backend.provision()
+    seen = set()
+    for _ in range(200):  # reads race the generator's replace(): never a partial file
+        with open(backend.stats_path, encoding="utf-8") as handle:
+            seen.add(json.load(handle)["updated_at"])
+    wait_for(lambda: len({(backend.traffic_details() or {})["updated_at"]} | seen) > 1,
+             "the stats file being rewritten")
