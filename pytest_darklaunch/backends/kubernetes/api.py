@@ -1,0 +1,318 @@
+"""The few Kubernetes API calls the backend makes: apply, get, list, watch, delete by label.
+
+Built on the official client's ``DynamicClient`` (discovery tells a missing Knative or Istio
+apart from a typo). Every call retries 409 and 5xx answers with an exponential backoff and turns
+the rest into a :class:`ProvisioningError` a user can act on, e.g. for a 403::
+
+    forbidden: cannot patch virtualservices.networking.istio.io in namespace default; grant it
+    (see examples/kubernetes/rbac.yaml)
+
+The ``kubernetes`` package is imported inside functions only.
+
+>>> JOB.qualified, VIRTUAL_SERVICE.qualified, POD.qualified
+('jobs.batch', 'virtualservices.networking.istio.io', 'pods')
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, TypeVar
+
+from tenacity import (
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential,
+)
+
+from pytest_darklaunch.errors import ProvisioningError
+
+T = TypeVar("T")
+FIELD_MANAGER = "pytest-darklaunch"
+RBAC_HINT = "grant it (see examples/kubernetes/rbac.yaml)"
+TRANSIENT_STATUS = frozenset({409, 429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class Kind:
+    """An API resource the backend uses: ``apiVersion``, ``kind`` and its plural."""
+
+    api_version: str
+    kind: str
+    plural: str
+
+    @property
+    def group(self) -> str:
+        return self.api_version.rpartition("/")[0]
+
+    @property
+    def qualified(self) -> str:
+        """``plural.group`` as RBAC rules and ``kubectl`` name it."""
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+
+KNATIVE_SERVICE = Kind("serving.knative.dev/v1", "Service", "services")
+VIRTUAL_SERVICE = Kind("networking.istio.io/v1", "VirtualService", "virtualservices")
+JOB = Kind("batch/v1", "Job", "jobs")
+POD = Kind("v1", "Pod", "pods")
+EVENT = Kind("v1", "Event", "events")
+SERVICE = Kind("v1", "Service", "services")
+KINDS = {(k.api_version, k.kind): k for k in (KNATIVE_SERVICE, VIRTUAL_SERVICE, JOB)}
+
+_MISSING_API = {
+    KNATIVE_SERVICE: "install Knative Serving",
+    VIRTUAL_SERVICE: "install Istio (1.22 or later serves networking.istio.io/v1)",
+}
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently a call is retried after a 409, 429 or 5xx answer."""
+
+    attempts: int = 6
+    initial_s: float = 0.5
+    max_s: float = 8.0
+
+
+def load_api_client(context: Optional[str]) -> Any:
+    """An ``ApiClient`` from kubeconfig (``context`` or the current one) or in-cluster config.
+
+    In a pod (``KUBERNETES_SERVICE_HOST`` set, no ``KUBECONFIG``, no context) the pod's service
+    account is used.
+    """
+    from kubernetes import client, config
+    from kubernetes.config.config_exception import ConfigException
+
+    in_cluster = (
+        context is None
+        and "KUBERNETES_SERVICE_HOST" in os.environ
+        and "KUBECONFIG" not in os.environ
+    )
+    try:
+        if in_cluster:
+            configuration = client.Configuration()
+            config.load_incluster_config(client_configuration=configuration)
+            return client.ApiClient(configuration)
+        return config.new_client_from_config(context=context)
+    except (ConfigException, OSError, ValueError) as exc:
+        where = "in-cluster config" if in_cluster else f"kubeconfig context {context or '(current)'}"
+        raise ProvisioningError(
+            f"cannot load Kubernetes credentials from {where}: {exc}; "
+            "set KUBECONFIG or --darklaunch-kube-context"
+        ) from exc
+
+
+def _status_of(exc: BaseException) -> Optional[int]:
+    status = getattr(exc, "status", None)
+    return status if isinstance(status, int) else None
+
+
+def _is_transient(exc: BaseException) -> bool:
+    import urllib3
+
+    if isinstance(exc, (urllib3.exceptions.HTTPError, ConnectionError)):
+        return True
+    return _status_of(exc) in TRANSIENT_STATUS
+
+
+def server_message(exc: BaseException) -> str:
+    """The ``message`` of the Status object the API server answered with, else the reason."""
+    body = getattr(exc, "body", None)
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    if isinstance(body, str) and body:
+        try:
+            message = json.loads(body).get("message")
+        except (ValueError, AttributeError):
+            message = None
+        return str(message or body[:300])
+    return str(getattr(exc, "reason", None) or exc)
+
+
+def translate(exc: BaseException, verb: str, what: str, namespace: Optional[str]) -> ProvisioningError:
+    """A one-line :class:`ProvisioningError` for a failed API call.
+
+    >>> class Denied(Exception):
+    ...     status, body = 403, '{"message": "User \\\\"ci\\\\" cannot patch resource"}'
+    >>> str(translate(Denied(), "patch", "jobs.batch", "default"))  # doctest: +ELLIPSIS
+    'forbidden: cannot patch jobs.batch in namespace default; grant it (see examples/kubernetes/rbac.yaml) (API server: User "ci" cannot patch resource)'
+    """
+    where = f" in namespace {namespace}" if namespace else ""
+    status = _status_of(exc)
+    detail = server_message(exc)
+    if status == 403:
+        return ProvisioningError(
+            f"forbidden: cannot {verb} {what}{where}; {RBAC_HINT} (API server: {detail})"
+        )
+    if status == 401:
+        return ProvisioningError(
+            f"unauthorized: the API server refused the credentials to {verb} {what}{where}; "
+            "check the kubeconfig context (--darklaunch-kube-context)"
+        )
+    if status:
+        return ProvisioningError(f"cannot {verb} {what}{where}: HTTP {status}: {detail}")
+    return ProvisioningError(f"cannot {verb} {what}{where}: cannot reach the API server: {exc}")
+
+
+class KubeApi:
+    """Server-side apply, reads, watches and label-selected deletes, each retried and translated.
+
+    >>> api = KubeApi(api_client)  # doctest: +SKIP
+    >>> api.apply(manifest)["metadata"]["generation"]  # doctest: +SKIP
+    1
+    """
+
+    def __init__(self, api_client: Any, retry: RetryPolicy = RetryPolicy(), cache_dir: str = "") -> None:
+        self.api_client = api_client
+        self.retry = retry
+        self._dynamic: Any = None
+        self._own_cache_dir: Optional[str] = None
+        self._cache_dir = cache_dir
+
+    @property
+    def host(self) -> str:
+        return str(self.api_client.configuration.host)
+
+    def close(self) -> None:
+        """Remove the discovery cache dir this object created (if any)."""
+        if self._own_cache_dir:
+            shutil.rmtree(self._own_cache_dir, ignore_errors=True)
+            self._own_cache_dir = None
+
+    def call(self, verb: str, what: str, namespace: Optional[str], fn: Callable[[], T]) -> T:
+        """``fn()``, retried on 409/429/5xx and connection errors, failures translated."""
+        retrying = Retrying(
+            stop=stop_after_attempt(self.retry.attempts),
+            wait=wait_exponential(multiplier=self.retry.initial_s, max=self.retry.max_s),
+            retry=retry_if_exception(_is_transient),
+            reraise=True,
+        )
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        try:
+            return retrying(fn)
+        except (ApiException, HTTPError, ConnectionError) as exc:
+            raise translate(exc, verb, what, namespace) from exc
+
+    def _client(self) -> Any:
+        if self._dynamic is None:
+            from kubernetes.dynamic import DynamicClient
+
+            cache_dir = self._cache_dir
+            if not cache_dir or not os.path.isdir(cache_dir):
+                cache_dir = self._own_cache_dir = tempfile.mkdtemp(prefix="darklaunch-kube-")
+            cache_file = os.path.join(cache_dir, "kube-discovery.json")
+            self._dynamic = self.call(
+                "discover", "API groups", None, lambda: DynamicClient(self.api_client, cache_file=cache_file)
+            )
+        return self._dynamic
+
+    def resource(self, kind: Kind) -> Any:
+        """The discovered API resource for ``kind``; a clear error when the cluster lacks it."""
+        from kubernetes.dynamic.exceptions import ResourceNotFoundError
+
+        client = self._client()
+        try:
+            return self.call(
+                "discover", kind.qualified, None,
+                lambda: client.resources.get(api_version=kind.api_version, kind=kind.kind),
+            )
+        except ResourceNotFoundError as exc:
+            hint = _MISSING_API.get(kind, "check the cluster's API versions")
+            raise ProvisioningError(
+                f"the cluster at {self.host} does not serve {kind.api_version} {kind.kind} "
+                f"({kind.qualified}); {hint}"
+            ) from exc
+
+    def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply ``manifest`` as field manager ``pytest-darklaunch``, forcing conflicts."""
+        kind = KINDS[(manifest["apiVersion"], manifest["kind"])]
+        meta = manifest["metadata"]
+        resource = self.resource(kind)
+        result = self.call(
+            "patch", kind.qualified, meta["namespace"],
+            lambda: self._client().server_side_apply(
+                resource, body=manifest, name=meta["name"], namespace=meta["namespace"],
+                field_manager=FIELD_MANAGER, force_conflicts=True,
+            ),
+        )
+        return dict(result.to_dict())
+
+    def get(self, kind: Kind, namespace: str, name: str) -> Optional[dict[str, Any]]:
+        """The object, or ``None`` when it does not exist."""
+        from kubernetes.dynamic.exceptions import NotFoundError
+
+        resource = self.resource(kind)
+        try:
+            result = self.call(
+                "get", kind.qualified, namespace,
+                lambda: self._client().get(resource, name=name, namespace=namespace),
+            )
+        except ProvisioningError as exc:
+            if isinstance(exc.__cause__, NotFoundError):
+                return None
+            raise
+        return dict(result.to_dict())
+
+    def list(
+        self, kind: Kind, namespace: str, *, label_selector: Optional[str] = None,
+        field_selector: Optional[str] = None,
+    ) -> tuple[list[dict[str, Any]], str]:
+        """Items matching the selectors, and the list's resourceVersion to watch from."""
+        resource = self.resource(kind)
+        result = self.call(
+            "list", kind.qualified, namespace,
+            lambda: self._client().get(
+                resource, namespace=namespace, label_selector=label_selector,
+                field_selector=field_selector,
+            ),
+        )
+        data = result.to_dict()
+        return list(data.get("items") or []), str(data.get("metadata", {}).get("resourceVersion", ""))
+
+    def watch(
+        self, kind: Kind, namespace: str, *, resource_version: str, timeout_s: int,
+        label_selector: Optional[str] = None, field_selector: Optional[str] = None,
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """``(event type, object)`` pairs from ``resource_version`` on, for ``timeout_s``."""
+        from kubernetes.client.exceptions import ApiException
+
+        resource = self.resource(kind)
+        events = self._client().watch(
+            resource, namespace=namespace, label_selector=label_selector,
+            field_selector=field_selector, resource_version=resource_version or None,
+            timeout=timeout_s,
+        )
+        try:
+            for event in events:
+                yield str(event["type"]), dict(event["raw_object"])
+        except ApiException as exc:
+            if _status_of(exc) in TRANSIENT_STATUS | {410}:
+                raise
+            raise translate(exc, "watch", kind.qualified, namespace) from exc
+
+    def delete_collection(
+        self, kind: Kind, namespace: str, label_selector: str, propagation: str = "Background"
+    ) -> None:
+        """Delete every ``kind`` in ``namespace`` matching ``label_selector`` (idempotent)."""
+        from kubernetes.dynamic.exceptions import NotFoundError
+
+        resource = self.resource(kind)
+        try:
+            self.call(
+                "deletecollection", kind.qualified, namespace,
+                lambda: self._client().delete(
+                    resource, namespace=namespace, label_selector=label_selector,
+                    propagation_policy=propagation,
+                ),
+            )
+        except ProvisioningError as exc:
+            if not isinstance(exc.__cause__, NotFoundError):
+                raise

@@ -1,0 +1,226 @@
+"""Waiting for Kubernetes objects: list, then watch from that resourceVersion, with a deadline.
+
+A wait ends when its check says so, raises at once when the check sees a terminal failure, and
+otherwise fails at the deadline with the last observed state and the latest events::
+
+    Knative Service default/sample-app not ready after 300s: Ready=Unknown
+    (RevisionMissing: Configuration "sample-app" is waiting for a Revision to become ready);
+    events: Warning InternalError: failed to pull image ...
+
+Watches that break off (API server restarts, 410 Gone) are re-listed and resumed by tenacity
+until the deadline.
+
+>>> condition({"status": {"conditions": [{"type": "Ready", "status": "True"}]}}, "Ready")
+{'type': 'Ready', 'status': 'True'}
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from typing import Any, Callable, Optional
+
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
+
+from pytest_darklaunch.backends.kubernetes.api import EVENT, Kind, KubeApi, _is_transient
+from pytest_darklaunch.errors import ProvisioningError
+
+Check = Callable[[list[dict[str, Any]]], bool]
+Describe = Callable[[list[dict[str, Any]]], str]
+# Knative's own signal that a revision will not come up without a change (image, crash, ...).
+TERMINAL_KNATIVE_REASONS = frozenset({"RevisionFailed"})
+
+
+class NotYet(Exception):
+    """The awaited state was not reached within one list-and-watch round."""
+
+
+def condition(obj: Mapping[str, Any], kind: str) -> Optional[dict[str, Any]]:
+    """The status condition of type ``kind``, or ``None``."""
+    for item in (obj.get("status") or {}).get("conditions") or []:
+        if item.get("type") == kind:
+            return dict(item)
+    return None
+
+
+def format_condition(cond: Optional[Mapping[str, Any]], kind: str = "Ready") -> str:
+    """``Ready=False (Reason: message)`` or ``no Ready condition yet``."""
+    if not cond:
+        return f"no {kind} condition yet"
+    text = f"{cond.get('type', kind)}={cond.get('status')}"
+    detail = ": ".join(str(cond[k]) for k in ("reason", "message") if cond.get(k))
+    return f"{text} ({detail})" if detail else text
+
+
+def recent_events(api: KubeApi, namespace: str, names: list[str], limit: int = 3) -> str:
+    """The latest events about ``names``, as ``Type Reason: message; ...``."""
+    found: list[dict[str, Any]] = []
+    try:
+        for name in names:
+            items, _ = api.list(EVENT, namespace, field_selector=f"involvedObject.name={name}")
+            found.extend(items)
+    except ProvisioningError as exc:
+        return f"events not readable ({exc})"
+    if not found:
+        return "no events"
+
+    def stamp(event: Mapping[str, Any]) -> str:
+        return str(event.get("lastTimestamp") or event.get("eventTime") or "")
+
+    found.sort(key=stamp)
+    return "; ".join(
+        f"{e.get('type', '')} {e.get('reason', '')}: {e.get('message', '')}".strip()
+        for e in found[-limit:]
+    )
+
+
+def wait_for(
+    api: KubeApi,
+    kind: Kind,
+    namespace: str,
+    *,
+    what: str,
+    check: Check,
+    describe: Describe,
+    timeout_s: float,
+    label_selector: Optional[str] = None,
+    field_selector: Optional[str] = None,
+    event_names: Callable[[list[dict[str, Any]]], list[str]] = lambda items: [],
+    clock: Callable[[], float] = time.monotonic,
+) -> list[dict[str, Any]]:
+    """Watch the objects selected by the selectors until ``check`` accepts them.
+
+    ``check`` returns ``True`` when done, ``False`` to keep waiting, or raises
+    :class:`ProvisioningError` for a terminal failure. Returns the last observed objects.
+    """
+    deadline = clock() + timeout_s
+    seen: dict[str, dict[str, Any]] = {}
+    selectors = {"label_selector": label_selector, "field_selector": field_selector}
+
+    def one_round() -> list[dict[str, Any]]:
+        items, version = api.list(kind, namespace, **selectors)
+        seen.clear()
+        seen.update({item["metadata"]["name"]: item for item in items})
+        if check(list(seen.values())):
+            return list(seen.values())
+        remaining = deadline - clock()
+        if remaining <= 0:
+            raise NotYet()
+        for kind_of_event, obj in api.watch(
+            kind, namespace, resource_version=version, timeout_s=max(1, math.ceil(remaining)),
+            **selectors,
+        ):
+            name = obj.get("metadata", {}).get("name", "")
+            if kind_of_event == "DELETED":
+                seen.pop(name, None)
+            elif kind_of_event in ("ADDED", "MODIFIED"):
+                seen[name] = obj
+            if check(list(seen.values())):
+                return list(seen.values())
+            if clock() >= deadline:
+                break
+        raise NotYet()
+
+    retrying = Retrying(
+        stop=stop_after_delay(timeout_s),
+        wait=wait_exponential(multiplier=0.2, max=2.0),
+        retry=retry_if_exception(lambda exc: isinstance(exc, NotYet) or _is_transient(exc)),
+        reraise=True,
+    )
+    last_error = ""
+    try:
+        return retrying(one_round)
+    except NotYet:
+        pass
+    except _transport_errors() as exc:
+        if not _is_transient(exc):
+            raise
+        last_error = f"; last API error: {exc}"
+    last = list(seen.values())
+    events = recent_events(api, namespace, event_names(last))
+    raise ProvisioningError(
+        f"{what} not ready after {timeout_s:g}s: {describe(last)}; events: {events}{last_error}"
+    )
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    return (ApiException, HTTPError, ConnectionError)
+
+
+def knative_service_ready(revision: str, generation: int) -> Check:
+    """Ready once the controller saw ``generation`` and ``revision`` is its latest ready one."""
+
+    def check(items: list[dict[str, Any]]) -> bool:
+        if not items:
+            return False
+        svc = items[0]
+        status = svc.get("status") or {}
+        if int(status.get("observedGeneration") or 0) < generation:
+            return False
+        ready = condition(svc, "Ready")
+        if ready and ready.get("status") == "False" and ready.get("reason") in TERMINAL_KNATIVE_REASONS:
+            meta = svc["metadata"]
+            raise ProvisioningError(
+                f"Knative Service {meta.get('namespace')}/{meta['name']} failed: "
+                f"{format_condition(ready)}"
+            )
+        return bool(
+            ready and ready.get("status") == "True"
+            and status.get("latestReadyRevisionName") == revision
+        )
+
+    return check
+
+
+def describe_knative_service(items: list[dict[str, Any]]) -> str:
+    if not items:
+        return "the service does not exist"
+    status = items[0].get("status") or {}
+    return (
+        f"{format_condition(condition(items[0], 'Ready'))}, "
+        f"latestCreatedRevisionName={status.get('latestCreatedRevisionName')}, "
+        f"latestReadyRevisionName={status.get('latestReadyRevisionName')}"
+    )
+
+
+def job_pod_running(items: list[dict[str, Any]]) -> bool:
+    """True once a pod of the Job runs; a pod that already ended is a terminal failure."""
+    for pod in items:
+        phase = (pod.get("status") or {}).get("phase")
+        if phase == "Running":
+            return True
+        if phase in ("Failed", "Succeeded"):
+            raise ProvisioningError(
+                f"traffic pod {pod['metadata']['name']} ended ({phase}) before the experiment: "
+                f"{describe_pods([pod])}; see kubectl logs -n {pod['metadata'].get('namespace')} "
+                f"{pod['metadata']['name']}"
+            )
+    return False
+
+
+def describe_pods(items: list[dict[str, Any]]) -> str:
+    if not items:
+        return "no pod yet"
+    parts = []
+    for pod in items:
+        status = pod.get("status") or {}
+        states = []
+        for cs in status.get("containerStatuses") or []:
+            for state_name, state in (cs.get("state") or {}).items():
+                reason = (state or {}).get("reason") or ""
+                message = (state or {}).get("message") or ""
+                states.append(f"{cs.get('name')} {state_name} {reason} {message}".strip())
+        unready = [
+            format_condition(c) for c in status.get("conditions") or [] if c.get("status") != "True"
+        ]
+        text = f"pod {pod['metadata']['name']} {status.get('phase', 'Unknown')}"
+        if states:
+            text += " [" + "; ".join(states) + "]"
+        if unready:
+            text += " (" + ", ".join(unready) + ")"
+        parts.append(text)
+    return "; ".join(parts)

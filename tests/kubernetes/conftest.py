@@ -1,0 +1,96 @@
+"""Fixtures of the kubernetes backend tests: specs, the API emulator, backends pointed at it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+from .emulator import Emulator
+
+from pytest_darklaunch.backends import RunContext
+from pytest_darklaunch.backends.kubernetes import KubernetesBackend, KubeSettings
+from pytest_darklaunch.backends.kubernetes.api import RetryPolicy
+from pytest_darklaunch.core.spec import Sources, Spec, build_spec
+
+HERE = Path(__file__).resolve().parent
+SCHEMAS = HERE / "schemas"
+RUN_LABEL = "darklaunch.dev/run-id"
+
+# Short deadlines and backoffs: the emulator answers in milliseconds.
+FAST = KubeSettings(
+    ready_timeout_s=10.0,
+    job_timeout_s=10.0,
+    retry=RetryPolicy(attempts=4, initial_s=0.01, max_s=0.05),
+)
+
+
+def make_spec(**overrides: Any) -> Spec:
+    """The seed's experiment with images, as a user would write it in darklaunch.yaml."""
+    raw: dict[str, Any] = {
+        "target": "default/sample-app",
+        "versions": {
+            "live": {"image": "gcr.io/knative-samples/knative-route-demo:blue",
+                     "env": {"T_VERSION": "blue"}},
+            "dark": {"image": "gcr.io/knative-samples/knative-route-demo:green",
+                     "env": {"T_VERSION": "green"}},
+        },
+        "mirror": {"percent": 40, "host": "customdomain.com"},
+        "traffic": {"rate": 20},
+    }
+    raw.update(overrides)
+    return build_spec(raw, Sources("test"))
+
+
+@pytest.fixture
+def spec() -> Spec:
+    return make_spec()
+
+
+@pytest.fixture
+def emulator() -> Iterator[Emulator]:
+    with Emulator() as api:
+        yield api
+
+
+@pytest.fixture
+def api_client(emulator: Emulator) -> Iterator[Any]:
+    from kubernetes import client
+
+    configuration = client.Configuration(host=emulator.url)
+    with client.ApiClient(configuration) as api:
+        yield api
+
+
+BackendFactory = Callable[..., KubernetesBackend]
+
+
+@pytest.fixture
+def make_backend(api_client: Any, tmp_path: Path) -> Iterator[BackendFactory]:
+    """Backends against the emulator; every one made is torn down after the test."""
+    made: list[KubernetesBackend] = []
+
+    def factory(spec: Spec | None = None, run_id: str = "run-a", settings: KubeSettings = FAST,
+                **run: Any) -> KubernetesBackend:
+        run.setdefault("prometheus_url", "http://prometheus.test:9090")
+        context = RunContext(run_id=run_id, workdir=str(tmp_path), **run)
+        backend = KubernetesBackend(spec or make_spec(), context, api_client=api_client,
+                                    settings=settings)
+        made.append(backend)
+        return backend
+
+    yield factory
+    for backend in made:
+        backend.teardown()
+
+
+def run_objects(emulator: Emulator, run_id: str) -> list[str]:
+    """Every object in the emulator labelled with ``run_id``, as ``kind/name``."""
+    found = []
+    for plural, group in (("services", "serving.knative.dev"), ("revisions", "serving.knative.dev"),
+                          ("virtualservices", "networking.istio.io"), ("jobs", "batch"),
+                          ("pods", ""), ("services", "")):
+        for obj in emulator.objects(plural, group, labels=f"{RUN_LABEL}={run_id}"):
+            found.append(f"{obj['kind']}/{obj['metadata']['name']}")
+    return found

@@ -1,0 +1,302 @@
+"""The kubernetes backend's whole lifecycle against the in-process API emulator (not a cluster)."""
+
+from __future__ import annotations
+
+import _thread
+import threading
+from typing import Any
+
+import pytest
+from .conftest import FAST, RUN_LABEL, BackendFactory, make_spec, run_objects
+from .emulator import Emulator
+from .emulator_controllers import failed, pending
+
+from pytest_darklaunch.backends.kubernetes import KubeSettings
+from pytest_darklaunch.backends.kubernetes.render import render
+from pytest_darklaunch.errors import ProvisioningError
+
+
+def test_provision_applies_everything_and_reports_the_environment(
+    emulator: Emulator, make_backend: BackendFactory
+) -> None:
+    backend = make_backend(run_id="run-a")
+    env = backend.provision()
+
+    assert env.backend == "kubernetes" and env.metric_source == "istio"
+    assert env.prometheus_url == "http://prometheus.test:9090"
+    assert env.labels["dark"] == {
+        "destination_workload": "sample-app-v2-deployment",
+        "destination_workload_namespace": "default",
+        "reporter": "destination",
+    }
+    assert env.labels["live"]["destination_workload"] == "sample-app-v1-deployment"
+    assert env.endpoints == {"live": "http://sample-app.default.example.com",
+                             "dark": "http://dark-sample-app.default.example.com"}
+    assert env.details["delete_command"] == (
+        "kubectl delete virtualservices.networking.istio.io,jobs.batch,"
+        "services.serving.knative.dev -n default -l darklaunch.dev/run-id=run-a")
+
+    ksvc = emulator.objects("services", "serving.knative.dev")[0]
+    assert ksvc["spec"]["template"]["metadata"]["name"] == "sample-app-v2"
+    assert ksvc["spec"]["traffic"][1] == {"revisionName": "sample-app-v2", "percent": 0, "tag": "dark"}
+    assert ksvc["status"]["latestReadyRevisionName"] == "sample-app-v2"
+    revisions = [r["metadata"]["name"] for r in emulator.objects("revisions", "serving.knative.dev")]
+    assert revisions == ["sample-app-v1", "sample-app-v2"]
+    vs_names = sorted(v["metadata"]["name"] for v in emulator.objects("virtualservices", "networking.istio.io"))
+    assert vs_names == ["sample-app-mirror-run-a", "sample-app-routing-run-a"]
+    pods = emulator.objects("pods", namespace="default", labels="job-name=sample-app-traffic-run-a")
+    assert [p["status"]["phase"] for p in pods] == ["Running"]
+
+
+def test_applies_server_side_in_order_and_waits_with_watches(
+    emulator: Emulator, make_backend: BackendFactory
+) -> None:
+    make_backend().provision()
+
+    patches = emulator.calls("patch")
+    assert [p.qualified for p in patches] == [
+        "services.serving.knative.dev", "services.serving.knative.dev",
+        "virtualservices.networking.istio.io", "virtualservices.networking.istio.io", "jobs.batch"]
+    for call in patches:
+        assert call.content_type == "application/apply-patch+yaml"
+        assert call.query["fieldManager"] == "pytest-darklaunch"
+        assert call.query["force"] == "true"
+    # the first apply carries the live revision and no traffic block, as the seed's first doc
+    assert patches[0].body["spec"]["template"]["metadata"]["name"] == "sample-app-v1"
+    assert "traffic" not in patches[0].body["spec"]
+    assert patches[1].body == render(make_spec(), "run-a")[1]
+    assert not emulator.calls("create") and not emulator.calls("update")
+
+
+def test_a_wait_that_needs_the_watch_sees_the_status_change(
+    emulator: Emulator, make_backend: BackendFactory
+) -> None:
+    # The dark revision stays pending until the waiter's watch is open; the hook then lets the
+    # controller succeed, so only the watch stream can deliver the Ready status.
+    emulator.controllers.knative["sample-app-v2"] = pending()
+
+    def release(_: Any) -> None:
+        if emulator.controllers.knative.pop("sample-app-v2", None):
+            emulator.controllers.reconcile("default", "sample-app")
+
+    emulator.on("watch", "services.serving.knative.dev", release, times=None)
+    make_backend().provision()
+    watches = emulator.calls("watch", "services.serving.knative.dev")
+    assert watches and all(w.query.get("resourceVersion") for w in watches)
+    ksvc = emulator.objects("services", "serving.knative.dev")[0]
+    assert ksvc["status"]["latestReadyRevisionName"] == "sample-app-v2"
+
+
+def test_a_revision_that_never_gets_ready_fails_with_its_condition(
+    emulator: Emulator, make_backend: BackendFactory
+) -> None:
+    emulator.controllers.knative["sample-app-v2"] = pending("0/3 nodes are available: 3 Insufficient cpu.")
+    backend = make_backend(settings=KubeSettings(ready_timeout_s=1.0, retry=FAST.retry))
+    with pytest.raises(ProvisioningError) as info:
+        backend.provision()
+    message = str(info.value)
+    assert "Knative Service default/sample-app (revision sample-app-v2) not ready after 1s" in message
+    assert "Ready=Unknown (RevisionMissing: Configuration \"sample-app\" is waiting" in message
+    assert "latestReadyRevisionName=sample-app-v1" in message
+    assert "Warning FailedScheduling: 0/3 nodes are available: 3 Insufficient cpu." in message
+    backend.teardown()
+    assert run_objects(emulator, "run-a") == []
+
+
+def test_a_failed_revision_fails_at_once_with_knatives_reason(
+    emulator: Emulator, make_backend: BackendFactory
+) -> None:
+    emulator.controllers.knative["sample-app-v2"] = failed('Back-off pulling image "acme/app:nope"')
+    backend = make_backend(settings=KubeSettings(ready_timeout_s=30.0, retry=FAST.retry))
+    with pytest.raises(ProvisioningError, match=r"failed: Ready=False \(RevisionFailed: Revision "
+                       r"\"sample-app-v2\" failed with message: Back-off pulling image"):
+        backend.provision()
+    # it did not wait for the deadline: one list was enough to see the failure
+    assert len(emulator.calls("watch", "services.serving.knative.dev")) <= 2
+
+
+def test_a_traffic_pod_that_cannot_start_fails_with_its_state_and_events(
+    emulator: Emulator, make_backend: BackendFactory
+) -> None:
+    emulator.controllers.job_pods = pending('Back-off pulling image "fortio/fortio:1.69.5"')
+    backend = make_backend(settings=KubeSettings(job_timeout_s=1.0, retry=FAST.retry))
+    with pytest.raises(ProvisioningError) as info:
+        backend.provision()
+    message = str(info.value)
+    assert "traffic Job default/sample-app-traffic-run-a not ready after 1s" in message
+    assert "fortio waiting ImagePullBackOff" in message
+    assert "Warning Failed: Back-off pulling image" in message
+
+
+def test_forbidden_names_the_missing_verb_and_resource(
+    emulator: Emulator, make_backend: BackendFactory
+) -> None:
+    emulator.fail("patch", "virtualservices", 403, times=None)
+    with pytest.raises(ProvisioningError) as info:
+        make_backend().provision()
+    assert str(info.value).startswith(
+        "forbidden: cannot patch virtualservices.networking.istio.io in namespace default; "
+        "grant it (see examples/kubernetes/rbac.yaml)")
+    assert 'User "system:serviceaccount:ci:darklaunch"' in str(info.value)
+    assert len(emulator.calls("patch", "virtualservices")) == 1, "a 403 is not retried"
+
+
+@pytest.mark.parametrize("code", [409, 500, 503])
+def test_conflicts_and_server_errors_are_retried(
+    code: int, emulator: Emulator, make_backend: BackendFactory
+) -> None:
+    emulator.fail("patch", "jobs", code, times=2)
+    emulator.fail("list", "pods", code, times=1)
+    make_backend().provision()
+    assert len(emulator.calls("patch", "jobs")) == 3
+    assert len(emulator.objects("jobs", "batch")) == 1
+
+
+def test_retries_give_up_with_the_last_answer(emulator: Emulator, make_backend: BackendFactory) -> None:
+    emulator.fail("patch", "jobs", 500, times=None, message="etcdserver: request timed out")
+    with pytest.raises(ProvisioningError, match="cannot patch jobs.batch in namespace default: "
+                       "HTTP 500: etcdserver: request timed out"):
+        make_backend().provision()
+    assert len(emulator.calls("patch", "jobs")) == FAST.retry.attempts
+
+
+def test_teardown_deletes_by_run_label_in_order_and_leaves_nothing(
+    emulator: Emulator, make_backend: BackendFactory
+) -> None:
+    backend = make_backend()
+    backend.provision()
+    assert len(run_objects(emulator, "run-a")) == 9  # ksvc, 2 revisions + pods, 2 VS, job + pod
+    backend.teardown()
+    backend.teardown()  # idempotent
+
+    assert run_objects(emulator, "run-a") == []
+    deletes = emulator.calls("deletecollection")
+    assert [d.qualified for d in deletes[:3]] == [
+        "virtualservices.networking.istio.io", "jobs.batch", "services.serving.knative.dev"]
+    assert all(d.query["labelSelector"].endswith(f"{RUN_LABEL}=run-a") for d in deletes)
+    assert deletes[1].query["propagationPolicy"] == "Foreground"
+    assert not emulator.calls("delete"), "never deletes by name"
+
+
+def test_teardown_reports_what_it_could_not_delete_and_still_deletes_the_rest(
+    emulator: Emulator, make_backend: BackendFactory
+) -> None:
+    backend = make_backend()
+    backend.provision()
+    emulator.fail("deletecollection", "jobs", 403, times=None)
+    with pytest.raises(ProvisioningError) as info:
+        backend.teardown()
+    assert "cannot deletecollection jobs.batch in namespace default" in str(info.value)
+    assert "remove the rest with: kubectl delete" in str(info.value)
+    assert not emulator.objects("virtualservices", "networking.istio.io")
+    assert not emulator.objects("services", "serving.knative.dev")
+    assert emulator.objects("jobs", "batch")
+    emulator.faults.clear()
+    backend.teardown()  # granted now: the retry removes the rest
+    assert run_objects(emulator, "run-a") == []
+
+
+def test_keep_leaves_everything_and_says_how_to_remove_it(
+    emulator: Emulator, make_backend: BackendFactory
+) -> None:
+    backend = make_backend(keep=True)
+    backend.provision()
+    backend.teardown()
+    assert len(run_objects(emulator, "run-a")) == 9
+    assert backend.keep_instructions().endswith(
+        "kubectl delete virtualservices.networking.istio.io,jobs.batch,"
+        "services.serving.knative.dev -n default -l darklaunch.dev/run-id=run-a")
+    assert not emulator.calls("deletecollection")
+
+
+def test_provision_none_creates_nothing(emulator: Emulator, make_backend: BackendFactory) -> None:
+    backend = make_backend(provision="none")
+    env = backend.provision()
+    backend.teardown()
+    assert env.labels["live"]["destination_workload"] == "sample-app-v1-deployment"
+    assert env.prometheus_url == "http://prometheus.test:9090"
+    assert emulator.requests == [], "no API call at all"
+
+
+def test_two_concurrent_runs_never_touch_each_others_objects(
+    emulator: Emulator, make_backend: BackendFactory
+) -> None:
+    one = make_backend(make_spec(target="default/cart"), run_id="run-a")
+    two = make_backend(make_spec(target="default/shop", versions={
+        "live": {"image": "a:1", "revision": "shop-v1"}, "dark": {"image": "a:2", "revision": "shop-v2"}}),
+        run_id="run-b")
+    errors: list[BaseException] = []
+
+    def provision(backend: Any) -> None:
+        try:
+            backend.provision()
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=provision, args=(b,)) for b in (one, two)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=20)
+    assert errors == []
+    before_b = sorted(run_objects(emulator, "run-b"))
+    assert len(before_b) == 9 and len(run_objects(emulator, "run-a")) == 9
+
+    one.teardown()
+    assert run_objects(emulator, "run-a") == []
+    assert sorted(run_objects(emulator, "run-b")) == before_b
+    two.teardown()
+    assert run_objects(emulator, "run-b") == []
+
+
+def test_a_service_owned_by_another_run_is_never_taken_over(
+    emulator: Emulator, make_backend: BackendFactory
+) -> None:
+    make_backend(run_id="run-a").provision()
+    before = emulator.objects("services", "serving.knative.dev")[0]
+    intruder = make_backend(run_id="run-b")
+    with pytest.raises(ProvisioningError, match="already exists and belongs to run run-a"):
+        intruder.provision()
+    intruder.teardown()
+    after = emulator.objects("services", "serving.knative.dev")[0]
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert len(run_objects(emulator, "run-a")) == 9
+
+
+@pytest.mark.parametrize("verb, resource", [
+    ("patch", "services.serving.knative.dev"),
+    ("patch", "virtualservices"),
+    ("patch", "jobs"),
+    ("list", "pods"),
+])
+def test_an_interrupt_mid_provision_is_followed_by_a_complete_teardown(
+    verb: str, resource: str, emulator: Emulator, make_backend: BackendFactory
+) -> None:
+    # The hook runs in the emulator after it processed the request and before it answers:
+    # the object exists, the client never learns of it, and Ctrl-C lands in provision().
+    emulator.on(verb, resource, lambda _: _thread.interrupt_main())
+    backend = make_backend()
+    with pytest.raises(KeyboardInterrupt):
+        backend.provision()
+    assert run_objects(emulator, "run-a") != []
+    backend.teardown()
+    assert run_objects(emulator, "run-a") == []
+
+
+def test_a_cluster_without_knative_is_named(tmp_path: Any) -> None:
+    from kubernetes import client
+
+    from pytest_darklaunch.backends import RunContext
+    from pytest_darklaunch.backends.kubernetes import KubernetesBackend
+
+    with Emulator(without_groups=("serving.knative.dev",)) as bare, client.ApiClient(
+        client.Configuration(host=bare.url)
+    ) as api_client:
+        backend = KubernetesBackend(
+            make_spec(), RunContext("run-a", str(tmp_path), prometheus_url="http://p:9090"),
+            api_client=api_client, settings=FAST,
+        )
+        with pytest.raises(ProvisioningError, match=r"does not serve serving.knative.dev/v1 Service "
+                           r"\(services.serving.knative.dev\); install Knative Serving"):
+            backend.provision()
+        assert not bare.calls("patch")
