@@ -90,7 +90,7 @@ class DarklaunchSession:
 
         generated = settings.provision != "none"
         self.data = new_data(self.spec, env.metric_source, env.labels,
-                             settings.full_duration, generated)
+                             settings.full_duration, generated, settings.fail_fast)
         runner = Runner(
             self.spec, self.data, PrometheusClient(env.prometheus_url), self.spec.objectives,
             traffic_started_at=float(env.details.get("traffic_started_at", time.time())),
@@ -99,6 +99,7 @@ class DarklaunchSession:
             traffic_stats=self._traffic_stats,
             stop=self._stop,
             scrape_interval_s=env.scrape_interval_s,
+            counters_start_at_zero=env.counters_start_at_zero,
         )
         self._thread = threading.Thread(target=self._run, args=(runner,), name="darklaunch",
                                         daemon=True)

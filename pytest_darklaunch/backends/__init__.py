@@ -54,6 +54,7 @@ class Environment:
     ``metric_source`` names the PromQL catalogue to use (``envoy``, ``istio``, ``knative``);
     ``labels`` holds, per role (``live``/``dark``), the label matchers that select that version's
     series; ``endpoints`` the URLs a user can call; ``pids`` the processes the run started.
+    ``details["traffic_started_at"]`` is when the generator started (unix seconds).
     """
 
     backend: str
@@ -65,6 +66,9 @@ class Environment:
     pids: tuple[int, ...] = ()
     scrape_interval_s: float = 1.0
     details: Mapping[str, str] = field(default_factory=dict)
+    # True when every counter was zero when the traffic started (a proxy started for this run):
+    # the first window can then start with the traffic instead of at the first scrape.
+    counters_start_at_zero: bool = False
 
 
 class Backend(Protocol):

@@ -87,6 +87,8 @@ OPTIONS: tuple[OptionDef, ...] = (
               "already deployed", "MODE", "all", choices=("all", "none")),
     OptionDef("inconclusive", "what an inconclusive objective does to its test", "MODE", "fail",
               choices=("fail", "skip")),
+    OptionDef("fail-fast", "end the experiment as soon as one objective is certainly breached "
+              "(the other objectives may then stay inconclusive)", flag=True, default="false"),
     OptionDef("full-duration", "run every interval even once all objectives are decided "
               "(Iter8's behaviour)", flag=True, default="false"),
 )
@@ -110,6 +112,7 @@ class Settings:
     provision: str = "all"
     inconclusive: str = "fail"
     full_duration: bool = False
+    fail_fast: bool = False
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from pytest_darklaunch.core.metrics import (
 from pytest_darklaunch.core.sampler import Snapshot, SnapshotReader, Window, window_between
 from pytest_darklaunch.core.spec import Objective, Spec
 from pytest_darklaunch.core.units import format_duration
-from pytest_darklaunch.core.verdict import Context, Verdict, judge
+from pytest_darklaunch.core.verdict import FAIL, Context, Verdict, judge
 from pytest_darklaunch.errors import MetricsError
 
 if TYPE_CHECKING:
@@ -61,6 +61,7 @@ class ExperimentData:
     target_rps: Optional[float]
     timeout_s: float
     full_duration: bool
+    fail_fast: bool = False
     started_at: float = 0.0
     finished_at: float = 0.0
     stage: str = "pending"
@@ -135,13 +136,14 @@ class ExperimentData:
 
 
 def new_data(spec: Spec, source: str, labels: Mapping[str, Mapping[str, str]],
-             full_duration: bool, generated: bool = True) -> ExperimentData:
+             full_duration: bool, generated: bool = True, fail_fast: bool = False
+             ) -> ExperimentData:
     return ExperimentData(
         source=source, labels={r: dict(v) for r, v in labels.items()},
         interval_s=spec.duration.interval_s, planned=spec.duration.iterations,
         confidence=spec.confidence, mirror_percent=spec.mirror.percent,
         target_rps=spec.traffic.rate_rps if generated else None,
-        timeout_s=spec.traffic.timeout_s, full_duration=full_duration,
+        timeout_s=spec.traffic.timeout_s, full_duration=full_duration, fail_fast=fail_fast,
     )
 
 
@@ -166,6 +168,7 @@ class Runner:
         stop: threading.Event | None = None,
         clock: Callable[[], float] = time.time,
         scrape_interval_s: float = 1.0,
+        counters_start_at_zero: bool = False,
     ) -> None:
         self.spec = spec
         self.data = data
@@ -178,6 +181,8 @@ class Runner:
         self.stop = stop or threading.Event()
         self.clock = clock
         self.scrape_interval_s = scrape_interval_s
+        self.counters_start_at_zero = counters_start_at_zero
+        self._seen_scrape = not counters_start_at_zero
         source = SOURCES[data.source]
         self.readers = {r: SnapshotReader(client, source, data.labels[r]) for r in ROLES}
         self._fresh_query = freshness_query(source, data.labels["live"])
@@ -246,16 +251,22 @@ class Runner:
 
     def _run(self) -> None:
         data, spec = self.data, self.spec
-        warm_end = self.traffic_started_at + spec.traffic.warmup_s
-        if not self._wait_until(warm_end):
-            data.stage, data.stop_reason = "stopped", "interrupted during warm-up"
-            return
-        # The first interval starts at a real scrape, so its baseline is exact.
-        t0 = self._wait_fresh(warm_end, FIRST_SCRAPE_TIMEOUT_S)
-        if self.stop.is_set():
-            data.stage, data.stop_reason = "stopped", "interrupted during warm-up"
-            return
-        first = previous = self._snapshots(t0)
+        if spec.traffic.warmup_s == 0 and self.counters_start_at_zero:
+            # Every counter was zero when the traffic started: that is an exact baseline, and
+            # Prometheus' first scrape (about 5 s after its start) delays nothing.
+            t0 = self.traffic_started_at
+            first = previous = {r: Snapshot(t0) for r in ROLES}
+        else:
+            warm_end = self.traffic_started_at + spec.traffic.warmup_s
+            if not self._wait_until(warm_end):
+                data.stage, data.stop_reason = "stopped", "interrupted during warm-up"
+                return
+            # The first interval starts at a real scrape after the warm-up: an exact baseline.
+            t0 = self._wait_fresh(warm_end, FIRST_SCRAPE_TIMEOUT_S)
+            if self.stop.is_set():
+                data.stage, data.stop_reason = "stopped", "interrupted during warm-up"
+                return
+            first = previous = self._snapshots(t0)
         data.started_at = t0
         data.stage = "running"
         for k in range(1, spec.duration.iterations + 1):
@@ -263,7 +274,10 @@ class Runner:
             if not self._wait_until(end):
                 data.stage, data.stop_reason = "stopped", f"interrupted in interval {k}"
                 return
-            self._wait_fresh(end, max(5.0, 4 * self.scrape_interval_s))
+            # Until Prometheus' first scrape has landed, allow for its start-up delay.
+            self._wait_fresh(end, max(5.0, 4 * self.scrape_interval_s)
+                             if self._seen_scrape else FIRST_SCRAPE_TIMEOUT_S)
+            self._seen_scrape = True
             current = self._snapshots(end)
             src = SOURCES[data.source]
             windows = {
@@ -282,11 +296,17 @@ class Runner:
             verdicts = [v for v in (data.verdict(o, final=final) for o in self.objectives) if v]
             if self.on_interval is not None:
                 self.on_interval(data, interval, verdicts)
-            if not data.full_duration and not final and verdicts and all(
-                v.decided for v in verdicts
-            ):
+            if data.full_duration or final or not verdicts:
+                continue
+            if all(v.decided for v in verdicts):
                 data.stage = "completed"
                 data.stop_reason = f"all objectives decided after {k} of {data.planned} intervals"
+                return
+            failed = [v.objective.metric for v in verdicts if v.outcome == FAIL]
+            if data.fail_fast and failed:
+                data.stage = "completed"
+                data.stop_reason = (f"fail-fast: {', '.join(failed)} breached after {k} of "
+                                    f"{data.planned} intervals")
                 return
         data.stage = "completed"
         data.stop_reason = f"all {data.planned} intervals sampled"

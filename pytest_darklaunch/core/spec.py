@@ -85,7 +85,7 @@ class Traffic:
     method: str = "GET"
     headers: Mapping[str, str] = field(default_factory=dict)
     timeout_s: float = 2.0
-    warmup_s: float = 1.0
+    warmup_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -345,7 +345,7 @@ def build_spec(
         method=method.upper(),
         headers=_headers(r, t.get("headers")),
         timeout_s=r.convert(t.get("timeout", "2s"), ("traffic", "timeout"), parse_duration, DURATION_HINT),
-        warmup_s=_warmup(r, t.get("warmup", "1s")),
+        warmup_s=_warmup(r, t.get("warmup", 0)),
     )
 
     d = r.mapping(top.get("duration"), ("duration",), ("interval", "iterations"))

@@ -46,7 +46,11 @@ def with_target(**rest: Any) -> dict[str, Any]:
 
 def test_defaults_of_a_spec_with_only_a_target() -> None:
     spec = build({"target": "shop/cart"})
-    assert (spec.target.namespace, spec.target.name, str(spec.target)) == ("shop", "cart", "shop/cart")
+    assert (spec.target.namespace, spec.target.name, str(spec.target)) == (
+        "shop",
+        "cart",
+        "shop/cart",
+    )
     assert spec.versions.live.revision == "cart-v1"
     assert spec.versions.dark.revision == "cart-v2"
     assert (spec.versions.live.role, spec.versions.dark.role) == ("live", "dark")
@@ -56,9 +60,18 @@ def test_defaults_of_a_spec_with_only_a_target() -> None:
     assert spec.mirror.host == "cart.shop.example.com"
     t = spec.traffic
     assert (t.rate_rps, t.path, t.method, dict(t.headers), t.timeout_s, t.warmup_s) == (
-        100.0, "/", "GET", {}, 2.0, 1.0,
+        100.0,
+        "/",
+        "GET",
+        {},
+        2.0,
+        0.0,
     )
-    assert (spec.duration.interval_s, spec.duration.iterations, spec.duration.total_s) == (10.0, 10, 100.0)
+    assert (spec.duration.interval_s, spec.duration.iterations, spec.duration.total_s) == (
+        10.0,
+        10,
+        100.0,
+    )
     assert spec.objectives == () and spec.metrics == ()
     assert spec.errors == "5xx"
     assert spec.confidence == 0.95
@@ -75,26 +88,44 @@ def test_spec_is_frozen() -> None:
 
 
 def test_full_spec_is_read() -> None:
-    spec = build({
-        "target": "default/sample-app",
-        "versions": {
-            "live": {"revision": "blue", "image": "img:blue", "env": {"T_VERSION": "blue", "N": 3}},
-            "dark": {"revision": "green", "command": "python app.py --port {port}"},
-        },
-        "mirror": {"percent": "12.5", "host": "customdomain.com"},
-        "traffic": {"rate": 2, "path": "/api?x=1", "method": "post", "headers": {"X-Id": "7"},
-                    "timeout": "500ms", "warmup": 0},
-        "duration": {"interval": "1m", "iterations": "3"},
-        "objectives": [
-            {"metric": "mean-latency", "upper": 50},
-            {"metric": "error-rate", "upper": "10m"},
-            {"metric": "p99", "max_increase": "10%", "judge": "interval", "failure_limit": 2},
-            {"metric": "my-metric", "lower": 1, "upper": 2},
-        ],
-        "metrics": [{"name": "my-metric", "query": "sum(x{revision=\"$revision\"}[$window])", "units": "ms"}],
-        "errors": "4xx+5xx",
-        "confidence": 0.99,
-    })
+    spec = build(
+        {
+            "target": "default/sample-app",
+            "versions": {
+                "live": {
+                    "revision": "blue",
+                    "image": "img:blue",
+                    "env": {"T_VERSION": "blue", "N": 3},
+                },
+                "dark": {"revision": "green", "command": "python app.py --port {port}"},
+            },
+            "mirror": {"percent": "12.5", "host": "customdomain.com"},
+            "traffic": {
+                "rate": 2,
+                "path": "/api?x=1",
+                "method": "post",
+                "headers": {"X-Id": "7"},
+                "timeout": "500ms",
+                "warmup": 0,
+            },
+            "duration": {"interval": "1m", "iterations": "3"},
+            "objectives": [
+                {"metric": "mean-latency", "upper": 50},
+                {"metric": "error-rate", "upper": "10m"},
+                {"metric": "p99", "max_increase": "10%", "judge": "interval", "failure_limit": 2},
+                {"metric": "my-metric", "lower": 1, "upper": 2},
+            ],
+            "metrics": [
+                {
+                    "name": "my-metric",
+                    "query": 'sum(x{revision="$revision"}[$window])',
+                    "units": "ms",
+                }
+            ],
+            "errors": "4xx+5xx",
+            "confidence": 0.99,
+        }
+    )
     assert spec.versions.live.env == {"T_VERSION": "blue", "N": "3"}
     assert spec.versions.live.image == "img:blue"
     assert spec.versions.dark.command == ("python", "app.py", "--port", "{port}")
@@ -178,30 +209,71 @@ RULES = [
     # versions
     (with_target(versions=[1]), "versions", "[1]", "a mapping with keys live, dark"),
     (with_target(versions={"drak": {}}), "key versions.drak", "'unknown'", "did you mean 'dark'?"),
-    (with_target(versions={"dark": {"revison": "x"}}), "key versions.dark.revison", "'unknown'",
-     "did you mean 'revision'?"),
-    (with_target(versions={"dark": {"revision": "Bad_Rev"}}), "versions.dark.revision", "'Bad_Rev'",
-     "DNS-1123"),
+    (
+        with_target(versions={"dark": {"revison": "x"}}),
+        "key versions.dark.revison",
+        "'unknown'",
+        "did you mean 'revision'?",
+    ),
+    (
+        with_target(versions={"dark": {"revision": "Bad_Rev"}}),
+        "versions.dark.revision",
+        "'Bad_Rev'",
+        "DNS-1123",
+    ),
     (with_target(versions={"live": {"revision": ""}}), "versions.live.revision", "''", "DNS-1123"),
-    (with_target(versions={"dark": {"revision": "sample-app-v1"}}), "versions.dark.revision",
-     "'sample-app-v1'", "a revision other than live's"),
+    (
+        with_target(versions={"dark": {"revision": "sample-app-v1"}}),
+        "versions.dark.revision",
+        "'sample-app-v1'",
+        "a revision other than live's",
+    ),
     (with_target(versions={"dark": {"image": ""}}), "versions.dark.image", "''", "container image"),
-    (with_target(versions={"dark": {"command": "python app.py"}}), "versions.dark.command",
-     "'python app.py'", "containing {port}"),
+    (
+        with_target(versions={"dark": {"command": "python app.py"}}),
+        "versions.dark.command",
+        "'python app.py'",
+        "containing {port}",
+    ),
     (with_target(versions={"dark": {"command": []}}), "versions.dark.command", "[]", "{port}"),
-    (with_target(versions={"dark": {"command": ["app", {"port": 1}]}}), "versions.dark.command",
-     "['app', {'port': 1}]", "argv list"),
-    (with_target(versions={"dark": {"command": 'app "{port}'}}), "versions.dark.command",
-     "'app \"{port}'", "{port}"),
-    (with_target(versions={"dark": {"env": ["A=1"]}}), "versions.dark.env", "['A=1']",
-     "a mapping of names"),
-    (with_target(versions={"dark": {"env": {"A": [1]}}}), "versions.dark.env.A", "[1]",
-     "a string value"),
-    (with_target(versions={"dark": {"env": {"A": None}}}), "versions.dark.env.A", "None",
-     "a string value"),
+    (
+        with_target(versions={"dark": {"command": ["app", {"port": 1}]}}),
+        "versions.dark.command",
+        "['app', {'port': 1}]",
+        "argv list",
+    ),
+    (
+        with_target(versions={"dark": {"command": 'app "{port}'}}),
+        "versions.dark.command",
+        "'app \"{port}'",
+        "{port}",
+    ),
+    (
+        with_target(versions={"dark": {"env": ["A=1"]}}),
+        "versions.dark.env",
+        "['A=1']",
+        "a mapping of names",
+    ),
+    (
+        with_target(versions={"dark": {"env": {"A": [1]}}}),
+        "versions.dark.env.A",
+        "[1]",
+        "a string value",
+    ),
+    (
+        with_target(versions={"dark": {"env": {"A": None}}}),
+        "versions.dark.env.A",
+        "None",
+        "a string value",
+    ),
     # mirror
     (with_target(mirror=40), "mirror", "40", "a mapping with keys percent, host"),
-    (with_target(mirror={"precent": 4}), "key mirror.precent", "'unknown'", "did you mean 'percent'?"),
+    (
+        with_target(mirror={"precent": 4}),
+        "key mirror.precent",
+        "'unknown'",
+        "did you mean 'percent'?",
+    ),
     (with_target(mirror={"percent": 101}), "mirror.percent", "101", "0..100"),
     (with_target(mirror={"percent": -1}), "mirror.percent", "-1", "0..100"),
     (with_target(mirror={"percent": "lots"}), "mirror.percent", "'lots'", "0..100"),
@@ -217,16 +289,28 @@ RULES = [
     (with_target(traffic={"path": "api"}), "traffic.path", "'api'", "starting with /"),
     (with_target(traffic={"path": "/a b"}), "traffic.path", "'/a b'", "without spaces"),
     (with_target(traffic={"headers": ["a"]}), "traffic.headers", "['a']", "a mapping of names"),
-    (with_target(traffic={"headers": {"X-A": {"b": 1}}}), "traffic.headers.X-A", "{'b': 1}",
-     "a string value"),
+    (
+        with_target(traffic={"headers": {"X-A": {"b": 1}}}),
+        "traffic.headers.X-A",
+        "{'b': 1}",
+        "a string value",
+    ),
     (with_target(traffic={"headers": {"X A": "1"}}), "traffic.headers.X A", "'X A'", "header name"),
-    (with_target(traffic={"headers": {"X-A": "a\r\nHost: evil"}}), "traffic.headers.X-A",
-     "'control character U+000D at offset 1 (value withheld)'", "without line breaks"),
+    (
+        with_target(traffic={"headers": {"X-A": "a\r\nHost: evil"}}),
+        "traffic.headers.X-A",
+        "'control character U+000D at offset 1 (value withheld)'",
+        "without line breaks",
+    ),
     (with_target(traffic={"timeout": "0s"}), "traffic.timeout", "'0s'", "positive duration"),
     (with_target(traffic={"warmup": "-1s"}), "traffic.warmup", "'-1s'", "(or 0)"),
     # duration
-    (with_target(duration={"intervall": "1s"}), "key duration.intervall", "'unknown'",
-     "did you mean 'interval'?"),
+    (
+        with_target(duration={"intervall": "1s"}),
+        "key duration.intervall",
+        "'unknown'",
+        "did you mean 'interval'?",
+    ),
     (with_target(duration={"interval": "0s"}), "duration.interval", "'0s'", "positive duration"),
     (with_target(duration={"interval": "-5s"}), "duration.interval", "'-5s'", "positive duration"),
     (with_target(duration={"interval": -5}), "duration.interval", "-5", "positive duration"),
@@ -238,49 +322,134 @@ RULES = [
     (with_target(duration={"iterations": "ten"}), "duration.iterations", "'ten'", "whole number"),
     (with_target(duration={"iterations": True}), "duration.iterations", "True", "whole number"),
     # custom metrics
-    (with_target(metrics={"name": "m"}), "metrics", "{'name': 'm'}", "a list of {name, query, units}"),
-    (with_target(metrics=[{"name": "m", "qeury": "x"}]), "key metrics[0].qeury", "'unknown'",
-     "did you mean 'query'?"),
+    (
+        with_target(metrics={"name": "m"}),
+        "metrics",
+        "{'name': 'm'}",
+        "a list of {name, query, units}",
+    ),
+    (
+        with_target(metrics=[{"name": "m", "qeury": "x"}]),
+        "key metrics[0].qeury",
+        "'unknown'",
+        "did you mean 'query'?",
+    ),
     (with_target(metrics=[{"query": "x"}]), "metrics[0].name", "None", "kebab-case"),
-    (with_target(metrics=[{"name": "My_Metric", "query": "x"}]), "metrics[0].name", "'My_Metric'",
-     "kebab-case"),
+    (
+        with_target(metrics=[{"name": "My_Metric", "query": "x"}]),
+        "metrics[0].name",
+        "'My_Metric'",
+        "kebab-case",
+    ),
     (with_target(metrics=[{"name": "m"}]), "metrics[0].query", "None", "a PromQL template"),
-    (with_target(metrics=[{"name": "m", "query": "x{a=\"$nope\"}"}]), "metrics[0].query",
-     "'x{a=\"$nope\"}'", "bad: 'nope'"),
-    (with_target(metrics=[{"name": "m", "query": "x $"}]), "metrics[0].query", "'x $'",
-     "placeholders are among $version"),
-    (with_target(metrics=[{"name": "m", "query": "a"}, {"name": "m", "query": "b"}]), "metrics",
-     "'m'", "unique metric names"),
+    (
+        with_target(metrics=[{"name": "m", "query": 'x{a="$nope"}'}]),
+        "metrics[0].query",
+        "'x{a=\"$nope\"}'",
+        "bad: 'nope'",
+    ),
+    (
+        with_target(metrics=[{"name": "m", "query": "x $"}]),
+        "metrics[0].query",
+        "'x $'",
+        "placeholders are among $version",
+    ),
+    (
+        with_target(metrics=[{"name": "m", "query": "a"}, {"name": "m", "query": "b"}]),
+        "metrics",
+        "'m'",
+        "unique metric names",
+    ),
     # objectives
-    (with_target(objectives={"metric": "p99"}), "objectives", "{'metric': 'p99'}",
-     "a list of {metric, upper, lower}"),
-    (with_target(objectives=[{"metric": "p99", "uper": 1}]), "key objectives[0].uper", "'unknown'",
-     "did you mean 'upper'?"),
+    (
+        with_target(objectives={"metric": "p99"}),
+        "objectives",
+        "{'metric': 'p99'}",
+        "a list of {metric, upper, lower}",
+    ),
+    (
+        with_target(objectives=[{"metric": "p99", "uper": 1}]),
+        "key objectives[0].uper",
+        "'unknown'",
+        "did you mean 'upper'?",
+    ),
     (with_target(objectives=[{"upper": 1}]), "objectives[0].metric", "None", "a metric name"),
-    (with_target(objectives=[{"metric": "mean-latncy", "upper": 1}]), "objectives[0].metric",
-     "'mean-latncy'", "did you mean 'mean-latency'?"),
-    (with_target(objectives=[{"metric": "p100", "upper": 1}]), "objectives[0].metric", "'p100'",
-     "pNN or latency-pNN"),
-    (with_target(objectives=[{"metric": "p99"}]), "objectives[0]", "'p99'",
-     "at least one of upper, lower or max_increase"),
-    (with_target(objectives=[{"metric": "p99", "upper": "abc"}]), "objectives[0].upper", "'abc'",
-     "a number or a quantity"),
-    (with_target(objectives=[{"metric": "p99", "lower": [1]}]), "objectives[0].lower", "[1]",
-     "a number or a quantity"),
-    (with_target(objectives=[{"metric": "p99", "upper": 5, "lower": 10}]), "objectives[0].upper",
-     "5.0", "an upper bound >= lower (10)"),
-    (with_target(objectives=[{"metric": "p99", "max_increase": "-5%"}]), "objectives[0].max_increase",
-     "'-5%'", "a relative increase such as 10%"),
-    (with_target(objectives=[{"metric": "p99", "upper": 1, "judge": "sometimes"}]),
-     "objectives[0].judge", "'sometimes'", "one of experiment, interval"),
-    (with_target(objectives=[{"metric": "p99", "upper": 1, "failure_limit": 2}]),
-     "objectives[0].failure_limit", "2", "only with judge: interval"),
-    (with_target(objectives=[{"metric": "p99", "upper": 1, "judge": "interval", "failure_limit": -1}]),
-     "objectives[0].failure_limit", "-1", "0 or more"),
-    (with_target(objectives=[{"metric": "p99", "upper": 1, "judge": "interval", "failure_limit": "x"}]),
-     "objectives[0].failure_limit", "'x'", "0 or more"),
-    (with_target(objectives=[{"metric": "p99", "upper": 1}, {"metric": "bogus", "upper": 1}]),
-     "objectives[1].metric", "'bogus'", "a metric among"),
+    (
+        with_target(objectives=[{"metric": "mean-latncy", "upper": 1}]),
+        "objectives[0].metric",
+        "'mean-latncy'",
+        "did you mean 'mean-latency'?",
+    ),
+    (
+        with_target(objectives=[{"metric": "p100", "upper": 1}]),
+        "objectives[0].metric",
+        "'p100'",
+        "pNN or latency-pNN",
+    ),
+    (
+        with_target(objectives=[{"metric": "p99"}]),
+        "objectives[0]",
+        "'p99'",
+        "at least one of upper, lower or max_increase",
+    ),
+    (
+        with_target(objectives=[{"metric": "p99", "upper": "abc"}]),
+        "objectives[0].upper",
+        "'abc'",
+        "a number or a quantity",
+    ),
+    (
+        with_target(objectives=[{"metric": "p99", "lower": [1]}]),
+        "objectives[0].lower",
+        "[1]",
+        "a number or a quantity",
+    ),
+    (
+        with_target(objectives=[{"metric": "p99", "upper": 5, "lower": 10}]),
+        "objectives[0].upper",
+        "5.0",
+        "an upper bound >= lower (10)",
+    ),
+    (
+        with_target(objectives=[{"metric": "p99", "max_increase": "-5%"}]),
+        "objectives[0].max_increase",
+        "'-5%'",
+        "a relative increase such as 10%",
+    ),
+    (
+        with_target(objectives=[{"metric": "p99", "upper": 1, "judge": "sometimes"}]),
+        "objectives[0].judge",
+        "'sometimes'",
+        "one of experiment, interval",
+    ),
+    (
+        with_target(objectives=[{"metric": "p99", "upper": 1, "failure_limit": 2}]),
+        "objectives[0].failure_limit",
+        "2",
+        "only with judge: interval",
+    ),
+    (
+        with_target(
+            objectives=[{"metric": "p99", "upper": 1, "judge": "interval", "failure_limit": -1}]
+        ),
+        "objectives[0].failure_limit",
+        "-1",
+        "0 or more",
+    ),
+    (
+        with_target(
+            objectives=[{"metric": "p99", "upper": 1, "judge": "interval", "failure_limit": "x"}]
+        ),
+        "objectives[0].failure_limit",
+        "'x'",
+        "0 or more",
+    ),
+    (
+        with_target(objectives=[{"metric": "p99", "upper": 1}, {"metric": "bogus", "upper": 1}]),
+        "objectives[1].metric",
+        "'bogus'",
+        "a metric among",
+    ),
     # errors, confidence
     (with_target(errors="3xx"), "errors", "'3xx'", "one of 5xx, 4xx+5xx, non-2xx"),
     (with_target(confidence=1.5), "confidence", "1.5", "0.5..0.9999"),
@@ -307,8 +476,12 @@ def test_missing_target() -> None:
 
 
 def test_custom_metric_is_a_known_objective_metric() -> None:
-    spec = build(with_target(metrics=[{"name": "queue-depth", "query": "x"}],
-                             objectives=[{"metric": "queue-depth", "upper": 3}]))
+    spec = build(
+        with_target(
+            metrics=[{"name": "queue-depth", "query": "x"}],
+            objectives=[{"metric": "queue-depth", "upper": 3}],
+        )
+    )
     assert spec.objectives[0].metric == "queue-depth"
 
 
@@ -319,7 +492,10 @@ def test_unknown_metric_allowed_without_a_catalogue() -> None:
 
 @pytest.mark.parametrize("metric", ["p50", "latency-p99", "p99.9", "throughput", "error-count"])
 def test_builtin_and_percentile_metrics_are_known(metric: str) -> None:
-    assert build(with_target(objectives=[{"metric": metric, "upper": 1}])).objectives[0].metric == metric
+    assert (
+        build(with_target(objectives=[{"metric": metric, "upper": 1}])).objectives[0].metric
+        == metric
+    )
 
 
 def test_objective_from_mapping_without_reader_names_assert_objective() -> None:

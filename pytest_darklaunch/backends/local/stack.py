@@ -403,6 +403,7 @@ class LocalBackend:
             pids=tuple(p.pid for p in self._procs.values()),
             scrape_interval_s=SCRAPE_INTERVAL_S,
             details=details,
+            counters_start_at_zero=True,  # this run's own Envoy, started before the traffic
         )
 
     def _stop_started(self) -> None:
