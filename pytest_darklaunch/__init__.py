@@ -39,9 +39,14 @@ _LAZY = {
 }
 
 
-def assert_objective(metric: Any, upper: Any = None, lower: Any = None,
-                     max_increase: Any = None, judge: str = "experiment",
-                     failure_limit: int = 0) -> Any:
+def assert_objective(
+    metric: Any,
+    upper: Any = None,
+    lower: Any = None,
+    max_increase: Any = None,
+    judge: str = "experiment",
+    failure_limit: int = 0,
+) -> Any:
     """Fail the calling test unless the session's dark version meets the objective.
 
     The same as the ``darklaunch`` fixture's method; skips when no experiment is configured.

@@ -49,16 +49,29 @@ class Experiment:
         data = self.data
         return [v for v in (data.verdict(o) for o in self.spec.objectives) if v is not None]
 
-    def objective(self, metric: str, upper: Optional[Number] = None,
-                  lower: Optional[Number] = None, max_increase: Optional[Number] = None,
-                  judge: str = "experiment", failure_limit: int = 0) -> Objective:
+    def objective(
+        self,
+        metric: str,
+        upper: Optional[Number] = None,
+        lower: Optional[Number] = None,
+        max_increase: Optional[Number] = None,
+        judge: str = "experiment",
+        failure_limit: int = 0,
+    ) -> Objective:
         """Build and validate an :class:`Objective` from keyword arguments."""
         custom = {m.name for m in self.spec.metrics}
         reader = _Reader(Sources("assert_objective"))
         if metric not in custom and not is_builtin(metric):
-            raise ConfigError("metric", metric, "assert_objective", known_metrics_hint(metric, custom))
-        raw = {"upper": upper, "lower": lower, "max_increase": max_increase, "judge": judge,
-               "failure_limit": failure_limit}
+            raise ConfigError(
+                "metric", metric, "assert_objective", known_metrics_hint(metric, custom)
+            )
+        raw = {
+            "upper": upper,
+            "lower": lower,
+            "max_increase": max_increase,
+            "judge": judge,
+            "failure_limit": failure_limit,
+        }
         return _objective(raw, reader, (), metric)
 
     def verdict(self, metric: Union[str, Objective], **bounds: Any) -> Verdict:
@@ -69,24 +82,36 @@ class Experiment:
             return Verdict(obj, INCONCLUSIVE, f"the experiment failed: {data.error}", error=True)
         found = data.verdict(obj)
         if found is None:
-            return Verdict(obj, INCONCLUSIVE, f"no interval was completed ({data.stop_reason or data.stage})")
+            return Verdict(
+                obj, INCONCLUSIVE, f"no interval was completed ({data.stop_reason or data.stage})"
+            )
         return found
 
-    def series(self, metric: str, version: str = "dark", cumulative: bool = False
-               ) -> list[tuple[float, Optional[float]]]:
+    def series(
+        self, metric: str, version: str = "dark", cumulative: bool = False
+    ) -> list[tuple[float, Optional[float]]]:
         """``(interval end, value)`` per interval for ``version`` (``dark`` or ``live``)."""
         from pytest_darklaunch.core.verdict import estimate
 
         data = self.data
         conf = data.confidence
         return [
-            (i.end, estimate((i.cumulative if cumulative else i.windows)[version], metric, conf).value)
+            (
+                i.end,
+                estimate((i.cumulative if cumulative else i.windows)[version], metric, conf).value,
+            )
             for i in data.intervals
         ]
 
-    def assert_objective(self, metric: Union[str, Objective], upper: Optional[Number] = None,
-                         lower: Optional[Number] = None, max_increase: Optional[Number] = None,
-                         judge: str = "experiment", failure_limit: int = 0) -> Verdict:
+    def assert_objective(
+        self,
+        metric: Union[str, Objective],
+        upper: Optional[Number] = None,
+        lower: Optional[Number] = None,
+        max_increase: Optional[Number] = None,
+        judge: str = "experiment",
+        failure_limit: int = 0,
+    ) -> Verdict:
         """Fail the test, with the numbers, unless dark meets the objective.
 
         >>> darklaunch.assert_objective("error-rate", upper=0.01)        # doctest: +SKIP
@@ -104,8 +129,11 @@ class Experiment:
         if verdict.outcome == PASS:
             return verdict
         message = explain(verdict, self.data)
-        if verdict.outcome == INCONCLUSIVE and not verdict.error and \
-                self._session.resolved.settings.inconclusive == "skip":
+        if (
+            verdict.outcome == INCONCLUSIVE
+            and not verdict.error
+            and self._session.resolved.settings.inconclusive == "skip"
+        ):
             pytest.skip(message)
         raise AssertionError(message)
 
@@ -130,12 +158,19 @@ def explain(verdict: Verdict, data: ExperimentData) -> str:
         f"  outcome: {verdict.outcome}: {verdict.reason}",
     ]
     if verdict.value is not None:
-        lines.append(f"  dark value: {verdict.value:.6g} {verdict.units}".rstrip()
-                     + ("" if verdict.live_value is None else
-                        f"   live value: {verdict.live_value:.6g} {verdict.units}".rstrip()))
+        lines.append(
+            f"  dark value: {verdict.value:.6g} {verdict.units}".rstrip()
+            + (
+                ""
+                if verdict.live_value is None
+                else f"   live value: {verdict.live_value:.6g} {verdict.units}".rstrip()
+            )
+        )
     if data.started_at:
-        lines.append(f"  samples: {verdict.samples}   window: {verdict.window[1] - verdict.window[0]:.1f} s "
-                     f"over {len(data.intervals)} of {data.planned} intervals ({data.stop_reason or data.stage})")
+        lines.append(
+            f"  samples: {verdict.samples}   window: {verdict.window[1] - verdict.window[0]:.1f} s "
+            f"over {len(data.intervals)} of {data.planned} intervals ({data.stop_reason or data.stage})"
+        )
     if verdict.query:
         lines.append(f"  promql: {verdict.query}")
     if verdict.points:
@@ -144,10 +179,17 @@ def explain(verdict: Verdict, data: ExperimentData) -> str:
     return "\n".join(lines)
 
 
-def module_assert_objective(get_session: Callable[[], Optional[DarklaunchSession]]) -> Callable[..., Verdict]:
-    def assert_objective(metric: Union[str, Objective], upper: Optional[Number] = None,
-                         lower: Optional[Number] = None, max_increase: Optional[Number] = None,
-                         judge: str = "experiment", failure_limit: int = 0) -> Verdict:
+def module_assert_objective(
+    get_session: Callable[[], Optional[DarklaunchSession]],
+) -> Callable[..., Verdict]:
+    def assert_objective(
+        metric: Union[str, Objective],
+        upper: Optional[Number] = None,
+        lower: Optional[Number] = None,
+        max_increase: Optional[Number] = None,
+        judge: str = "experiment",
+        failure_limit: int = 0,
+    ) -> Verdict:
         __tracebackhide__ = True
         session = get_session()
         if session is None or not session.resolved.active:

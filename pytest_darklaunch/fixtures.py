@@ -54,8 +54,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if state is None or not state.resolved.active or not state.spec.objectives:
         return
     objectives = state.spec.objectives
-    metafunc.parametrize("darklaunch_objective", objectives, ids=objective_ids(objectives),
-                         indirect=True)
+    metafunc.parametrize(
+        "darklaunch_objective", objectives, ids=objective_ids(objectives), indirect=True
+    )
 
 
 def uncaptured(

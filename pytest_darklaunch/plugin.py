@@ -38,11 +38,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         choices = f"; one of {', '.join(opt.choices)}" if opt.choices else ""
         help_text = f"{opt.help}{choices}{default}. Also env {opt.env} and ini {opt.ini}."
         if opt.flag:
-            group.addoption(opt.cli, action="store_true", default=None, dest=opt.dest,
-                            help=help_text)
+            group.addoption(
+                opt.cli, action="store_true", default=None, dest=opt.dest, help=help_text
+            )
         else:
-            group.addoption(opt.cli, action="store", default=None, dest=opt.dest,
-                            metavar=opt.metavar or None, help=help_text)
+            group.addoption(
+                opt.cli,
+                action="store",
+                default=None,
+                dest=opt.dest,
+                metavar=opt.metavar or None,
+                help=help_text,
+            )
         parser.addini(opt.ini, f"{opt.help} (same as {opt.cli})", default=None)
 
 
@@ -123,6 +130,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 def _install_sigterm() -> None:
     """SIGTERM ends the run like Ctrl-C does, so teardown runs in both cases."""
+
     def interrupt(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
@@ -135,8 +143,10 @@ def _install_sigterm() -> None:
 @pytest.hookimpl(trylast=True)
 def pytest_runtest_logfinish(nodeid: str, location: Any) -> None:
     """Between tests, print the progress lines the sampler produced meanwhile."""
-    config = _config[-1] if _config else None
-    state = _session(config) if config is not None else None
+    if not _config:
+        return
+    config = _config[-1]
+    state = _session(config)
     if state is not None and state.resolved.active and _is_controller(config):
         from pytest_darklaunch.report import progress_writer
 

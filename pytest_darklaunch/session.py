@@ -72,10 +72,14 @@ class DarklaunchSession:
         self.result_path = os.path.join(self.workdir, RESULT_FILE)
         atexit.register(self.teardown)
         run = RunContext(
-            run_id=self.run_id, workdir=os.path.join(self.workdir, "stack"),
-            prometheus_url=settings.prometheus_url, prometheus_bin=settings.prometheus_bin,
-            kube_context=settings.kube_context, namespace=settings.namespace,
-            provision=settings.provision, keep=settings.keep,
+            run_id=self.run_id,
+            workdir=os.path.join(self.workdir, "stack"),
+            prometheus_url=settings.prometheus_url,
+            prometheus_bin=settings.prometheus_bin,
+            kube_context=settings.kube_context,
+            namespace=settings.namespace,
+            provision=settings.provision,
+            keep=settings.keep,
         )
         os.makedirs(run.workdir, mode=0o700)
         try:
@@ -89,10 +93,19 @@ class DarklaunchSession:
         from pytest_darklaunch.core.prometheus import PrometheusClient
 
         generated = settings.provision != "none"
-        self.data = new_data(self.spec, env.metric_source, env.labels,
-                             settings.full_duration, generated, settings.fail_fast)
+        self.data = new_data(
+            self.spec,
+            env.metric_source,
+            env.labels,
+            settings.full_duration,
+            generated,
+            settings.fail_fast,
+        )
         runner = Runner(
-            self.spec, self.data, PrometheusClient(env.prometheus_url), self.spec.objectives,
+            self.spec,
+            self.data,
+            PrometheusClient(env.prometheus_url),
+            self.spec.objectives,
             traffic_started_at=float(env.details.get("traffic_started_at", time.time())),
             template_values=_template_values(self.spec, env),
             on_interval=self._on_interval,
@@ -101,8 +114,9 @@ class DarklaunchSession:
             scrape_interval_s=env.scrape_interval_s,
             counters_start_at_zero=env.counters_start_at_zero,
         )
-        self._thread = threading.Thread(target=self._run, args=(runner,), name="darklaunch",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(runner,), name="darklaunch", daemon=True
+        )
         self._thread.start()
 
     def _run(self, runner: Runner) -> None:
@@ -121,7 +135,9 @@ class DarklaunchSession:
         stats = self.backend.traffic_stats() if self.backend is not None else None
         return None if stats is None else dict(stats.__dict__)
 
-    def _on_interval(self, data: ExperimentData, interval: Interval, verdicts: list[Verdict]) -> None:
+    def _on_interval(
+        self, data: ExperimentData, interval: Interval, verdicts: list[Verdict]
+    ) -> None:
         from pytest_darklaunch.report import progress_line
 
         line = progress_line(data, interval, verdicts)
@@ -157,9 +173,13 @@ class DarklaunchSession:
     def workerinput(self) -> dict[str, Any]:
         """What an xdist worker needs: the run id, the result file, or the provisioning error."""
         return {
-            "run_id": self.run_id, "result_path": self.result_path, "error": self.error,
+            "run_id": self.run_id,
+            "result_path": self.result_path,
+            "error": self.error,
             "deadline_s": self.max_duration_s(),
-            "environment": None if self.environment is None else {
+            "environment": None
+            if self.environment is None
+            else {
                 "backend": self.environment.backend,
                 "prometheus_url": self.environment.prometheus_url,
                 "endpoints": dict(self.environment.endpoints),
@@ -170,8 +190,13 @@ class DarklaunchSession:
 
     def max_duration_s(self) -> float:
         spec = self.spec
-        return (spec.traffic.warmup_s + FIRST_SCRAPE_TIMEOUT_S + spec.duration.total_s
-                + 10 * spec.duration.iterations + 30)
+        return (
+            spec.traffic.warmup_s
+            + FIRST_SCRAPE_TIMEOUT_S
+            + spec.duration.total_s
+            + 10 * spec.duration.iterations
+            + 30
+        )
 
     def wait(self, drain: Callable[[str], None] | None = None) -> ExperimentData:
         """Block until the experiment finished; raise its provisioning error if any."""
@@ -207,7 +232,8 @@ class DarklaunchSession:
         if not path:
             raise ProvisioningError("no result file was handed to this worker")
         retrying = Retrying(
-            stop=stop_after_delay(self.max_duration_s()), wait=wait_fixed(0.2),
+            stop=stop_after_delay(self.max_duration_s()),
+            wait=wait_fixed(0.2),
             retry=retry_if_result(lambda found: not found),
             retry_error_callback=lambda state: False,
         )
@@ -239,7 +265,9 @@ def _template_values(spec: Spec, env: Environment) -> dict[str, dict[str, str]]:
         version = getattr(spec.versions, role)
         labels = env.labels.get(role, {})
         out[role] = {
-            "version": role, "revision": version.revision, "namespace": spec.target.namespace,
+            "version": role,
+            "revision": version.revision,
+            "namespace": spec.target.namespace,
             "service": spec.target.name,
             "cluster": labels.get("envoy_cluster_name", role),
         }

@@ -58,39 +58,93 @@ class OptionDef:
 
 
 OPTIONS: tuple[OptionDef, ...] = (
-    OptionDef("target", "the Knative service under test, namespace/name (spec: target)", "NS/NAME",
-              spec_path=("target",)),
-    OptionDef("backend", "where the experiment runs", "NAME", "local", choices=("local", "kubernetes")),
-    OptionDef("spec", f"experiment spec file (default: {SPEC_FILENAME} in the rootdir when present)",
-              "PATH"),
+    OptionDef(
+        "target",
+        "the Knative service under test, namespace/name (spec: target)",
+        "NS/NAME",
+        spec_path=("target",),
+    ),
+    OptionDef(
+        "backend", "where the experiment runs", "NAME", "local", choices=("local", "kubernetes")
+    ),
+    OptionDef(
+        "spec",
+        f"experiment spec file (default: {SPEC_FILENAME} in the rootdir when present)",
+        "PATH",
+    ),
     OptionDef("experiment", "an Iter8 v2alpha1 Experiment YAML to import (Conformance)", "PATH"),
-    OptionDef("interval", "length of one sampling interval, e.g. 500ms, 10s, 1m "
-              "(spec: duration.interval; default 10s)", "DURATION", spec_path=("duration", "interval")),
-    OptionDef("iterations", "number of intervals (spec: duration.iterations; default 10)", "N",
-              spec_path=("duration", "iterations")),
-    OptionDef("mirror-percent", "share of live requests mirrored to dark, 0..100 "
-              "(spec: mirror.percent; default 40)", "PERCENT", spec_path=("mirror", "percent")),
-    OptionDef("rate", "traffic in requests/s (spec: traffic.rate; default 100)", "RPS",
-              spec_path=("traffic", "rate")),
-    OptionDef("confidence", "confidence of every verdict (spec: confidence; default 0.95)", "P",
-              spec_path=("confidence",)),
+    OptionDef(
+        "interval",
+        "length of one sampling interval, e.g. 500ms, 10s, 1m "
+        "(spec: duration.interval; default 10s)",
+        "DURATION",
+        spec_path=("duration", "interval"),
+    ),
+    OptionDef(
+        "iterations",
+        "number of intervals (spec: duration.iterations; default 10)",
+        "N",
+        spec_path=("duration", "iterations"),
+    ),
+    OptionDef(
+        "mirror-percent",
+        "share of live requests mirrored to dark, 0..100 (spec: mirror.percent; default 40)",
+        "PERCENT",
+        spec_path=("mirror", "percent"),
+    ),
+    OptionDef(
+        "rate",
+        "traffic in requests/s (spec: traffic.rate; default 100)",
+        "RPS",
+        spec_path=("traffic", "rate"),
+    ),
+    OptionDef(
+        "confidence",
+        "confidence of every verdict (spec: confidence; default 0.95)",
+        "P",
+        spec_path=("confidence",),
+    ),
     OptionDef("prometheus-url", "use this Prometheus instead of starting or forwarding one", "URL"),
-    OptionDef("prometheus-bin", "prometheus binary for the local backend (default: from PATH)",
-              "PATH"),
+    OptionDef(
+        "prometheus-bin", "prometheus binary for the local backend (default: from PATH)", "PATH"
+    ),
     OptionDef("report", "write the JSON report here", "PATH"),
     OptionDef("plots", "write one chart per objective into this directory", "DIR"),
-    OptionDef("keep", "leave everything running after the session and print how to remove it",
-              flag=True, default="false"),
+    OptionDef(
+        "keep",
+        "leave everything running after the session and print how to remove it",
+        flag=True,
+        default="false",
+    ),
     OptionDef("kube-context", "kubeconfig context for the kubernetes backend", "NAME"),
     OptionDef("namespace", "namespace for the kubernetes objects (default: the target's)", "NS"),
-    OptionDef("provision", "'all' provisions the app and mirroring; 'none' measures an app "
-              "already deployed", "MODE", "all", choices=("all", "none")),
-    OptionDef("inconclusive", "what an inconclusive objective does to its test", "MODE", "fail",
-              choices=("fail", "skip")),
-    OptionDef("fail-fast", "end the experiment as soon as one objective is certainly breached "
-              "(the other objectives may then stay inconclusive)", flag=True, default="false"),
-    OptionDef("full-duration", "run every interval even once all objectives are decided "
-              "(Iter8's behaviour)", flag=True, default="false"),
+    OptionDef(
+        "provision",
+        "'all' provisions the app and mirroring; 'none' measures an app already deployed",
+        "MODE",
+        "all",
+        choices=("all", "none"),
+    ),
+    OptionDef(
+        "inconclusive",
+        "what an inconclusive objective does to its test",
+        "MODE",
+        "fail",
+        choices=("fail", "skip"),
+    ),
+    OptionDef(
+        "fail-fast",
+        "end the experiment as soon as one objective is certainly breached "
+        "(the other objectives may then stay inconclusive)",
+        flag=True,
+        default="false",
+    ),
+    OptionDef(
+        "full-duration",
+        "run every interval even once all objectives are decided (Iter8's behaviour)",
+        flag=True,
+        default="false",
+    ),
 )
 OPTIONS_BY_NAME = {o.name: o for o in OPTIONS}
 
@@ -130,7 +184,10 @@ class Resolved:
 
 
 def _pick(
-    opt: OptionDef, cli: Mapping[str, Any], env: Mapping[str, str], ini: Mapping[str, Any],
+    opt: OptionDef,
+    cli: Mapping[str, Any],
+    env: Mapping[str, str],
+    ini: Mapping[str, Any],
     ini_source: str,
 ) -> tuple[Optional[str], str, str]:
     """(value, field label, source) of the highest-precedence source that sets ``opt``."""
@@ -233,8 +290,12 @@ def resolve(
         if doc is None:
             doc = {}
         if not isinstance(doc, Mapping):
-            raise ConfigError("document", type(doc).__name__, settings.spec_path,
-                              "a mapping with target, versions, mirror, traffic, duration, objectives")
+            raise ConfigError(
+                "document",
+                type(doc).__name__,
+                settings.spec_path,
+                "a mapping with target, versions, mirror, traffic, duration, objectives",
+            )
         _merge(raw, doc, (), sources, settings.spec_path, {})
 
     for opt in OPTIONS:
@@ -254,7 +315,9 @@ def resolve(
     if "target" not in raw:
         # Only a spec file can leave it out (an Iter8 import always has spec.target).
         raise ConfigError(
-            "target", "", str(settings.spec_path),
+            "target",
+            "",
+            str(settings.spec_path),
             "namespace/name such as default/sample-app, as target: in the spec file or "
             "--darklaunch-target",
         )
@@ -309,8 +372,12 @@ def _load_yaml(path: str, label: str, source: str) -> Any:
 
 
 def _merge(
-    into: dict[str, Any], data: Mapping[str, Any], path: tuple[str, ...], sources: Sources,
-    source: str, fields: Mapping[tuple[str, ...], str],
+    into: dict[str, Any],
+    data: Mapping[str, Any],
+    path: tuple[str, ...],
+    sources: Sources,
+    source: str,
+    fields: Mapping[tuple[str, ...], str],
 ) -> None:
     """Deep-merge ``data`` into ``into``, recording the source of every key it sets."""
     for key, value in data.items():
@@ -338,7 +405,10 @@ def load_spec(spec_path: str | None = None, experiment_path: str | None = None) 
     10
     """
     resolved = resolve(
-        cli={"spec": spec_path, "experiment": experiment_path}, env={}, ini={}, ini_source="-",
+        cli={"spec": spec_path, "experiment": experiment_path},
+        env={},
+        ini={},
+        ini_source="-",
         rootdir=os.devnull,
     )
     if resolved.spec is None:

@@ -77,7 +77,11 @@ class ExperimentData:
     def context(self, metric: str) -> Context:
         src = SOURCES[self.source]
         return Context(
-            self.confidence, self.looks, self.mirror_percent, self.target_rps, self.timeout_s,
+            self.confidence,
+            self.looks,
+            self.mirror_percent,
+            self.target_rps,
+            self.timeout_s,
             window_expression(src, self.labels.get("dark", {}), metric),
         )
 
@@ -88,8 +92,11 @@ class ExperimentData:
         last = self.intervals[-1]
         pairs = [(i.windows["dark"], i.windows["live"]) for i in self.intervals]
         return judge(
-            obj, (last.cumulative["dark"], last.cumulative["live"]), pairs,
-            self.context(obj.metric), final,
+            obj,
+            (last.cumulative["dark"], last.cumulative["live"]),
+            pairs,
+            self.context(obj.metric),
+            final,
         )
 
     def verdicts_for(self, objectives: Sequence[Objective]) -> list[Verdict]:
@@ -100,7 +107,9 @@ class ExperimentData:
         out = {k: v for k, v in self.__dict__.items() if k != "intervals"}
         out["intervals"] = [
             {
-                "index": i.index, "start": i.start, "end": i.end,
+                "index": i.index,
+                "start": i.start,
+                "end": i.end,
                 "windows": {r: w.to_json() for r, w in i.windows.items()},
                 "cumulative": {r: w.to_json() for r, w in i.cumulative.items()},
             }
@@ -114,7 +123,9 @@ class ExperimentData:
         out = cls(**values)
         out.intervals = [
             Interval(
-                i["index"], i["start"], i["end"],
+                i["index"],
+                i["start"],
+                i["end"],
                 {r: Window.from_json(w) for r, w in i["windows"].items()},
                 {r: Window.from_json(w) for r, w in i["cumulative"].items()},
             )
@@ -135,15 +146,25 @@ class ExperimentData:
             return cls.from_json(json.load(fh))
 
 
-def new_data(spec: Spec, source: str, labels: Mapping[str, Mapping[str, str]],
-             full_duration: bool, generated: bool = True, fail_fast: bool = False
-             ) -> ExperimentData:
+def new_data(
+    spec: Spec,
+    source: str,
+    labels: Mapping[str, Mapping[str, str]],
+    full_duration: bool,
+    generated: bool = True,
+    fail_fast: bool = False,
+) -> ExperimentData:
     return ExperimentData(
-        source=source, labels={r: dict(v) for r, v in labels.items()},
-        interval_s=spec.duration.interval_s, planned=spec.duration.iterations,
-        confidence=spec.confidence, mirror_percent=spec.mirror.percent,
+        source=source,
+        labels={r: dict(v) for r, v in labels.items()},
+        interval_s=spec.duration.interval_s,
+        planned=spec.duration.iterations,
+        confidence=spec.confidence,
+        mirror_percent=spec.mirror.percent,
         target_rps=spec.traffic.rate_rps if generated else None,
-        timeout_s=spec.traffic.timeout_s, full_duration=full_duration, fail_fast=fail_fast,
+        timeout_s=spec.traffic.timeout_s,
+        full_duration=full_duration,
+        fail_fast=fail_fast,
     )
 
 
@@ -187,6 +208,9 @@ class Runner:
         self.readers = {r: SnapshotReader(client, source, data.labels[r]) for r in ROLES}
         self._fresh_query = freshness_query(source, data.labels["live"])
 
+    def _sleep(self, seconds: float) -> None:
+        self.stop.wait(seconds)
+
     def _wait_until(self, when: float) -> bool:
         """Wait for wall-clock ``when``; False when stopped meanwhile."""
         remaining = when - self.clock()
@@ -194,6 +218,7 @@ class Runner:
 
     def _wait_fresh(self, at: float, timeout_s: float) -> float:
         """Wait until Prometheus holds a scrape newer than ``at``; return its timestamp."""
+
         def newest() -> float:
             if self.stop.is_set():
                 return float("inf")
@@ -206,15 +231,16 @@ class Runner:
             stop=lambda state: self.clock() - started >= timeout_s,
             wait=wait_fixed(min(0.2, self.scrape_interval_s / 4)),
             retry=retry_if_result(lambda ts: ts <= at),
-            sleep=self.stop.wait,
+            sleep=self._sleep,
             retry_error_callback=lambda state: state.outcome.result(),  # type: ignore[union-attr]
         )
         ts: float = retrying(newest)
         if ts <= at:
             seen = "none yet" if ts < 0 else f"newest {at - ts:.1f} s before it"
             raise MetricsError(
-                f"no Prometheus scrape within {format_duration(timeout_s)} after {at:.3f} "
-                f"({seen})", url=self.client.url, query=self._fresh_query,
+                f"no Prometheus scrape within {format_duration(timeout_s)} after {at:.3f} ({seen})",
+                url=self.client.url,
+                query=self._fresh_query,
             )
         return ts
 
@@ -229,7 +255,8 @@ class Runner:
             fill = dict(self.template_values.get(role, {}))
             fill.update(
                 window=f"{max(1, round(window.end - start))}s",
-                start=f"{start:.3f}", end=f"{window.end:.3f}",
+                start=f"{start:.3f}",
+                end=f"{window.end:.3f}",
             )
             query = render_template(metric.query, fill)
             values[metric.name] = self.client.query(query, window.end).scalar()
@@ -275,14 +302,19 @@ class Runner:
                 data.stage, data.stop_reason = "stopped", f"interrupted in interval {k}"
                 return
             # Until Prometheus' first scrape has landed, allow for its start-up delay.
-            self._wait_fresh(end, max(5.0, 4 * self.scrape_interval_s)
-                             if self._seen_scrape else FIRST_SCRAPE_TIMEOUT_S)
+            self._wait_fresh(
+                end,
+                max(5.0, 4 * self.scrape_interval_s)
+                if self._seen_scrape
+                else FIRST_SCRAPE_TIMEOUT_S,
+            )
             self._seen_scrape = True
             current = self._snapshots(end)
             src = SOURCES[data.source]
             windows = {
-                r: self._custom(window_between(previous[r], current[r], spec.errors, src), r,
-                                previous[r].at)
+                r: self._custom(
+                    window_between(previous[r], current[r], spec.errors, src), r, previous[r].at
+                )
                 for r in ROLES
             }
             cumulative = {
@@ -305,8 +337,9 @@ class Runner:
             failed = [v.objective.metric for v in verdicts if v.outcome == FAIL]
             if data.fail_fast and failed:
                 data.stage = "completed"
-                data.stop_reason = (f"fail-fast: {', '.join(failed)} breached after {k} of "
-                                    f"{data.planned} intervals")
+                data.stop_reason = (
+                    f"fail-fast: {', '.join(failed)} breached after {k} of {data.planned} intervals"
+                )
                 return
         data.stage = "completed"
         data.stop_reason = f"all {data.planned} intervals sampled"

@@ -62,10 +62,14 @@ def experiment_to_raw(doc: object, source: str) -> tuple[dict[str, Any], Fields]
     if not isinstance(criteria, Mapping):
         raise fail("spec.criteria", criteria, "a mapping with objectives")
     if criteria.get("rewards"):
-        raise fail("spec.criteria.rewards", "present", "no rewards: a Conformance experiment has none")
+        raise fail(
+            "spec.criteria.rewards", "present", "no rewards: a Conformance experiment has none"
+        )
     objectives = criteria.get("objectives") or []
     if not isinstance(objectives, list):
-        raise fail("spec.criteria.objectives", objectives, "a list of {metric, upperLimit, lowerLimit}")
+        raise fail(
+            "spec.criteria.objectives", objectives, "a list of {metric, upperLimit, lowerLimit}"
+        )
     raw_objectives = []
     for i, item in enumerate(objectives):
         where = f"spec.criteria.objectives[{i}]"
@@ -98,7 +102,8 @@ def experiment_to_raw(doc: object, source: str) -> tuple[dict[str, Any], Fields]
     if isinstance(version_info, Mapping):
         if version_info.get("candidates"):
             raise fail(
-                "spec.versionInfo.candidates", "present",
+                "spec.versionInfo.candidates",
+                "present",
                 "only a baseline: a Conformance experiment judges one version",
             )
         baseline = version_info.get("baseline") or {}

@@ -78,17 +78,26 @@ class MetricSource:
 SOURCES: Mapping[str, MetricSource] = {
     # Envoy cluster stats, local backend: the mirror cluster also records Envoy's own 503s.
     "envoy": MetricSource(
-        "envoy", "envoy_cluster_upstream_rq_xx", "envoy_response_code_class", "digit",
+        "envoy",
+        "envoy_cluster_upstream_rq_xx",
+        "envoy_response_code_class",
+        "digit",
         "envoy_cluster_upstream_rq_time",
     ),
     # Istio standard metrics; mirrored requests show up only with reporter="destination".
     "istio": MetricSource(
-        "istio", "istio_requests_total", "response_code", "code",
+        "istio",
+        "istio_requests_total",
+        "response_code",
+        "code",
         "istio_request_duration_milliseconds",
     ),
     # Knative queue-proxy metrics: they see mirrored requests too.
     "knative": MetricSource(
-        "knative", "revision_app_request_count", "response_code_class", "class",
+        "knative",
+        "revision_app_request_count",
+        "response_code_class",
+        "class",
         "revision_app_request_latencies",
     ),
 }
@@ -146,11 +155,15 @@ def window_expression(source: MetricSource, labels: Mapping[str, str], metric: s
     if metric in ("error-count", "error-rate"):
         return f"errors: {source.requests}{sel} by {source.code_label}, at $end minus at $start"
     if metric == "mean-latency":
-        return (f"(sum({lat}_sum{sel}) - sum({lat}_sum{sel}) @ $start) / "
-                f"(sum({lat}_count{sel}) - sum({lat}_count{sel}) @ $start)")
+        return (
+            f"(sum({lat}_sum{sel}) - sum({lat}_sum{sel}) @ $start) / "
+            f"(sum({lat}_count{sel}) - sum({lat}_count{sel}) @ $start)"
+        )
     q = percentile_of(metric)
-    return (f"histogram_quantile({q}, sum by (le) ({lat}_bucket{sel}) - "
-            f"sum by (le) ({lat}_bucket{sel}) @ $start)")
+    return (
+        f"histogram_quantile({q}, sum by (le) ({lat}_bucket{sel}) - "
+        f"sum by (le) ({lat}_bucket{sel}) @ $start)"
+    )
 
 
 def render_template(query: str, values: Mapping[str, str]) -> str:

@@ -101,9 +101,7 @@ def window_between(first: Snapshot, last: Snapshot, errors: str, source: MetricS
         lat_count = last.latency_count - (first.latency_count or 0.0)
         lat_sum = (last.latency_sum or 0.0) - (first.latency_sum or 0.0)
         reset = reset or lat_count < 0
-    return Window(
-        first.at, last.at, requests, error_count, lat_sum, lat_count, buckets, reset
-    )
+    return Window(first.at, last.at, requests, error_count, lat_sum, lat_count, buckets, reset)
 
 
 class SnapshotReader:

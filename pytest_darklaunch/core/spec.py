@@ -245,7 +245,12 @@ class _Reader:
             raise self.fail(path, value, "a mapping of names to string values")
         out = {}
         for key, item in value.items():
-            if not isinstance(key, str) or not key or isinstance(item, (Mapping, list)) or item is None:
+            if (
+                not isinstance(key, str)
+                or not key
+                or isinstance(item, (Mapping, list))
+                or item is None
+            ):
                 raise self.fail(path + (str(key),), item, "a string value under a non-empty name")
             out[key] = str(item)
         return out
@@ -289,7 +294,14 @@ def parse_target(value: object) -> Target:
 TARGET_HINT = "namespace/name, both DNS-1123 labels, such as default/sample-app"
 
 TOP_KEYS = (
-    "target", "versions", "mirror", "traffic", "duration", "objectives", "metrics", "errors",
+    "target",
+    "versions",
+    "mirror",
+    "traffic",
+    "duration",
+    "objectives",
+    "metrics",
+    "errors",
     "confidence",
 )
 VERSION_KEYS = ("revision", "image", "env", "command")
@@ -322,7 +334,9 @@ def build_spec(
 
     m = r.mapping(top.get("mirror"), ("mirror",), ("percent", "host"))
     mirror = Mirror(
-        percent=r.number(m.get("percent", 40), ("mirror", "percent"), 0, 100, "a percent in 0..100"),
+        percent=r.number(
+            m.get("percent", 40), ("mirror", "percent"), 0, 100, "a percent in 0..100"
+        ),
         host=_host(r, m.get("host", f"{target.name}.{target.namespace}.example.com")),
     )
 
@@ -331,7 +345,9 @@ def build_spec(
         ("traffic",),
         ("rate", "path", "method", "headers", "timeout", "warmup"),
     )
-    method = r.string(t.get("method", "GET"), ("traffic", "method"), "one of " + ", ".join(HTTP_METHODS))
+    method = r.string(
+        t.get("method", "GET"), ("traffic", "method"), "one of " + ", ".join(HTTP_METHODS)
+    )
     if method.upper() not in HTTP_METHODS:
         raise r.fail(("traffic", "method"), method, "one of " + ", ".join(HTTP_METHODS))
     path = r.string(t.get("path", "/"), ("traffic", "path"), "a path starting with /")
@@ -344,17 +360,30 @@ def build_spec(
         path=path,
         method=method.upper(),
         headers=_headers(r, t.get("headers")),
-        timeout_s=r.convert(t.get("timeout", "2s"), ("traffic", "timeout"), parse_duration, DURATION_HINT),
+        timeout_s=r.convert(
+            t.get("timeout", "2s"), ("traffic", "timeout"), parse_duration, DURATION_HINT
+        ),
         warmup_s=_warmup(r, t.get("warmup", 0)),
     )
 
     d = r.mapping(top.get("duration"), ("duration",), ("interval", "iterations"))
-    interval_s = r.convert(d.get("interval", "10s"), ("duration", "interval"), parse_duration, DURATION_HINT)
+    interval_s = r.convert(
+        d.get("interval", "10s"), ("duration", "interval"), parse_duration, DURATION_HINT
+    )
     if interval_s < 0.1:
         raise r.fail(("duration", "interval"), d.get("interval"), "an interval of at least 100ms")
-    iterations = r.convert(d.get("iterations", 10), ("duration", "iterations"), _to_int, "a whole number of iterations, 1 or more")
+    iterations = r.convert(
+        d.get("iterations", 10),
+        ("duration", "iterations"),
+        _to_int,
+        "a whole number of iterations, 1 or more",
+    )
     if iterations < 1:
-        raise r.fail(("duration", "iterations"), d.get("iterations"), "a whole number of iterations, 1 or more")
+        raise r.fail(
+            ("duration", "iterations"),
+            d.get("iterations"),
+            "a whole number of iterations, 1 or more",
+        )
     duration = Duration(interval_s, iterations)
 
     metrics = _metrics(r, top.get("metrics"))
@@ -364,8 +393,12 @@ def build_spec(
     errors = top.get("errors", "5xx")
     if errors not in ERROR_CLASSES:
         raise r.fail(("errors",), errors, "one of " + ", ".join(ERROR_CLASSES))
-    confidence = r.number(top.get("confidence", 0.95), ("confidence",), 0.5, 0.9999, "a confidence in 0.5..0.9999")
-    return Spec(target, versions, mirror, traffic, duration, objectives, metrics, str(errors), confidence)
+    confidence = r.number(
+        top.get("confidence", 0.95), ("confidence",), 0.5, 0.9999, "a confidence in 0.5..0.9999"
+    )
+    return Spec(
+        target, versions, mirror, traffic, duration, objectives, metrics, str(errors), confidence
+    )
 
 
 # RFC 9110 field names are tokens; values must not smuggle in CR/LF or other controls.
@@ -377,12 +410,20 @@ def _headers(r: _Reader, value: object) -> dict[str, str]:
     headers = r.str_map(value, ("traffic", "headers"))
     for name, text in headers.items():
         if not _HEADER_NAME.match(name):
-            raise r.fail(("traffic", "headers", name), name, "an HTTP header name (letters, digits, '-', no spaces or ':')")
+            raise r.fail(
+                ("traffic", "headers", name),
+                name,
+                "an HTTP header name (letters, digits, '-', no spaces or ':')",
+            )
         bad = _HEADER_VALUE_BAD.search(text)
         if bad:
             # The value itself is not echoed: headers are where tokens end up.
             shown = f"control character U+{ord(bad.group()):04X} at offset {bad.start()} (value withheld)"
-            raise r.fail(("traffic", "headers", name), shown, "a header value without line breaks or control characters")
+            raise r.fail(
+                ("traffic", "headers", name),
+                shown,
+                "a header value without line breaks or control characters",
+            )
     return headers
 
 
@@ -438,7 +479,9 @@ def _metrics(r: _Reader, value: object) -> tuple[MetricDef, ...]:
     for i, item in enumerate(value):
         path = ("metrics", f"[{i}]")
         m = r.mapping(item, path, ("name", "query", "units"))
-        name = r.string(m.get("name"), path + ("name",), "a kebab-case metric name such as my-metric")
+        name = r.string(
+            m.get("name"), path + ("name",), "a kebab-case metric name such as my-metric"
+        )
         if not _METRIC_NAME.fullmatch(name):
             raise r.fail(path + ("name",), name, "a kebab-case metric name such as my-metric")
         query = r.string(m.get("query"), path + ("query",), "a PromQL template")
@@ -446,8 +489,10 @@ def _metrics(r: _Reader, value: object) -> tuple[MetricDef, ...]:
             string.Template(query).substitute(PLACEHOLDER_EXAMPLE)
         except (KeyError, ValueError) as exc:
             raise r.fail(
-                path + ("query",), query,
-                "a PromQL template whose placeholders are among $" + ", $".join(PLACEHOLDER_EXAMPLE)
+                path + ("query",),
+                query,
+                "a PromQL template whose placeholders are among $"
+                + ", $".join(PLACEHOLDER_EXAMPLE)
                 + f" (bad: {exc})",
             ) from None
         units = m.get("units", "")
@@ -506,12 +551,21 @@ def objective_from_mapping(
     r = r or _Reader(Sources("assert_objective"))
     upper = lower = None
     if o.get("upper") is not None:
-        upper = r.convert(o["upper"], path + ("upper",), parse_quantity, "a number or a quantity such as 0.01")
+        upper = r.convert(
+            o["upper"], path + ("upper",), parse_quantity, "a number or a quantity such as 0.01"
+        )
     if o.get("lower") is not None:
-        lower = r.convert(o["lower"], path + ("lower",), parse_quantity, "a number or a quantity such as 0.01")
+        lower = r.convert(
+            o["lower"], path + ("lower",), parse_quantity, "a number or a quantity such as 0.01"
+        )
     increase = None
     if o.get("max_increase") is not None:
-        increase = r.convert(o["max_increase"], path + ("max_increase",), parse_increase, "a relative increase such as 10% or an absolute amount such as 5")
+        increase = r.convert(
+            o["max_increase"],
+            path + ("max_increase",),
+            parse_increase,
+            "a relative increase such as 10% or an absolute amount such as 5",
+        )
     if upper is None and lower is None and increase is None:
         raise r.fail(path, metric, "at least one of upper, lower or max_increase")
     if upper is not None and lower is not None and upper < lower:
@@ -519,11 +573,22 @@ def objective_from_mapping(
     judge = o.get("judge", "experiment")
     if judge not in JUDGE_MODES:
         raise r.fail(path + ("judge",), judge, "one of " + ", ".join(JUDGE_MODES))
-    failure_limit = r.convert(o.get("failure_limit", 0), path + ("failure_limit",), _to_int, "a whole number of tolerated failed intervals, 0 or more")
+    failure_limit = r.convert(
+        o.get("failure_limit", 0),
+        path + ("failure_limit",),
+        _to_int,
+        "a whole number of tolerated failed intervals, 0 or more",
+    )
     if failure_limit < 0:
-        raise r.fail(path + ("failure_limit",), failure_limit, "a whole number of tolerated failed intervals, 0 or more")
+        raise r.fail(
+            path + ("failure_limit",),
+            failure_limit,
+            "a whole number of tolerated failed intervals, 0 or more",
+        )
     if failure_limit and judge != "interval":
-        raise r.fail(path + ("failure_limit",), failure_limit, "failure_limit only with judge: interval")
+        raise r.fail(
+            path + ("failure_limit",), failure_limit, "failure_limit only with judge: interval"
+        )
     return Objective(metric, upper, lower, increase, str(judge), failure_limit)
 
 

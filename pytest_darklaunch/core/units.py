@@ -12,7 +12,9 @@ DURATION_HINT = "a positive duration such as 500ms, 10s or 1m"
 # with fullmatch: "$" alone also matches before a trailing newline.
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS1123_HINT = "a DNS-1123 label: lower-case letters, digits and '-', starting and ending alphanumeric, at most 63 characters"
-_HOST = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_HOST = re.compile(
+    r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+)
 HOST_HINT = "a DNS-1123 host name such as customdomain.com"
 
 

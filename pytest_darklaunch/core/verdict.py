@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 from pytest_darklaunch.core import stats
@@ -20,7 +20,7 @@ from pytest_darklaunch.core.metrics import percentile_of, units_of
 from pytest_darklaunch.core.sampler import Window
 from pytest_darklaunch.core.spec import Objective
 
-PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
+PASS, FAIL, INCONCLUSIVE, UNDECIDED = "pass", "fail", "inconclusive", "undecided"
 # The generator must deliver this share of its target rate for a verdict to count.
 MIN_RATE_SHARE = 0.9
 
@@ -146,13 +146,17 @@ def precheck(dark: Window, live: Window, ctx: Context) -> str:
     if dark.reset or live.reset:
         return f"a counter went backwards in the {span} window (a restarted proxy or app)"
     if dark.requests is None or dark.requests == 0:
-        return (f"no data: dark recorded no requests in {span} "
-                f"(mirror.percent is {ctx.mirror_percent:g}; is mirroring in place?)")
+        return (
+            f"no data: dark recorded no requests in {span} "
+            f"(mirror.percent is {ctx.mirror_percent:g}; is mirroring in place?)"
+        )
     if ctx.target_rps and live.seconds > 0:
         achieved = (live.requests or 0.0) / live.seconds
         if achieved < MIN_RATE_SHARE * ctx.target_rps:
-            return (f"the generator achieved {achieved:.1f} requests/s of the "
-                    f"{ctx.target_rps:g} requests/s target")
+            return (
+                f"the generator achieved {achieved:.1f} requests/s of the "
+                f"{ctx.target_rps:g} requests/s target"
+            )
     if live.requests:
         # Requests in flight at a window's edge may be counted in the next window on dark.
         slack = ctx.mirror_percent / 100 * (ctx.target_rps or 0.0) * ctx.dark_timeout_s
@@ -161,10 +165,12 @@ def precheck(dark: Window, live: Window, ctx: Context) -> str:
         )
         share = ctx.mirror_percent / 100
         if not ok and abs(dark.requests - share * live.requests) > slack:
-            return (f"the mirror delivered {observed * 100:.1f}% of live's requests to dark "
-                    f"(99.9% interval {lo * 100:.1f}..{hi * 100:.1f}%), expected "
-                    f"{ctx.mirror_percent:g}%: the routing is wrong, no other number can be "
-                    "trusted")
+            return (
+                f"the mirror delivered {observed * 100:.1f}% of live's requests to dark "
+                f"(99.9% interval {lo * 100:.1f}..{hi * 100:.1f}%), expected "
+                f"{ctx.mirror_percent:g}%: the routing is wrong, no other number can be "
+                "trusted"
+            )
     return ""
 
 
@@ -181,50 +187,70 @@ def judge(
     # Each decision is one-sided: a two-sided interval at 1 - 2*alpha bounds it at 1 - alpha.
     alpha = stats.bonferroni_alpha(ctx.confidence, ctx.looks)
     conf = 1.0 - 2 * alpha
-    base = dict(objective=obj, window=(dark.start, dark.end), query=ctx.query, units=units)
     points = tuple(
-        IntervalPoint(d.end, estimate(d, obj.metric, conf).value, estimate(lv, obj.metric, conf).value)
+        IntervalPoint(
+            d.end, estimate(d, obj.metric, conf).value, estimate(lv, obj.metric, conf).value
+        )
         for d, lv in intervals
     )
-    base["points"] = points
+    base = Verdict(
+        obj,
+        INCONCLUSIVE,
+        "",
+        window=(dark.start, dark.end),
+        query=ctx.query,
+        units=units,
+        points=points,
+    )
     why = precheck(dark, live, ctx)
     if why:
-        return Verdict(outcome=INCONCLUSIVE, reason=why, samples=int(dark.requests or 0), **base)
+        return replace(base, reason=why, samples=int(dark.requests or 0))
     if obj.judge == "interval":
-        return _judge_intervals(obj, intervals, ctx, conf, final, base)
+        return _judge_intervals(obj, intervals, conf, final, base)
     est = estimate(dark, obj.metric, conf)
     live_est = estimate(live, obj.metric, conf)
     if est.value is None:
-        return Verdict(outcome=INCONCLUSIVE, reason=f"no data: dark: {est.missing}",
-                       samples=est.samples, **base)
-    lo, hi = est.lo if est.lo is not None else est.value, est.hi if est.hi is not None else est.value
-    outcomes = []
+        return replace(base, reason=f"no data: dark: {est.missing}", samples=est.samples)
+    lo = est.lo if est.lo is not None else est.value
+    hi = est.hi if est.hi is not None else est.value
+    outcomes: list[str] = []
     if obj.upper is not None or obj.lower is not None:
         outcomes.append(stats.decide(lo, hi, upper=obj.upper, lower=obj.lower))
     if obj.max_increase is not None:
         if live_est.value is None:
-            return Verdict(outcome=INCONCLUSIVE, reason=f"no data for live: {live_est.missing}",
-                           value=est.value, samples=est.samples, **base)
+            return replace(
+                base,
+                reason=f"no data for live: {live_est.missing}",
+                value=est.value,
+                samples=est.samples,
+            )
         outcomes.append(_relative(obj, lo, hi, live_est))
-    common = dict(value=est.value, live_value=live_est.value, lo=lo, hi=hi, samples=est.samples)
+    base = replace(
+        base, value=est.value, live_value=live_est.value, lo=lo, hi=hi, samples=est.samples
+    )
     ci = f"{_fmt(lo)}..{_fmt(hi)}, one-sided {(1 - alpha) * 100:.2f}% per look"
     if est.bucket is not None:
         ci += f"; histogram bucket {_fmt(est.bucket[0])}..{_fmt(est.bucket[1])} {units}"
+    value = _fmt(est.value, units)
     if FAIL in outcomes:
-        return Verdict(outcome=FAIL, reason=f"dark {obj.metric} is {_fmt(est.value, units)}, "
-                       f"breaching {bounds_text(obj)} (interval {ci})", **common, **base)
+        return replace(
+            base,
+            outcome=FAIL,
+            reason=f"dark {obj.metric} is {value}, breaching {bounds_text(obj)} (interval {ci})",
+        )
     if all(o == PASS for o in outcomes):
-        return Verdict(outcome=PASS, reason=f"dark {obj.metric} is {_fmt(est.value, units)} "
-                       f"(interval {ci})", **common, **base)
-    reason = (f"undecided: dark {obj.metric} is {_fmt(est.value, units)}, its interval {ci} "
-              f"overlaps the bound {bounds_text(obj)}")
+        return replace(base, outcome=PASS, reason=f"dark {obj.metric} is {value} (interval {ci})")
+    reason = (
+        f"undecided: dark {obj.metric} is {value}, its interval {ci} "
+        f"overlaps the bound {bounds_text(obj)}"
+    )
     if obj.metric == "error-rate" and obj.upper:
         needed = stats.min_samples_for_upper(obj.upper, 1 - alpha)
         if est.samples < needed:
             reason += f"; {est.samples} requests, at least {needed} needed for this bound"
     else:
         reason += f"; {est.samples} samples"
-    return Verdict(outcome=INCONCLUSIVE if final else "undecided", reason=reason, **common, **base)
+    return replace(base, outcome=INCONCLUSIVE if final else UNDECIDED, reason=reason)
 
 
 def _relative(obj: Objective, lo: float, hi: float, live: Estimate) -> str:
@@ -240,16 +266,15 @@ def _relative(obj: Objective, lo: float, hi: float, live: Estimate) -> str:
         return PASS
     if lo > allowed(live_hi):
         return FAIL
-    return "undecided"
+    return UNDECIDED
 
 
 def _judge_intervals(
     obj: Objective,
     intervals: Sequence[tuple[Window, Window]],
-    ctx: Context,
     conf: float,
     final: bool,
-    base: dict[str, object],
+    base: Verdict,
 ) -> Verdict:
     """Flagger/Argo style: judge each interval's value, tolerate ``failure_limit`` failures."""
     failed, missing, points = 0, 0, []
@@ -259,23 +284,28 @@ def _judge_intervals(
             missing += 1
             points.append(IntervalPoint(d.end, None, live_est.value, INCONCLUSIVE))
             continue
-        outcome = stats.decide(est.value, est.value, upper=obj.upper, lower=obj.lower)
-        if obj.max_increase is not None and live_est.value is not None:
+        outcome = PASS
+        if obj.upper is not None or obj.lower is not None:
+            outcome = stats.decide(est.value, est.value, upper=obj.upper, lower=obj.lower)
+        if obj.max_increase is not None and live_est.value is not None and outcome != FAIL:
             point = Estimate(live_est.value, live_est.value, live_est.value)
-            outcome = outcome if outcome == FAIL else _relative(obj, est.value, est.value, point)
+            outcome = _relative(obj, est.value, est.value, point)
         failed += outcome == FAIL
         points.append(IntervalPoint(d.end, est.value, live_est.value, outcome))
-    base = {**base, "points": tuple(points)}
     last = points[-1] if points else None
-    common = dict(value=last.dark if last else None, live_value=last.live if last else None,
-                  samples=len(points))
-    summary = f"{failed} of {len(points)} intervals breached {bounds_text(obj)} " \
-              f"(failure_limit {obj.failure_limit})"
+    base = replace(
+        base,
+        points=tuple(points),
+        value=last.dark if last else None,
+        live_value=last.live if last else None,
+        samples=len(points),
+        reason=f"{failed} of {len(points)} intervals breached {bounds_text(obj)} "
+        f"(failure_limit {obj.failure_limit})",
+    )
     if failed > obj.failure_limit:
-        return Verdict(outcome=FAIL, reason=summary, **common, **base)  # type: ignore[arg-type]
+        return replace(base, outcome=FAIL)
     if not final:
-        return Verdict(outcome="undecided", reason=summary, **common, **base)  # type: ignore[arg-type]
+        return replace(base, outcome=UNDECIDED)
     if missing > obj.failure_limit - failed:
-        return Verdict(outcome=INCONCLUSIVE, reason=f"{missing} intervals had no data; " + summary,
-                       **common, **base)  # type: ignore[arg-type]
-    return Verdict(outcome=PASS, reason=summary, **common, **base)  # type: ignore[arg-type]
+        return replace(base, reason=f"{missing} intervals had no data; " + base.reason)
+    return replace(base, outcome=PASS)
