@@ -77,7 +77,13 @@ def pytest_configure(config: pytest.Config) -> None:
     if workerinput is not None and resolved.active and "darklaunch" in workerinput:
         session = DarklaunchSession.for_worker(resolved, workerinput["darklaunch"])
     else:
-        session = DarklaunchSession(resolved)
+        # xdist's --testrunuid, when given, names the run everywhere (ports, dirs, labels).
+        uid = (
+            config.getoption("testrunuid", None)
+            if config.pluginmanager.hasplugin("xdist")
+            else None
+        )
+        session = DarklaunchSession(resolved, run_id=str(uid)[:32].lower() if uid else None)
     config.stash[STATE] = session
     _current.append(session)
     _config.append(config)
