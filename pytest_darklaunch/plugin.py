@@ -83,7 +83,8 @@ def pytest_configure(config: pytest.Config) -> None:
             if config.pluginmanager.hasplugin("xdist")
             else None
         )
-        session = DarklaunchSession(resolved, run_id=str(uid)[:32].lower() if uid else None)
+        safe = "".join(c for c in str(uid or "").lower() if c.isalnum() or c == "-")[:32].strip("-")
+        session = DarklaunchSession(resolved, run_id=safe or None)
     config.stash[STATE] = session
     _current.append(session)
     _config.append(config)
