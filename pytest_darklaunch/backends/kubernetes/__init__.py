@@ -9,6 +9,7 @@ first talks to a cluster, so installing the plugin costs other pytest runs nothi
 from __future__ import annotations
 
 from pytest_darklaunch.backends.kubernetes.backend import KubernetesBackend, KubeSettings
-from pytest_darklaunch.backends.kubernetes.render import Names, names_for, render, render_yaml
+from pytest_darklaunch.backends.kubernetes.render import Names, names_for, render_yaml
 
-__all__ = ["KubeSettings", "KubernetesBackend", "Names", "names_for", "render", "render_yaml"]
+# ``render`` (the function) stays in its module: exported here it would shadow the module.
+__all__ = ["KubeSettings", "KubernetesBackend", "Names", "names_for", "render_yaml"]

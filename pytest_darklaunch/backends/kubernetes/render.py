@@ -135,12 +135,14 @@ def check_run_id(run_id: str, source: str = "run context") -> str:
     return run_id
 
 
-def names_for(spec: Spec, run_id: str, namespace: Optional[str] = None) -> Names:
+def names_for(
+    spec: Spec, run_id: str, namespace: Optional[str] = None, *, source: str = "run context"
+) -> Names:
     """The :class:`Names` of a run; ``namespace`` overrides the target's namespace."""
-    check_run_id(run_id)
+    check_run_id(run_id, source)
     ns = namespace or spec.target.namespace
     if not is_dns1123_label(ns):
-        raise ConfigError("--darklaunch-namespace", ns, "run context", DNS1123_HINT)
+        raise ConfigError("namespace", ns, source, DNS1123_HINT)
     return Names(
         ns, spec.target.name, spec.versions.live.revision, spec.versions.dark.revision, run_id
     )
@@ -316,7 +318,8 @@ def fortio_args(spec: Spec) -> list[str]:
     """Fortio's ``load`` arguments: the spec's rate, spread uniformly, for the whole run.
 
     >>> from pytest_darklaunch.core.spec import Sources, build_spec
-    >>> spec = build_spec({"target": "default/app", "traffic": {"rate": 40}}, Sources("test"))
+    >>> spec = build_spec({"target": "default/app", "traffic": {"rate": 40, "warmup": "1s"}},
+    ...                   Sources("test"))
     >>> " ".join(fortio_args(spec))  # doctest: +NORMALIZE_WHITESPACE
     'load -qps 40 -t 102s -c 10 -uniform -timeout 2s -allow-initial-errors
      -H Host:app.default.example.com http://knative-local-gateway.istio-system.svc.cluster.local/'

@@ -1,0 +1,7 @@
+"""``python -m pytest_darklaunch render ...``: see :mod:`pytest_darklaunch.cli`."""
+
+from __future__ import annotations
+
+from pytest_darklaunch.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,90 @@
+"""The command line beside the plugin: ``python -m pytest_darklaunch render``.
+
+``render`` prints the multi-document YAML the kubernetes backend would apply, as ``helm
+template`` does, for review and GitOps. Bad input is one line on stderr and exit code 2.
+
+>>> main(["render", "--spec", "darklaunch.yaml", "--run-id", "review"])  # doctest: +SKIP
+0
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import NoReturn, Optional
+
+from pytest_darklaunch.errors import DarklaunchError
+
+DEFAULT_SPEC = "darklaunch.yaml"
+DEFAULT_RUN_ID = "manual"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (no usage dump), exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="python -m pytest_darklaunch",
+        description="Tools beside the pytest-darklaunch plugin.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    render = commands.add_parser(
+        "render",
+        help="print the Kubernetes manifests the kubernetes backend would apply",
+        description=(
+            "Print, as multi-document YAML, the objects the kubernetes backend applies in order: "
+            "the Knative Service with the live revision, the same Service with the dark revision "
+            "and the traffic split, the two Istio VirtualServices and the Fortio traffic Job. "
+            f"Without --spec or --experiment, {DEFAULT_SPEC} in the current directory is used."
+        ),
+    )
+    render.add_argument("--spec", metavar="PATH", help="a darklaunch.yaml spec file")
+    render.add_argument(
+        "--experiment", metavar="PATH",
+        help="an Iter8 v2alpha1 Experiment (with --spec, the spec's values win)",
+    )
+    render.add_argument(
+        "--run-id", default=DEFAULT_RUN_ID,
+        help=f"the run id in labels and names (default: {DEFAULT_RUN_ID})",
+    )
+    render.add_argument("--namespace", help="namespace instead of the target's")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the command line; returns the exit code (0, or 2 for bad input)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        text = _render(args)
+    except DarklaunchError as exc:
+        sys.stderr.write(f"{parser.prog} {args.command}: error: {exc}\n")
+        return 2
+    sys.stdout.write(text)
+    return 0
+
+
+def _render(args: argparse.Namespace) -> str:
+    from pytest_darklaunch.backends.kubernetes.render import check_run_id, names_for, render_yaml
+    from pytest_darklaunch.core.config import load_spec
+    from pytest_darklaunch.errors import ConfigError
+
+    check_run_id(args.run_id, "--run-id")
+    spec_path, experiment_path = args.spec, args.experiment
+    if spec_path is None and experiment_path is None:
+        if not os.path.isfile(DEFAULT_SPEC):
+            raise ConfigError(
+                "--spec", "", "command line",
+                f"--spec PATH or --experiment PATH (no {DEFAULT_SPEC} in the current directory)",
+            )
+        spec_path = DEFAULT_SPEC
+    spec = load_spec(spec_path=spec_path, experiment_path=experiment_path)
+    names_for(spec, args.run_id, args.namespace, source="--namespace")
+    return render_yaml(spec, args.run_id, namespace=args.namespace)
