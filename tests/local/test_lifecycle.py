@@ -18,7 +18,7 @@ import requests
 from pytest_darklaunch.backends.local import LocalBackend
 from pytest_darklaunch.backends.local import envoy as envoy_module
 from pytest_darklaunch.errors import ProvisioningError
-from tests.local.helpers import make_spec, pid_alive, wait_for, wait_for_sent
+from tests.local.helpers import make_spec, pid_alive, read_jsonl, wait_for, wait_for_sent
 
 ROLES = {"live", "dark", "envoy", "prometheus", "generator"}
 
@@ -288,3 +288,25 @@ def test_generator_stats_file_is_json_at_any_time(stack: Callable[..., LocalBack
             seen.add(json.load(handle)["updated_at"])
     wait_for(lambda: len({(backend.traffic_details() or {})["updated_at"]} | seen) > 1,
              "the stats file being rewritten")
+
+
+def test_traffic_headers_arrive_and_stay_out_of_the_process_list(
+    stack: Callable[..., LocalBackend], tmp_path: Path
+) -> None:
+    spec = make_spec(
+        versions={"live": {"env": {"SAMPLEAPP_LOG": str(tmp_path / "live.jsonl")}}},
+        traffic={"rate": 50, "warmup": "0s", "path": "/api/v1?q=1",
+                 "headers": {"Authorization": "Bearer s3cr3t", "x-request-id": "fixed-1"}},
+    )
+    backend = stack(spec)
+    env = backend.provision()
+    generator = int(env.details["generator_pid"])
+    with open(f"/proc/{generator}/cmdline", "rb") as handle:
+        cmdline = handle.read().decode()
+    wait_for_sent(backend, 10)
+    backend.stop_traffic()
+
+    assert "s3cr3t" not in cmdline and "s3cr3t" not in json.dumps(dict(env.details))
+    lines = read_jsonl(tmp_path / "live.jsonl")
+    assert len(lines) >= 10
+    assert {(line["x-request-id"], line["path"]) for line in lines} == {("fixed-1", "/api/v1")}

@@ -13,6 +13,9 @@ and once more on exit::
     python -m pytest_darklaunch.backends.local.generator --url http://127.0.0.1:10000 \
         --rate 200 --path / --header x-test:1 --warmup 1 --stats /tmp/traffic.json
 
+Headers given with ``--headers-file`` (a JSON object) stay out of the process list, which
+every user of the machine can read: the backend passes the spec's headers that way.
+
 ``--url -`` reads the URL from the first line of stdin, so the process can be started (and its
 imports done) before the address it will load is known. Counters for the first ``--warmup``
 seconds are kept apart (``warmup`` in the file) and excluded from every top-level figure.
@@ -309,6 +312,10 @@ def parse_args(argv: Sequence[str] | None) -> Config:
     parser.add_argument("--method", default="GET")
     parser.add_argument("--path", default="/")
     parser.add_argument("--header", type=_header, action="append", default=[], help="NAME:VALUE")
+    parser.add_argument(
+        "--headers-file", default=None,
+        help="JSON object of headers (keeps secrets out of the process list)",
+    )
     parser.add_argument("--host", default=None, help="Host header")
     parser.add_argument("--timeout", type=_positive, default=2.0, help="per request, seconds")
     parser.add_argument("--warmup", type=float, default=0.0, help="seconds not counted")
@@ -317,6 +324,16 @@ def parse_args(argv: Sequence[str] | None) -> Config:
     parser.add_argument("--connections", type=int, default=256, help="connection pool size")
     parser.add_argument("--parent-pid", type=int, default=None, help="stop when it is gone")
     args = parser.parse_args(argv)
+    headers = list(args.header)
+    if args.headers_file:
+        try:
+            with open(args.headers_file, encoding="utf-8") as handle:
+                extra = json.load(handle)
+        except (OSError, ValueError) as exc:
+            parser.error(f"--headers-file {args.headers_file!r}: {exc}")
+        if not isinstance(extra, dict):
+            parser.error(f"--headers-file {args.headers_file!r}: expected a JSON object")
+        headers += [(str(k), str(v)) for k, v in extra.items()]
     url = args.url
     if url == "-":
         url = sys.stdin.readline().strip()
@@ -330,7 +347,7 @@ def parse_args(argv: Sequence[str] | None) -> Config:
         stats_path=args.stats,
         method=args.method.upper(),
         path=args.path,
-        headers=tuple(args.header),
+        headers=tuple(headers),
         host=args.host,
         timeout_s=args.timeout,
         warmup_s=max(0.0, args.warmup),

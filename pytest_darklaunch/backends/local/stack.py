@@ -324,8 +324,13 @@ class LocalBackend:
             "--connections", str(max(64, min(1024, int(t.rate_rps * 0.5)))),
             "--parent-pid", str(os.getpid()),
         ]
-        for name, value in t.headers.items():
-            argv += ["--header", f"{name}:{value}"]
+        if t.headers:
+            # A file only we can read: headers may carry credentials, argv is public.
+            headers_path = os.path.join(self.workdir, "generator-headers.json")
+            fd = os.open(headers_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(dict(t.headers), handle)
+            argv += ["--headers-file", headers_path]
         if not any(name.lower() == "host" for name in t.headers):
             argv += ["--host", self.spec.mirror.host]
         proc = ManagedProcess.start(
