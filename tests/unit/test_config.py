@@ -26,8 +26,10 @@ def write(path: Path, text: str) -> str:
 
 
 def run(
-    cli: dict[str, Any] | None = None, env: dict[str, str] | None = None,
-    ini: dict[str, Any] | None = None, rootdir: str | Path = "/nonexistent-rootdir",
+    cli: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+    ini: dict[str, Any] | None = None,
+    rootdir: str | Path = "/nonexistent-rootdir",
 ) -> Any:
     return resolve(cli or {}, env or {}, ini or {}, "tox.ini", rootdir)
 
@@ -45,14 +47,29 @@ def config_error(**kwargs: Any) -> ConfigError:
 def test_every_option_has_its_twins() -> None:
     opt = OPTIONS_BY_NAME["mirror-percent"]
     assert (opt.cli, opt.ini, opt.env, opt.dest) == (
-        "--darklaunch-mirror-percent", "darklaunch_mirror_percent",
-        "PYTEST_DARKLAUNCH_MIRROR_PERCENT", "darklaunch_mirror_percent",
+        "--darklaunch-mirror-percent",
+        "darklaunch_mirror_percent",
+        "PYTEST_DARKLAUNCH_MIRROR_PERCENT",
+        "darklaunch_mirror_percent",
     )
     names = [o.name for o in OPTIONS]
     assert len(names) == len(set(names))
-    for required in ("target", "backend", "spec", "experiment", "interval", "iterations",
-                     "mirror-percent", "rate", "prometheus-url", "report", "keep", "kube-context",
-                     "namespace", "inconclusive"):
+    for required in (
+        "target",
+        "backend",
+        "spec",
+        "experiment",
+        "interval",
+        "iterations",
+        "mirror-percent",
+        "rate",
+        "prometheus-url",
+        "report",
+        "keep",
+        "kube-context",
+        "namespace",
+        "inconclusive",
+    ):
         assert required in names
 
 
@@ -92,19 +109,35 @@ def test_unreadable_spec_in_rootdir_names_rootdir(tmp_path: Path) -> None:
 
 @pytest.fixture
 def spec_file(tmp_path: Path) -> str:
-    return write(tmp_path / "spec.yaml", "target: from-spec/app\nduration: {interval: 4s, iterations: 4}\n"
-                 "mirror: {percent: 4}\ntraffic: {rate: 4}\nconfidence: 0.94\n")
+    return write(
+        tmp_path / "spec.yaml",
+        "target: from-spec/app\nduration: {interval: 4s, iterations: 4}\n"
+        "mirror: {percent: 4}\ntraffic: {rate: 4}\nconfidence: 0.94\n",
+    )
 
 
 def test_cli_beats_env_beats_ini_beats_spec_beats_default(spec_file: str) -> None:
     cli = {"spec": spec_file, "interval": "1s"}
-    env = {"PYTEST_DARKLAUNCH_INTERVAL": "2s", "PYTEST_DARKLAUNCH_ITERATIONS": "2",
-           "PYTEST_DARKLAUNCH_BACKEND": "kubernetes"}
-    ini = {"interval": "3s", "iterations": "3", "mirror-percent": "3", "backend": "local",
-           "inconclusive": "skip"}
+    env = {
+        "PYTEST_DARKLAUNCH_INTERVAL": "2s",
+        "PYTEST_DARKLAUNCH_ITERATIONS": "2",
+        "PYTEST_DARKLAUNCH_BACKEND": "kubernetes",
+    }
+    ini = {
+        "interval": "3s",
+        "iterations": "3",
+        "mirror-percent": "3",
+        "backend": "local",
+        "inconclusive": "skip",
+    }
     r = run(cli=cli, env=env, ini=ini)
     d = r.spec.duration
-    assert (d.interval_s, d.iterations, r.spec.mirror.percent, r.spec.traffic.rate_rps) == (1, 2, 3, 4)
+    assert (d.interval_s, d.iterations, r.spec.mirror.percent, r.spec.traffic.rate_rps) == (
+        1,
+        2,
+        3,
+        4,
+    )
     assert r.spec.confidence == 0.94
     assert r.settings.backend == "kubernetes" and r.settings.inconclusive == "skip"
     assert r.origin["interval"] == "--darklaunch-interval"
@@ -131,7 +164,9 @@ def test_defaults_and_their_origin(tmp_path: Path) -> None:
 
 
 def test_cli_target_overrides_spec_target(spec_file: str) -> None:
-    r = run(cli={"spec": spec_file, "target": "cli/app"}, env={"PYTEST_DARKLAUNCH_TARGET": "env/app"})
+    r = run(
+        cli={"spec": spec_file, "target": "cli/app"}, env={"PYTEST_DARKLAUNCH_TARGET": "env/app"}
+    )
     assert str(r.spec.target) == "cli/app" and r.origin["target"] == "--darklaunch-target"
     r = run(cli={"spec": spec_file}, env={"PYTEST_DARKLAUNCH_TARGET": "env/app"})
     assert str(r.spec.target) == "env/app" and r.origin["target"] == "env PYTEST_DARKLAUNCH_TARGET"
@@ -150,12 +185,21 @@ def test_empty_env_and_ini_values_count_as_unset(spec_file: str) -> None:
 
 @pytest.mark.parametrize(
     ("given", "expected"),
-    [("1", True), ("true", True), ("YES", True), ("on", True), ("0", False), ("false", False),
-     ("no", False), ("off", False)],
+    [
+        ("1", True),
+        ("true", True),
+        ("YES", True),
+        ("on", True),
+        ("0", False),
+        ("false", False),
+        ("no", False),
+        ("off", False),
+    ],
 )
 def test_flag_values(given: str, expected: bool) -> None:
-    r = run(cli={"target": "a/b"}, env={"PYTEST_DARKLAUNCH_KEEP": given},
-            ini={"full-duration": given})
+    r = run(
+        cli={"target": "a/b"}, env={"PYTEST_DARKLAUNCH_KEEP": given}, ini={"full-duration": given}
+    )
     assert r.settings.keep is expected and r.settings.full_duration is expected
     assert r.origin["keep"] == "env PYTEST_DARKLAUNCH_KEEP"
 
@@ -169,13 +213,19 @@ def test_cli_flag_true_beats_env_false() -> None:
 def test_settings_from_every_source() -> None:
     r = run(
         cli={"target": "a/b", "report": "out/r.json"},
-        env={"PYTEST_DARKLAUNCH_PROMETHEUS_URL": "https://prom.example:9090",
-             "PYTEST_DARKLAUNCH_NAMESPACE": "exp"},
+        env={
+            "PYTEST_DARKLAUNCH_PROMETHEUS_URL": "https://prom.example:9090",
+            "PYTEST_DARKLAUNCH_NAMESPACE": "exp",
+        },
         ini={"kube-context": "kind-kind", "provision": "none"},
     )
     s = r.settings
     assert (s.report, s.prometheus_url, s.namespace, s.kube_context, s.provision) == (
-        "out/r.json", "https://prom.example:9090", "exp", "kind-kind", "none",
+        "out/r.json",
+        "https://prom.example:9090",
+        "exp",
+        "kind-kind",
+        "none",
     )
     assert r.origin["kube-context"] == "darklaunch_kube_context in tox.ini"
 
@@ -184,45 +234,78 @@ def test_settings_from_every_source() -> None:
 
 BAD = [
     (dict(cli={"target": "a/b/c"}), "invalid --darklaunch-target 'a/b/c' (from command line)"),
-    (dict(env={"PYTEST_DARKLAUNCH_TARGET": "Default/x"}),
-     "invalid PYTEST_DARKLAUNCH_TARGET 'Default/x' (from environment)"),
-    (dict(cli={"target": "a/b"}, ini={"interval": "5x"}),
-     "invalid darklaunch_interval '5x' (from tox.ini): expected a positive duration"),
-    (dict(cli={"target": "a/b"}, env={"PYTEST_DARKLAUNCH_INTERVAL": "0"}),
-     "invalid PYTEST_DARKLAUNCH_INTERVAL '0' (from environment)"),
-    (dict(cli={"target": "a/b", "iterations": "-3"}),
-     "invalid --darklaunch-iterations '-3' (from command line): expected a whole number"),
-    (dict(cli={"target": "a/b", "mirror-percent": "101"}),
-     "invalid --darklaunch-mirror-percent '101' (from command line): expected a percent in 0..100"),
-    (dict(cli={"target": "a/b", "backend": "docker"}),
-     "invalid --darklaunch-backend 'docker' (from command line): expected one of local, kubernetes"),
-    (dict(cli={"target": "a/b"}, ini={"inconclusive": "maybe"}),
-     "invalid darklaunch_inconclusive 'maybe' (from tox.ini): expected one of fail, skip"),
-    (dict(cli={"target": "a/b"}, env={"PYTEST_DARKLAUNCH_KEEP": "maybe"}),
-     "invalid PYTEST_DARKLAUNCH_KEEP 'maybe' (from environment): expected true or false"),
-    (dict(cli={"target": "a/b", "prometheus-url": "localhost:9090"}),
-     "invalid --darklaunch-prometheus-url 'localhost:9090' (from command line): expected an http://"),
-    (dict(cli={"target": "a/b", "report": " "}),
-     "invalid --darklaunch-report ' ' (from command line): expected a non-empty value"),
-    (dict(cli={"spec": ""}), "invalid --darklaunch-spec '' (from command line): expected a non-empty"),
+    (
+        dict(env={"PYTEST_DARKLAUNCH_TARGET": "Default/x"}),
+        "invalid PYTEST_DARKLAUNCH_TARGET 'Default/x' (from environment)",
+    ),
+    (
+        dict(cli={"target": "a/b"}, ini={"interval": "5x"}),
+        "invalid darklaunch_interval '5x' (from tox.ini): expected a positive duration",
+    ),
+    (
+        dict(cli={"target": "a/b"}, env={"PYTEST_DARKLAUNCH_INTERVAL": "0"}),
+        "invalid PYTEST_DARKLAUNCH_INTERVAL '0' (from environment)",
+    ),
+    (
+        dict(cli={"target": "a/b", "iterations": "-3"}),
+        "invalid --darklaunch-iterations '-3' (from command line): expected a whole number",
+    ),
+    (
+        dict(cli={"target": "a/b", "mirror-percent": "101"}),
+        "invalid --darklaunch-mirror-percent '101' (from command line): expected a percent in",
+    ),
+    (
+        dict(cli={"target": "a/b", "backend": "docker"}),
+        "invalid --darklaunch-backend 'docker' (from command line): expected one of local,",
+    ),
+    (
+        dict(cli={"target": "a/b"}, ini={"inconclusive": "maybe"}),
+        "invalid darklaunch_inconclusive 'maybe' (from tox.ini): expected one of fail, skip",
+    ),
+    (
+        dict(cli={"target": "a/b"}, env={"PYTEST_DARKLAUNCH_KEEP": "maybe"}),
+        "invalid PYTEST_DARKLAUNCH_KEEP 'maybe' (from environment): expected true or false",
+    ),
+    (
+        dict(cli={"target": "a/b", "prometheus-url": "localhost:9090"}),
+        "invalid --darklaunch-prometheus-url 'localhost:9090' (from command line): expected an http://",
+    ),
+    (
+        dict(cli={"target": "a/b", "report": " "}),
+        "invalid --darklaunch-report ' ' (from command line): expected a non-empty value",
+    ),
+    (
+        dict(cli={"spec": ""}),
+        "invalid --darklaunch-spec '' (from command line): expected a non-empty",
+    ),
     (dict(cli={"experiment": ""}), "invalid --darklaunch-experiment '' (from command line)"),
-    (dict(cli={"target": "a/b", "namespace": "Bad_NS"}),
-     "invalid --darklaunch-namespace 'Bad_NS' (from command line): expected a DNS-1123 label"),
-    (dict(cli={"spec": "/nonexistent/darklaunch.yaml"}),
-     "invalid --darklaunch-spec '/nonexistent/darklaunch.yaml' (from command line): expected an existing"),
-    (dict(env={"PYTEST_DARKLAUNCH_EXPERIMENT": "/nonexistent/exp.yaml"}),
-     "invalid PYTEST_DARKLAUNCH_EXPERIMENT '/nonexistent/exp.yaml' (from environment)"),
+    (
+        dict(cli={"target": "a/b", "namespace": "Bad_NS"}),
+        "invalid --darklaunch-namespace 'Bad_NS' (from command line): expected a DNS-1123 label",
+    ),
+    (
+        dict(cli={"spec": "/nonexistent/darklaunch.yaml"}),
+        "invalid --darklaunch-spec '/nonexistent/darklaunch.yaml' (from command line): expected",
+    ),
+    (
+        dict(env={"PYTEST_DARKLAUNCH_EXPERIMENT": "/nonexistent/exp.yaml"}),
+        "invalid PYTEST_DARKLAUNCH_EXPERIMENT '/nonexistent/exp.yaml' (from environment)",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("kwargs", "start"), BAD, ids=[b[1].split(" ")[1] + "-" + str(i) for i, b in enumerate(BAD)])
+@pytest.mark.parametrize(
+    ("kwargs", "start"), BAD, ids=[b[1].split(" ")[1] + "-" + str(i) for i, b in enumerate(BAD)]
+)
 def test_bad_setting(kwargs: dict[str, Any], start: str) -> None:
     assert str(config_error(**kwargs)).startswith(start)
 
 
 def test_spec_file_errors_name_the_file(tmp_path: Path) -> None:
     path = write(tmp_path / "d.yaml", "target: a/b\nmirror: {percent: 130}\n")
-    assert str(config_error(cli={"spec": path})).startswith(f"invalid mirror.percent 130 (from {path})")
+    assert str(config_error(cli={"spec": path})).startswith(
+        f"invalid mirror.percent 130 (from {path})"
+    )
 
 
 def test_spec_file_without_target_names_the_file(tmp_path: Path) -> None:
@@ -241,7 +324,9 @@ def test_directory_binary_and_malformed_files(tmp_path: Path) -> None:
     err = config_error(cli={"spec": bad})
     assert err.field == "YAML" and err.source == bad and "line 2" in str(err.value)
     listed = write(tmp_path / "list.yaml", "- a\n- b\n")
-    assert str(config_error(cli={"spec": listed})).startswith(f"invalid document 'list' (from {listed})")
+    assert str(config_error(cli={"spec": listed})).startswith(
+        f"invalid document 'list' (from {listed})"
+    )
 
 
 def test_empty_spec_file_with_cli_target(tmp_path: Path) -> None:
@@ -253,18 +338,21 @@ def test_empty_spec_file_with_cli_target(tmp_path: Path) -> None:
 
 
 def test_spec_file_deep_merges_over_experiment(tmp_path: Path) -> None:
-    spec_path = write(tmp_path / "darklaunch.yaml", (
-        "duration: {interval: 2s}\n"
-        "versions: {live: {image: 'img:blue'}}\n"
-        "objectives: [{metric: error-rate, upper: 0.05}]\n"
-    ))
+    spec_path = write(
+        tmp_path / "darklaunch.yaml",
+        (
+            "duration: {interval: 2s}\n"
+            "versions: {live: {image: 'img:blue'}}\n"
+            "objectives: [{metric: error-rate, upper: 0.05}]\n"
+        ),
+    )
     r = run(cli={"experiment": str(SEED), "spec": spec_path})
     spec = r.spec
-    assert str(spec.target) == "default/sample-app"                       # from the experiment
-    assert spec.duration.interval_s == 2.0                                 # spec file wins
-    assert spec.duration.iterations == 10                                  # experiment kept
-    assert spec.versions.dark.revision == "sample-app-v2"                  # experiment kept
-    assert spec.versions.live.image == "img:blue"                          # spec file adds
+    assert str(spec.target) == "default/sample-app"  # from the experiment
+    assert spec.duration.interval_s == 2.0  # spec file wins
+    assert spec.duration.iterations == 10  # experiment kept
+    assert spec.versions.dark.revision == "sample-app-v2"  # experiment kept
+    assert spec.versions.live.image == "img:blue"  # spec file adds
     assert [(o.metric, o.upper) for o in spec.objectives] == [("error-rate", 0.05)]  # lists replace
     assert r.origin["interval"] == f"duration.interval in {spec_path}"
     assert r.origin["iterations"] == f"spec.duration.iterationsPerLoop in {SEED}"
@@ -273,8 +361,9 @@ def test_spec_file_deep_merges_over_experiment(tmp_path: Path) -> None:
 
 def test_option_overrides_both_files(tmp_path: Path) -> None:
     spec_path = write(tmp_path / "darklaunch.yaml", "duration: {interval: 2s}\n")
-    r = run(cli={"experiment": str(SEED), "spec": spec_path, "interval": "3s"},
-            ini={"iterations": "7"})
+    r = run(
+        cli={"experiment": str(SEED), "spec": spec_path, "interval": "3s"}, ini={"iterations": "7"}
+    )
     assert (r.spec.duration.interval_s, r.spec.duration.iterations) == (3.0, 7)
     assert r.origin["iterations"] == "darklaunch_iterations in tox.ini"
 

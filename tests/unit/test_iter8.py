@@ -57,7 +57,9 @@ def test_seed_experiment_imports_unchanged() -> None:
         Objective("error-rate", upper=0.01),
     )
     assert [o.label for o in spec.objectives] == [
-        "mean-latency <= 50", "95th-percentile-tail-latency <= 100", "error-rate <= 0.01",
+        "mean-latency <= 50",
+        "95th-percentile-tail-latency <= 100",
+        "error-rate <= 0.01",
     ]
     assert spec.duration.interval_s == 10.0
     assert spec.duration.iterations == 10
@@ -80,7 +82,9 @@ def test_seed_experiment_raw_mapping_and_fields() -> None:
     assert fields[("target",)] == "spec.target"
     assert fields[("objectives", "[2]", "upper")] == "spec.criteria.objectives[2].upperLimit"
     assert fields[("duration", "interval")] == "spec.duration.intervalSeconds"
-    assert fields[("versions", "dark", "revision")] == "spec.versionInfo.baseline.variables[revision]"
+    assert (
+        fields[("versions", "dark", "revision")] == "spec.versionInfo.baseline.variables[revision]"
+    )
 
 
 def test_seed_origin_names_the_iter8_fields() -> None:
@@ -166,61 +170,153 @@ def _with(path: tuple[str, ...], value: Any) -> dict[str, Any]:
 
 
 REFUSALS = [
-    ("canary", _with(("spec", "strategy", "testingPattern"), "Canary"),
-     "invalid spec.strategy.testingPattern 'Canary'", "Conformance (Canary, A/B and A/B/N"),
-    ("ab", _with(("spec", "strategy", "testingPattern"), "A/B"),
-     "invalid spec.strategy.testingPattern 'A/B'", "Conformance (Canary, A/B and A/B/N"),
-    ("abn", _with(("spec", "strategy", "testingPattern"), "A/B/N"),
-     "invalid spec.strategy.testingPattern 'A/B/N'", "Conformance (Canary, A/B and A/B/N"),
-    ("no-pattern", _with(("spec", "strategy"), {}),
-     "invalid spec.strategy.testingPattern None", "Conformance (Canary, A/B and A/B/N"),
-    ("rewards", _with(("spec", "criteria", "rewards"),
-                      [{"metric": "conversions", "preferredDirection": "High"}]),
-     "invalid spec.criteria.rewards 'present'", "no rewards"),
-    ("candidates", _with(("spec", "versionInfo", "candidates"), [{"name": "candidate-1"}]),
-     "invalid spec.versionInfo.candidates 'present'", "only a baseline"),
-    ("api-version", _with(("apiVersion",), "iter8.tools/v1"),
-     "invalid apiVersion 'iter8.tools/v1'", "iter8.tools/v2alpha1"),
+    (
+        "canary",
+        _with(("spec", "strategy", "testingPattern"), "Canary"),
+        "invalid spec.strategy.testingPattern 'Canary'",
+        "Conformance (Canary, A/B and A/B/N",
+    ),
+    (
+        "ab",
+        _with(("spec", "strategy", "testingPattern"), "A/B"),
+        "invalid spec.strategy.testingPattern 'A/B'",
+        "Conformance (Canary, A/B and A/B/N",
+    ),
+    (
+        "abn",
+        _with(("spec", "strategy", "testingPattern"), "A/B/N"),
+        "invalid spec.strategy.testingPattern 'A/B/N'",
+        "Conformance (Canary, A/B and A/B/N",
+    ),
+    (
+        "no-pattern",
+        _with(("spec", "strategy"), {}),
+        "invalid spec.strategy.testingPattern None",
+        "Conformance (Canary, A/B and A/B/N",
+    ),
+    (
+        "rewards",
+        _with(
+            ("spec", "criteria", "rewards"),
+            [{"metric": "conversions", "preferredDirection": "High"}],
+        ),
+        "invalid spec.criteria.rewards 'present'",
+        "no rewards",
+    ),
+    (
+        "candidates",
+        _with(("spec", "versionInfo", "candidates"), [{"name": "candidate-1"}]),
+        "invalid spec.versionInfo.candidates 'present'",
+        "only a baseline",
+    ),
+    (
+        "api-version",
+        _with(("apiVersion",), "iter8.tools/v1"),
+        "invalid apiVersion 'iter8.tools/v1'",
+        "iter8.tools/v2alpha1",
+    ),
     ("kind", _with(("kind",), "Metric"), "invalid kind 'Metric'", "Experiment"),
     ("spec-not-mapping", _with(("spec",), 3), "invalid spec 3", "a mapping"),
-    ("max-loops-zero", _with(("spec", "duration", "maxLoops"), 0),
-     "invalid spec.duration.maxLoops 0", "a whole number, 1 or more"),
-    ("max-loops-text", _with(("spec", "duration", "maxLoops"), "two"),
-     "invalid spec.duration.maxLoops 'two'", "a whole number"),
-    ("max-loops-bool", _with(("spec", "duration", "maxLoops"), True),
-     "invalid spec.duration.maxLoops True", "a whole number"),
-    ("iterations-negative", _with(("spec", "duration", "iterationsPerLoop"), -1),
-     "invalid spec.duration.iterationsPerLoop -1", "a whole number"),
-    ("interval-zero", _with(("spec", "duration", "intervalSeconds"), 0),
-     "invalid spec.duration.intervalSeconds 0", "positive duration"),
-    ("quoted-garbage-limit", _with(("spec", "criteria", "objectives"),
-                                   [{"metric": "error-rate", "upperLimit": "lots"}]),
-     "invalid spec.criteria.objectives[0].upperLimit 'lots'", "a number or a quantity"),
-    ("lower-above-upper", _with(("spec", "criteria", "objectives"),
-                                [{"metric": "error-rate", "upperLimit": 1, "lowerLimit": 2}]),
-     "invalid spec.criteria.objectives[0].upperLimit 1.0", "an upper bound >= lower (2)"),
-    ("unknown-metric", _with(("spec", "criteria", "objectives"),
-                             [{"metric": "iter8-knative/mean-latncy", "upperLimit": 1}]),
-     "invalid spec.criteria.objectives[0].metric 'mean-latncy'", "did you mean 'mean-latency'?"),
-    ("objective-not-mapping", _with(("spec", "criteria", "objectives"), [42]),
-     "invalid spec.criteria.objectives[0] 42", "a mapping with metric"),
-    ("objectives-not-list", _with(("spec", "criteria", "objectives"), 5),
-     "invalid spec.criteria.objectives 5", "a list of"),
-    ("criteria-not-mapping", _with(("spec", "criteria"), [1]),
-     "invalid spec.criteria [1]", "a mapping with objectives"),
-    ("duration-not-mapping", _with(("spec", "duration"), 10),
-     "invalid spec.duration 10", "a mapping with intervalSeconds"),
-    ("bad-target", _with(("spec", "target"), "Default/x"),
-     "invalid spec.target 'Default/x'", "DNS-1123"),
-    ("bad-revision", _with(("spec", "versionInfo", "baseline", "variables"),
-                           [{"name": "revision", "value": "Sample_V2"}]),
-     "invalid spec.versionInfo.baseline.variables[revision] 'Sample_V2'", "DNS-1123"),
+    (
+        "max-loops-zero",
+        _with(("spec", "duration", "maxLoops"), 0),
+        "invalid spec.duration.maxLoops 0",
+        "a whole number, 1 or more",
+    ),
+    (
+        "max-loops-text",
+        _with(("spec", "duration", "maxLoops"), "two"),
+        "invalid spec.duration.maxLoops 'two'",
+        "a whole number",
+    ),
+    (
+        "max-loops-bool",
+        _with(("spec", "duration", "maxLoops"), True),
+        "invalid spec.duration.maxLoops True",
+        "a whole number",
+    ),
+    (
+        "iterations-negative",
+        _with(("spec", "duration", "iterationsPerLoop"), -1),
+        "invalid spec.duration.iterationsPerLoop -1",
+        "a whole number",
+    ),
+    (
+        "interval-zero",
+        _with(("spec", "duration", "intervalSeconds"), 0),
+        "invalid spec.duration.intervalSeconds 0",
+        "positive duration",
+    ),
+    (
+        "quoted-garbage-limit",
+        _with(("spec", "criteria", "objectives"), [{"metric": "error-rate", "upperLimit": "lots"}]),
+        "invalid spec.criteria.objectives[0].upperLimit 'lots'",
+        "a number or a quantity",
+    ),
+    (
+        "lower-above-upper",
+        _with(
+            ("spec", "criteria", "objectives"),
+            [{"metric": "error-rate", "upperLimit": 1, "lowerLimit": 2}],
+        ),
+        "invalid spec.criteria.objectives[0].upperLimit 1.0",
+        "an upper bound >= lower (2)",
+    ),
+    (
+        "unknown-metric",
+        _with(
+            ("spec", "criteria", "objectives"),
+            [{"metric": "iter8-knative/mean-latncy", "upperLimit": 1}],
+        ),
+        "invalid spec.criteria.objectives[0].metric 'mean-latncy'",
+        "did you mean 'mean-latency'?",
+    ),
+    (
+        "objective-not-mapping",
+        _with(("spec", "criteria", "objectives"), [42]),
+        "invalid spec.criteria.objectives[0] 42",
+        "a mapping with metric",
+    ),
+    (
+        "objectives-not-list",
+        _with(("spec", "criteria", "objectives"), 5),
+        "invalid spec.criteria.objectives 5",
+        "a list of",
+    ),
+    (
+        "criteria-not-mapping",
+        _with(("spec", "criteria"), [1]),
+        "invalid spec.criteria [1]",
+        "a mapping with objectives",
+    ),
+    (
+        "duration-not-mapping",
+        _with(("spec", "duration"), 10),
+        "invalid spec.duration 10",
+        "a mapping with intervalSeconds",
+    ),
+    (
+        "bad-target",
+        _with(("spec", "target"), "Default/x"),
+        "invalid spec.target 'Default/x'",
+        "DNS-1123",
+    ),
+    (
+        "bad-revision",
+        _with(
+            ("spec", "versionInfo", "baseline", "variables"),
+            [{"name": "revision", "value": "Sample_V2"}],
+        ),
+        "invalid spec.versionInfo.baseline.variables[revision] 'Sample_V2'",
+        "DNS-1123",
+    ),
     ("document-list", [1, 2], "invalid document 'list'", "an Iter8 Experiment mapping"),
 ]
 
 
-@pytest.mark.parametrize(("doc", "start", "allowed"), [r[1:] for r in REFUSALS],
-                         ids=[r[0] for r in REFUSALS])
+@pytest.mark.parametrize(
+    ("doc", "start", "allowed"), [r[1:] for r in REFUSALS], ids=[r[0] for r in REFUSALS]
+)
 def test_refusal_names_the_field(tmp_path: Path, doc: Any, start: str, allowed: str) -> None:
     message = str(refusal(tmp_path, doc))
     assert message.startswith(start + " "), message

@@ -41,11 +41,33 @@ def test_parse_duration_accepts(text: object, seconds: float) -> None:
 @pytest.mark.parametrize(
     "bad",
     [
-        "0", "0s", "0ms", 0, 0.0,           # zero
-        "-1s", "-5", -1, -0.5,               # negative
-        "5x", "ten seconds", "", "   ", "s", "1d", "1.s", "1e3s", "10ss", "1m30s",  # garbage
-        True, False, None, [10], {"s": 10},  # wrong types
-        math.nan, math.inf, -math.inf,
+        "0",
+        "0s",
+        "0ms",
+        0,
+        0.0,  # zero
+        "-1s",
+        "-5",
+        -1,
+        -0.5,  # negative
+        "5x",
+        "ten seconds",
+        "",
+        "   ",
+        "s",
+        "1d",
+        "1.s",
+        "1e3s",
+        "10ss",
+        "1m30s",  # garbage
+        True,
+        False,
+        None,
+        [10],
+        {"s": 10},  # wrong types
+        math.nan,
+        math.inf,
+        -math.inf,
     ],
 )
 def test_parse_duration_rejects(bad: object) -> None:
@@ -86,7 +108,8 @@ def test_parse_quantity_accepts(value: object, number: float) -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", ["", "lots", "m", "0.0.1", "1%", "nan", "inf", "-inf", True, None, [1], {"a": 1}, math.nan],
+    "bad",
+    ["", "lots", "m", "0.0.1", "1%", "nan", "inf", "-inf", True, None, [1], {"a": 1}, math.nan],
 )
 def test_parse_quantity_rejects(bad: object) -> None:
     with pytest.raises(ValueError):
@@ -97,7 +120,8 @@ def test_parse_quantity_rejects(bad: object) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["default", "sample-app", "sample-app-v2", "a", "0", "a1-b2", "x" * 63],
+    "name",
+    ["default", "sample-app", "sample-app-v2", "a", "0", "a1-b2", "x" * 63],
 )
 def test_dns1123_label_valid(name: str) -> None:
     assert is_dns1123_label(name)
@@ -106,8 +130,19 @@ def test_dns1123_label_valid(name: str) -> None:
 @pytest.mark.parametrize(
     "name",
     [
-        "", "Default", "sample_app", "-a", "a-", "..", "../x", "a/b", "a.b", "a b", "ä",
-        "x" * 64, "a\n",
+        "",
+        "Default",
+        "sample_app",
+        "-a",
+        "a-",
+        "..",
+        "../x",
+        "a/b",
+        "a.b",
+        "a b",
+        "ä",
+        "x" * 64,
+        "a\n",
     ],
 )
 def test_dns1123_label_invalid(name: str) -> None:
@@ -120,7 +155,8 @@ def test_host_valid(host: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "host", ["", "Bad.Host", "a..b", ".a", "a.", "has space.com", "a_b.com", "x" * 254, "-a.com"],
+    "host",
+    ["", "Bad.Host", "a..b", ".a", "a.", "has space.com", "a_b.com", "x" * 254, "-a.com"],
 )
 def test_host_invalid(host: str) -> None:
     assert not is_host(host)
