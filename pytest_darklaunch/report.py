@@ -1,49 +1,111 @@
-"""Output: report header, live progress, the terminal summary and the JSON report."""
+"""Output: report header, live progress, the terminal summary, JSON, JUnit, GitHub, plots.
+
+Everything here reads the session's :class:`ExperimentData` after the fact; nothing judges on
+its own. The objective outcomes shown are the ones the tests saw (:func:`final_verdicts`).
+The JSON report's keys are documented in ``docs/report.md`` and kept stable.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
+import textwrap
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, Callable, Optional
 
 import pytest
 
+from pytest_darklaunch.core import stats
 from pytest_darklaunch.core.config import OPTIONS, Resolved
 from pytest_darklaunch.core.experiment import ExperimentData, Interval
 from pytest_darklaunch.core.metrics import units_of
-from pytest_darklaunch.core.verdict import Verdict, estimate
+from pytest_darklaunch.core.prometheus import redact_url
+from pytest_darklaunch.core.spec import Objective, Spec
+from pytest_darklaunch.core.verdict import FAIL, INCONCLUSIVE, PASS, Estimate, Verdict, estimate
 
 REPORT_VERSION = 1
+# The metrics assessment always shows these, then custom metrics and other objective metrics.
+BUILTIN_ROWS = (
+    "request-count",
+    "throughput",
+    "mean-latency",
+    "95th-percentile-tail-latency",
+    "p99",
+    "error-count",
+    "error-rate",
+)
+WIDTH = 100
+HIDDEN = "***"
+_SENSITIVE = re.compile(
+    r"auth|cookie|token|secret|passw|api[-_]?key|credential|session", re.IGNORECASE
+)
+_OUTPUTS = pytest.StashKey[dict[str, Any]]()
+
+
+# -- header and progress --------------------------------------------------------------------------
 
 
 def header_lines(resolved: Resolved, verbosity: int) -> list[str]:
     """``darklaunch: target=default/sample-app (--darklaunch-target), ...``"""
     if not resolved.active:
-        return ["darklaunch: inactive (no target, spec file or Iter8 experiment)"] if verbosity > 0 else []
+        return (
+            ["darklaunch: inactive (no target, spec file or Iter8 experiment)"]
+            if verbosity > 0
+            else []
+        )
     parts = []
     for opt in OPTIONS:
         if opt.name in resolved.values:
-            parts.append(f"{opt.name}={resolved.values[opt.name]} ({resolved.origin.get(opt.name, 'default')})")
+            value = resolved.values[opt.name]
+            if opt.name == "prometheus-url":
+                value = redact_url(value)
+            parts.append(f"{opt.name}={value} ({resolved.origin.get(opt.name, 'default')})")
     spec = resolved.spec
     assert spec is not None
     objectives = ", ".join(o.label for o in spec.objectives) or "none in the spec"
     return ["darklaunch: " + ", ".join(parts), f"darklaunch objectives: {objectives}"]
 
 
-def _num(value: Optional[float]) -> str:
-    return "n/a" if value is None else f"{value:.4g}"
+def fmt(value: Optional[float], units: str = "") -> str:
+    """``7.075 ms``, ``1400``, ``n/a``: four significant digits, integers as integers."""
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    if float(value).is_integer() and abs(value) < 1e12:
+        text = str(int(value))
+    elif abs(value) >= 1000:
+        text = f"{value:.1f}"
+    else:
+        text = f"{value:.4g}"
+    return f"{text} {units}" if units and units not in ("requests", "errors") else text
 
 
 def progress_line(data: ExperimentData, interval: Interval, verdicts: list[Verdict]) -> str:
-    """One line per interval: iteration k/N, requests so far, each objective's dark/live value."""
-    dark = interval.cumulative["dark"]
-    live = interval.cumulative["live"]
+    """One line per interval: iteration k/N, requests so far, each objective's dark/live value.
+
+    ``darklaunch 3/10 t+6s | requests live 600, dark 231 (38.5%) | mean-latency dark 7.6 ms
+    live 7.3 ms pass | ...`` (values on the cumulative window, as the verdicts use them).
+    """
+    dark, live = interval.cumulative["dark"], interval.cumulative["live"]
+    share = ""
+    if live.requests and dark.requests is not None:
+        share = f" ({100 * dark.requests / live.requests:.1f}%)"
     parts = [
-        f"darklaunch: iteration {interval.index}/{data.planned}",
-        f"requests live {_num(live.requests)} dark {_num(dark.requests)}",
+        f"darklaunch {interval.index}/{data.planned} t+{interval.end - data.started_at:.0f}s",
+        f"requests live {fmt(live.requests)}, dark {fmt(dark.requests)}{share}",
     ]
+    final = interval.index >= data.planned
     for v in verdicts:
-        parts.append(f"{v.objective.metric} {_num(v.value)}/{_num(v.live_value)} {v.outcome}")
+        metric = v.objective.metric
+        d, lv = (estimate(w, metric, data.confidence).value for w in (dark, live))
+        units = units_of(metric)
+        # Before the last interval nothing is inconclusive yet: the experiment goes on.
+        outcome = "undecided" if v.outcome == INCONCLUSIVE and not final else v.outcome
+        parts.append(f"{metric} dark {fmt(d, units)} live {fmt(lv, units)} {outcome}")
     return " | ".join(parts)
 
 
@@ -58,110 +120,650 @@ def progress_writer(config: pytest.Config) -> Optional[Callable[[str], None]]:
 
 
 def format_points(verdict: Verdict, data: ExperimentData) -> list[str]:
+    """``#3 t+6.0s: 7.3 / 7.1  pass``: each interval's dark / live value of the objective."""
     out = []
     start = data.started_at
     for k, p in enumerate(verdict.points, 1):
         mark = f"  {p.outcome}" if p.outcome else ""
-        out.append(f"#{k} t+{p.end - start:.1f}s: {_num(p.dark)} / {_num(p.live)}{mark}")
+        out.append(f"#{k} t+{p.end - start:.1f}s: {fmt(p.dark)} / {fmt(p.live)}{mark}")
     return out
 
 
-def terminal_summary(reporter: Any, state: Any) -> None:
-    """The counterpart of ``iter8ctl describe``: overview, progress, objectives, metrics."""
-    state._drain(reporter.write_line)
-    reporter.write_sep("=", "darklaunch")
-    spec = state.spec
-    settings = state.resolved.settings
+# -- the assessment, shared by every output -------------------------------------------------------
+
+
+def final_verdicts(state: Any) -> list[Verdict]:
+    """One verdict per spec objective, as the tests see them (a failed run is inconclusive)."""
+    spec: Spec = state.spec
+    data: Optional[ExperimentData] = state.data
+    problem = ""
     if state.error:
-        reporter.write_line(f"error: {state.error}", red=True)
-        return
-    data: Optional[ExperimentData] = state.data
-    reporter.write_line(
-        f"target {spec.target} | backend {settings.backend} | live {spec.versions.live.revision} | "
-        f"dark {spec.versions.dark.revision} | mirror {spec.mirror.percent:g}% | "
-        f"{spec.traffic.rate_rps:g} requests/s | {spec.duration.iterations} x "
-        f"{spec.duration.interval_s:g} s"
+        problem = state.error
+    elif data is None:
+        problem = "the experiment did not run"
+    elif data.error:
+        problem = f"the experiment failed: {data.error}"
+    elif not data.intervals:
+        problem = f"no interval was completed ({data.stop_reason or data.stage})"
+    if problem:
+        return [
+            Verdict(o, INCONCLUSIVE, problem, units=units_of(o.metric), error=True)
+            for o in spec.objectives
+        ]
+    assert data is not None
+    return data.verdicts_for(spec.objectives)
+
+
+def metric_units(spec: Spec, metric: str) -> str:
+    custom = {m.name: m.units for m in spec.metrics}
+    return custom[metric] if metric in custom else units_of(metric)
+
+
+def limit_text(obj: Objective, units: str = "") -> str:
+    """``<= 50 ms``, ``>= 10 and <= 50 ms``, ``<= +10% over live``."""
+    unit = f" {units}" if units and units not in ("requests", "errors") else ""
+    parts = []
+    if obj.lower is not None:
+        parts.append(f">= {obj.lower:g}{unit}")
+    if obj.upper is not None:
+        parts.append(f"<= {obj.upper:g}{unit}")
+    if obj.max_increase is not None:
+        parts.append(f"<= +{obj.max_increase} over live")
+    text = " and ".join(parts)
+    if obj.judge == "interval":
+        text += f" per interval ({obj.failure_limit} may fail)"
+    return text
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    """One metric on the cumulative window, for dark and live."""
+
+    metric: str
+    units: str
+    dark: Estimate
+    live: Estimate
+
+
+def metric_rows(spec: Spec, data: Optional[ExperimentData]) -> list[MetricRow]:
+    """The built-in metrics, custom metrics and any other objective metric, cumulative."""
+    if data is None or not data.intervals:
+        return []
+    names = list(
+        dict.fromkeys(
+            [*BUILTIN_ROWS, *(m.name for m in spec.metrics), *(o.metric for o in spec.objectives)]
+        )
     )
+    last = data.intervals[-1].cumulative
+    return [
+        MetricRow(
+            n,
+            metric_units(spec, n),
+            estimate(last["dark"], n, data.confidence),
+            estimate(last["live"], n, data.confidence),
+        )
+        for n in names
+    ]
+
+
+def mirror_facts(spec: Spec, data: Optional[ExperimentData]) -> dict[str, Any]:
+    """Configured vs observed mirrored share on the cumulative window."""
+    out: dict[str, Any] = {
+        "configured_percent": spec.mirror.percent,
+        "observed_percent": None,
+        "dark_requests": None,
+        "live_requests": None,
+        "ok": None,
+        "interval_percent": None,
+    }
+    if data is None or not data.intervals:
+        return out
+    last = data.intervals[-1].cumulative
+    dark, live = last["dark"].requests, last["live"].requests
+    out.update(dark_requests=dark, live_requests=live)
+    if dark is None or not live:
+        return out
+    ok, lo, hi, observed = stats.mirror_share_check(round(dark), round(live), spec.mirror.percent)
+    # As the verdicts do: requests in flight at the window's edges may be counted later on dark.
+    slack = spec.mirror.percent / 100 * (data.target_rps or 0.0) * data.timeout_s
+    ok = ok or abs(dark - spec.mirror.percent / 100 * live) <= slack
+    out.update(observed_percent=100 * observed, ok=ok, interval_percent=[100 * lo, 100 * hi])
+    return out
+
+
+def generator_facts(spec: Spec, data: Optional[ExperimentData]) -> dict[str, Any]:
+    gen = (data.generator if data else None) or {}
+    keys = ("achieved_rps", "sent", "errors", "late", "lag_p50_ms", "lag_p99_ms")
+    out = {"target_rps": spec.traffic.rate_rps, **{k: gen.get(k) for k in keys}}
+    out["generated"] = data is None or data.target_rps is not None
+    return out
+
+
+def _summary_counts(verdicts: Sequence[Verdict]) -> str:
+    counts = {o: sum(v.outcome == o for v in verdicts) for o in (PASS, FAIL, INCONCLUSIVE)}
+    words = {PASS: "passed", FAIL: "failed", INCONCLUSIVE: "inconclusive"}
+    return ", ".join(f"{n} {words[o]}" for o, n in counts.items() if n) or "no objectives"
+
+
+def _when(ts: Optional[float], fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+    if not ts:
+        return "n/a"
+    return datetime.fromtimestamp(ts, timezone.utc).strftime(fmt)
+
+
+def shown_values(
+    v: Verdict, data: Optional[ExperimentData]
+) -> tuple[Optional[float], Optional[float]]:
+    """Dark and live values to show for a verdict: its own, else the cumulative ones (an
+    inconclusive verdict may carry none, yet what was measured is worth seeing)."""
+    if v.value is not None or data is None or not data.intervals:
+        return v.value, v.live_value
+    last = data.intervals[-1].cumulative
+    metric = v.objective.metric
+    return tuple(
+        estimate(last[r], metric, data.confidence).value  # type: ignore[return-value]
+        for r in ("dark", "live")
+    )
+
+
+def _change(row: MetricRow) -> str:
+    d, lv = row.dark.value, row.live.value
+    if d is None or lv is None or not lv:
+        return ""
+    return f"{100 * (d - lv) / abs(lv):+.1f}%"
+
+
+# -- terminal -------------------------------------------------------------------------------------
+
+
+def _table(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[int] = ()
+) -> list[str]:
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
+
+    def line(cells: Sequence[str]) -> str:
+        return (
+            "  "
+            + "  ".join(
+                c.rjust(w) if i in right else c.ljust(w)
+                for i, (c, w) in enumerate(zip(cells, widths))
+            ).rstrip()
+        )
+
+    return [line(headers), *(line(r) for r in rows)]
+
+
+def _wrap(text: str, indent: int) -> list[str]:
+    return textwrap.wrap(
+        text,
+        WIDTH - indent,
+        initial_indent=" " * indent,
+        subsequent_indent=" " * (indent + 2),
+        break_on_hyphens=False,
+    )
+
+
+_COLOR = {PASS: "green", FAIL: "red"}
+
+
+def terminal_summary(reporter: Any, state: Any) -> None:
+    """The counterpart of ``iter8ctl describe``: overview, progress, objective and metrics
+    assessment, mirror check, generator; then GitHub annotations for failed objectives."""
+    state._drain(reporter.write_line)
+    spec: Spec = state.spec
+    data: Optional[ExperimentData] = state.data
+    settings = state.resolved.settings
+    verdicts = final_verdicts(state)
+    reporter.write_sep("=", f"darklaunch: {_summary_counts(verdicts)}")
+    write = reporter.write_line
+
+    def kv(label: str, text: str, **markup: bool) -> None:
+        lines = _wrap(text, 16) or [""]
+        write(f"  {label:<12}  {lines[0].lstrip()}", **markup)
+        for extra in lines[1:]:
+            write(extra, **markup)
+
+    env = state.environment
+    write("Overview", bold=True)
+    kv("target", str(spec.target))
+    where = (
+        f"Prometheus {redact_url(env.prometheus_url)}, {env.metric_source} metrics" if env else ""
+    )
+    kv("backend", f"{settings.backend}" + (f" ({where})" if where else ""))
+    kv("versions", f"live {spec.versions.live.revision}, dark {spec.versions.dark.revision}")
+    kv("mirror", f"{spec.mirror.percent:g}% of live's requests (host {spec.mirror.host})")
+    kv(
+        "traffic",
+        f"{spec.traffic.rate_rps:g} requests/s, {spec.traffic.method} {spec.traffic.path}",
+    )
+    d = spec.duration
+    ran = ""
+    if data and data.started_at:
+        ran = f"; ran {_when(data.started_at)}..{_when(data.finished_at, '%H:%M:%S')} UTC"
+    kv("duration", f"{d.iterations} x {d.interval_s:g} s planned ({d.total_s:g} s){ran}")
+
+    write("Progress", bold=True)
+    if state.error:
+        kv("error", state.error, red=True)
     if data is None:
-        reporter.write_line("the experiment did not run")
-        return
-    reporter.write_line(
-        f"stage {data.stage}: {len(data.intervals)} of {data.planned} intervals"
-        + (f" ({data.stop_reason})" if data.stop_reason else "")
-    )
-    if data.error:
-        reporter.write_line(f"error: {data.error}", red=True)
-    for v in (data.verdict(o) for o in spec.objectives):
-        if v is None:
+        kv("stage", "the experiment did not run")
+    else:
+        kv("iterations", f"{len(data.intervals)} of {data.planned} completed")
+        kv("stage", data.stage)
+        if data.stop_reason:
+            kv("stop reason", data.stop_reason)
+        if data.error:
+            kv("error", data.error, red=True)
+
+    window = ""
+    if data and data.intervals:
+        window = f" (cumulative window {data.intervals[-1].end - data.started_at:.1f} s)"
+    write(f"Objective assessment{window}", bold=True)
+    rows, colors = [], []
+    for v in verdicts:
+        units = metric_units(spec, v.objective.metric)
+        dark, live = shown_values(v, data)
+        rows.append(
+            [
+                v.objective.metric,
+                limit_text(v.objective, units),
+                fmt(dark, units),
+                fmt(live, units),
+                str(v.samples),
+                v.outcome.upper(),
+            ]
+        )
+        colors.append(_COLOR.get(v.outcome, "yellow"))
+    table = _table(["OBJECTIVE", "LIMIT", "DARK", "LIVE", "SAMPLES", "OUTCOME"], rows, (2, 3, 4))
+    write(table[0])
+    for line, v, color in zip(table[1:], verdicts, colors):
+        write(line, **{color: True})
+        for extra in _wrap(v.reason, 6):
+            write(extra)
+    if not verdicts:
+        write("  the spec declares no objectives")
+
+    mrows = metric_rows(spec, data)
+    write(f"Metrics assessment{window}", bold=True)
+    if mrows:
+        for line in _table(
+            ["METRIC", "DARK", "LIVE", "DARK VS LIVE", "UNITS", "SAMPLES DARK/LIVE"],
+            [
+                [
+                    r.metric,
+                    fmt(r.dark.value),
+                    fmt(r.live.value),
+                    _change(r),
+                    r.units or "-",
+                    f"{r.dark.samples}/{r.live.samples}",
+                ]
+                for r in mrows
+            ],
+            (1, 2, 3, 5),
+        ):
+            write(line)
+    else:
+        write("  no interval was completed")
+
+    write("Mirror check", bold=True)
+    m = mirror_facts(spec, data)
+    if m["observed_percent"] is None:
+        kv("share", f"configured {m['configured_percent']:g}%, observed n/a (no requests)")
+    else:
+        lo, hi = m["interval_percent"]
+        verdict = "ok" if m["ok"] else "MISMATCH: the routing is wrong, no other number holds"
+        kv(
+            "share",
+            f"configured {m['configured_percent']:g}%, observed "
+            f"{m['observed_percent']:.1f}% (dark {fmt(m['dark_requests'])} of live "
+            f"{fmt(m['live_requests'])} requests; 99.9% interval {lo:.1f}..{hi:.1f}%): {verdict}",
+            **({} if m["ok"] else {"red": True}),
+        )
+
+    write("Generator", bold=True)
+    g = generator_facts(spec, data)
+    if not g["generated"]:
+        kv("traffic", "not generated by this run (provision none): live's own traffic is mirrored")
+    elif g["sent"] is None:
+        kv(
+            "traffic",
+            f"target {g['target_rps']:g} requests/s; the {settings.backend} backend "
+            "reported no generator counters",
+        )
+    else:
+        lag = ""
+        if g["lag_p50_ms"] is not None:
+            lag = f"; lag p50 {fmt(g['lag_p50_ms'], 'ms')}, p99 {fmt(g['lag_p99_ms'], 'ms')}"
+        kv(
+            "rate",
+            f"target {g['target_rps']:g} requests/s, achieved "
+            f"{fmt(g['achieved_rps'], 'requests/s')}",
+        )
+        kv("requests", f"sent {g['sent']}, errors {g['errors']}, late {g['late']}{lag}")
+
+    outputs = reporter.config.stash.get(_OUTPUTS, {})
+    if outputs:
+        write("Files", bold=True)
+        for label, text in outputs.get("written", []):
+            kv(label, text)
+        for text in outputs.get("errors", []):
+            kv("error", text, red=True)
+    if _in_github():
+        for line in github_annotations(verdicts, settings.inconclusive):
+            write(line)
+
+
+# -- GitHub Actions -------------------------------------------------------------------------------
+
+
+def _in_github() -> bool:
+    return bool(os.environ.get("GITHUB_STEP_SUMMARY")) or os.environ.get("GITHUB_ACTIONS") == "true"
+
+
+def _escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def github_annotations(verdicts: Sequence[Verdict], inconclusive: str = "fail") -> list[str]:
+    """``::error title=darklaunch <metric>::<reason>`` for each failed objective (an
+    inconclusive one is an error too when it fails its test, else a warning)."""
+    out = []
+    for v in verdicts:
+        if v.outcome == PASS:
             continue
-        color = {"pass": "green", "fail": "red"}.get(v.outcome, "yellow")
-        reporter.write_line(f"{v.objective.label:<45} {_num(v.value):>10} {v.outcome:<12} {v.reason}",
-                            **{color: True})
+        kind = "error" if v.outcome == FAIL or inconclusive == "fail" else "warning"
+        title = _escape_property(f"darklaunch {v.objective.metric}")
+        message = _escape_data(f"{v.objective.label}: {v.outcome}: {v.reason}")
+        out.append(f"::{kind} title={title}::{message}")
+    return out
 
 
-def report_document(state: Any) -> dict[str, Any]:
-    """The JSON report (keys documented in the README, kept stable)."""
-    spec = state.spec
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+_ICON = {PASS: "✅ pass", FAIL: "❌ fail", INCONCLUSIVE: "⚠️ inconclusive"}
+
+
+def markdown_summary(
+    state: Any, verdicts: Sequence[Verdict], plots: Sequence[tuple[str, str]]
+) -> str:
+    """The GitHub job summary: a headline, the objective and metrics assessment, plot links."""
+    spec: Spec = state.spec
     data: Optional[ExperimentData] = state.data
-    verdicts = []
-    series: dict[str, dict[str, list[dict[str, Any]]]] = {}
-    if data is not None:
-        for o in spec.objectives:
-            v = data.verdict(o)
-            if v is None:
-                continue
-            verdicts.append({
-                "metric": o.metric, "outcome": v.outcome, "value": v.value,
-                "live_value": v.live_value, "upper": o.upper, "lower": o.lower,
-                "max_increase": None if o.max_increase is None else str(o.max_increase),
-                "reason": v.reason, "samples": v.samples, "query": v.query,
-                "window": list(v.window), "units": units_of(o.metric),
-            })
-        metrics = {o.metric for o in spec.objectives} | {"request-count", "error-rate", "mean-latency"}
-        for metric in sorted(metrics):
-            series[metric] = {
-                role: [{"start": i.start, "end": i.end,
-                        "value": estimate(i.windows[role], metric, data.confidence).value}
-                       for i in data.intervals]
-                for role in ("dark", "live")
-            }
-    last = data.intervals[-1].cumulative if data and data.intervals else None
-    observed = None
-    if last and last["live"].requests:
-        observed = 100.0 * (last["dark"].requests or 0.0) / last["live"].requests
-    gen = (data.generator if data else {}) or {}
+    m = mirror_facts(spec, data)
+    observed = "" if m["observed_percent"] is None else f" (observed {m['observed_percent']:.1f}%)"
+    done = (
+        f"{len(data.intervals)} of {data.planned}" if data else f"0 of {spec.duration.iterations}"
+    )
+    why = (data.stop_reason or data.stage) if data else "did not run"
+    lines = [
+        f"### darklaunch {spec.target}: {_summary_counts(verdicts)}",
+        "",
+        f"live `{spec.versions.live.revision}`, dark `{spec.versions.dark.revision}` · backend "
+        f"{state.resolved.settings.backend} · mirror {spec.mirror.percent:g}%{observed} · "
+        f"{spec.traffic.rate_rps:g} requests/s · {done} intervals of "
+        f"{spec.duration.interval_s:g} s ({_md(why)})",
+        "",
+    ]
+    error = state.error or (data.error if data else "")
+    if error:
+        lines += [f"**Error:** {_md(error)}", ""]
+    lines += [
+        "#### Objective assessment",
+        "",
+        "| Objective | Limit | Dark | Live | Samples | Outcome | Reason |",
+        "| --- | --- | ---: | ---: | ---: | --- | --- |",
+    ]
+    for v in verdicts:
+        units = metric_units(spec, v.objective.metric)
+        dark, live = shown_values(v, data)
+        lines.append(
+            f"| {_md(v.objective.metric)} | {_md(limit_text(v.objective, units))} | "
+            f"{fmt(dark, units)} | {fmt(live, units)} | {v.samples} | "
+            f"{_ICON.get(v.outcome, v.outcome)} | {_md(v.reason)} |"
+        )
+    rows = metric_rows(spec, data)
+    if rows:
+        lines += [
+            "",
+            "#### Metrics assessment (cumulative window)",
+            "",
+            "| Metric | Dark | Live | Dark vs live | Units | Samples (dark / live) |",
+            "| --- | ---: | ---: | ---: | --- | ---: |",
+        ]
+        lines += [
+            f"| {_md(r.metric)} | {fmt(r.dark.value)} | {fmt(r.live.value)} | "
+            f"{_change(r)} | {r.units} | {r.dark.samples} / {r.live.samples} |"
+            for r in rows
+        ]
+    if plots:
+        run = _run_url()
+        lines += ["", "#### Plots", ""]
+        lines += [
+            f"- [{_md(label)}]({run or path.replace(' ', '%20')}) `{path}`" for label, path in plots
+        ]
+        if run:
+            lines += ["", "(the chart files are in this run's artifacts)"]
+    return "\n".join(lines) + "\n\n"
+
+
+def _run_url() -> str:
+    """This workflow run's artifacts, where the chart files end up once uploaded."""
+    env = os.environ
+    keys = ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID")
+    if not all(env.get(k) for k in keys):
+        return ""
+    return "{}/{}/actions/runs/{}#artifacts".format(*(env[k] for k in keys))
+
+
+# -- JUnit XML ------------------------------------------------------------------------------------
+
+
+def _prop(value: Optional[float]) -> str:
+    return "" if value is None else repr(float(value))
+
+
+def junit_properties(verdict: Verdict) -> list[tuple[str, str]]:
+    """The ``--junitxml`` properties of one asserted objective (empty string: not set)."""
+    obj = verdict.objective
+    props = [
+        ("darklaunch_metric", obj.metric),
+        ("darklaunch_value", _prop(verdict.value)),
+        ("darklaunch_upper", _prop(obj.upper)),
+        ("darklaunch_lower", _prop(obj.lower)),
+        ("darklaunch_outcome", verdict.outcome),
+        ("darklaunch_live_value", _prop(verdict.live_value)),
+        ("darklaunch_samples", str(verdict.samples)),
+        ("darklaunch_reason", verdict.reason),
+    ]
+    if obj.max_increase is not None:
+        props.append(("darklaunch_max_increase", str(obj.max_increase)))
+    return props
+
+
+@contextmanager
+def junit_recording(item: pytest.Item) -> Iterator[None]:
+    """While ``item`` runs, every asserted objective adds its :func:`junit_properties`."""
+    from pytest_darklaunch.assertions import _RECORDER
+
+    def record(obj: Objective, verdict: Verdict) -> None:
+        item.user_properties.extend(junit_properties(verdict))
+
+    _RECORDER.append(record)
+    try:
+        yield
+    finally:
+        _RECORDER.remove(record)
+
+
+# -- JSON -----------------------------------------------------------------------------------------
+
+
+def _clean(value: Any) -> Any:
+    """JSON has no NaN or infinity: those become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _estimate_json(e: Estimate) -> dict[str, Any]:
     return {
-        "version": REPORT_VERSION,
-        "spec": _spec_json(spec),
-        "backend": state.resolved.settings.backend,
-        "run_id": state.run_id,
-        "started_at": data.started_at if data else None,
-        "finished_at": data.finished_at if data else None,
-        "stage": data.stage if data else "not started",
-        "stop_reason": data.stop_reason if data else "",
-        "error": state.error or (data.error if data else "") or None,
-        "verdicts": verdicts,
-        "series": series,
-        "mirror": {"configured_percent": spec.mirror.percent, "observed_percent": observed},
-        "generator": {
-            "target_rps": spec.traffic.rate_rps,
-            "achieved_rps": gen.get("achieved_rps"),
-            "sent": gen.get("sent"),
-            "errors": gen.get("errors"),
-        },
+        "value": e.value,
+        "lo": e.lo,
+        "hi": e.hi,
+        "samples": e.samples,
+        "missing": e.missing or None,
     }
 
 
-def _spec_json(spec: Any) -> dict[str, Any]:
+def report_document(state: Any, plots: Optional[dict[str, str]] = None) -> dict[str, Any]:
+    """The JSON report (keys documented in docs/report.md, kept stable)."""
+    spec: Spec = state.spec
+    data: Optional[ExperimentData] = state.data
+    env = state.environment
+    verdicts = [
+        {
+            "metric": v.objective.metric,
+            "label": v.objective.label,
+            "outcome": v.outcome,
+            "value": v.value,
+            "live_value": v.live_value,
+            "lo": v.lo,
+            "hi": v.hi,
+            "upper": v.objective.upper,
+            "lower": v.objective.lower,
+            "max_increase": None
+            if v.objective.max_increase is None
+            else str(v.objective.max_increase),
+            "judge": v.objective.judge,
+            "reason": v.reason,
+            "samples": v.samples,
+            "query": v.query,
+            "window": list(v.window) if v.window != (0.0, 0.0) else None,
+            "units": metric_units(spec, v.objective.metric),
+        }
+        for v in final_verdicts(state)
+    ]
+    series: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    rows = metric_rows(spec, data)
+    for row in rows:
+        assert data is not None  # rows are empty without data
+        series[row.metric] = {role: [] for role in ("dark", "live")}
+        for i in data.intervals:
+            for role, points in series[row.metric].items():
+                e = estimate(i.windows[role], row.metric, data.confidence)
+                points.append(
+                    {"start": i.start, "end": i.end, "value": e.value, "samples": e.samples}
+                )
+    url = (env.prometheus_url if env else None) or state.resolved.settings.prometheus_url
+    gen = generator_facts(spec, data)
+    gen.pop("generated")
+    document: dict[str, Any] = _clean(
+        {
+            "version": REPORT_VERSION,
+            "run_id": state.run_id,
+            "spec": spec_json(spec),
+            "backend": state.resolved.settings.backend,
+            "prometheus_url": redact_url(url) if url else None,
+            "metric_source": env.metric_source if env else None,
+            "started_at": (data.started_at or None) if data else None,
+            "finished_at": (data.finished_at or None) if data else None,
+            "stage": data.stage if data else "not started",
+            "stop_reason": data.stop_reason if data else "",
+            "error": state.error or (data.error if data else "") or None,
+            "intervals": {
+                "completed": len(data.intervals) if data else 0,
+                "planned": spec.duration.iterations,
+                "interval_s": spec.duration.interval_s,
+            },
+            "verdicts": verdicts,
+            "metrics": {
+                r.metric: {
+                    "units": r.units,
+                    "dark": _estimate_json(r.dark),
+                    "live": _estimate_json(r.live),
+                }
+                for r in rows
+            },
+            "series": series,
+            "mirror": mirror_facts(spec, data),
+            "generator": gen,
+            "plots": plots or {},
+        }
+    )
+    return document
+
+
+def spec_json(spec: Spec) -> dict[str, Any]:
+    """The effective spec as JSON, with secret-looking header and env values hidden."""
     import dataclasses
 
-    return json.loads(json.dumps(dataclasses.asdict(spec), default=str))
+    out: dict[str, Any] = json.loads(json.dumps(dataclasses.asdict(spec), default=str))
+    out["traffic"]["headers"] = _hide(out["traffic"].get("headers") or {})
+    for role in ("live", "dark"):
+        out["versions"][role]["env"] = _hide(out["versions"][role].get("env") or {})
+    return out
+
+
+def _hide(values: dict[str, str]) -> dict[str, str]:
+    return {k: HIDDEN if _SENSITIVE.search(k) else v for k, v in values.items()}
+
+
+# -- writing everything ---------------------------------------------------------------------------
 
 
 def write_reports(config: pytest.Config, state: Any) -> None:
-    path = state.resolved.settings.report
-    if not path:
-        return
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as fh:
-        json.dump(report_document(state), fh, indent=2)
+    """Plots, the JSON report and the GitHub step summary, as configured; what was written (or
+    could not be) is shown in the terminal summary."""
+    settings = state.resolved.settings
+    verdicts = final_verdicts(state)
+    outputs: dict[str, Any] = {"written": [], "errors": []}
+    config.stash[_OUTPUTS] = outputs
+    plots: dict[str, str] = {}
+    if settings.plots:
+        from pytest_darklaunch.plots import write_plots
+
+        try:
+            plots = write_plots(settings.plots, state, verdicts)
+            outputs["written"].append(("plots", f"{len(plots)} SVG charts in {settings.plots}"))
+        except OSError as exc:
+            outputs["errors"].append(f"could not write the plots to {settings.plots}: {exc}")
+    if settings.report:
+        path = settings.report
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            with open(path, "w", encoding="utf-8") as fh:
+                json.dump(report_document(state, plots), fh, indent=2, allow_nan=False)
+            outputs["written"].append(("report", path))
+        except OSError as exc:
+            outputs["errors"].append(f"could not write the JSON report to {path}: {exc}")
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        labels = {ident: obj.label for ident, obj in _ids(state.spec)}
+        try:
+            with open(summary, "a", encoding="utf-8") as fh:
+                fh.write(
+                    markdown_summary(
+                        state, verdicts, [(labels.get(k, k), p) for k, p in plots.items()]
+                    )
+                )
+            outputs["written"].append(("job summary", f"appended to {summary}"))
+        except OSError as exc:
+            outputs["errors"].append(f"could not append to GITHUB_STEP_SUMMARY {summary}: {exc}")
+
+
+def _ids(spec: Spec) -> list[tuple[str, Objective]]:
+    from pytest_darklaunch.fixtures import objective_ids
+
+    return list(zip(objective_ids(spec.objectives), spec.objectives))

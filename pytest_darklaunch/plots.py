@@ -1,0 +1,230 @@
+"""Charts of an objective's metric over the intervals, as self-contained SVG files.
+
+Hand-written SVG keeps plotting free of dependencies (no matplotlib in a test run): a line per
+version, the objective's limits as horizontal lines, axes with round ticks. Every element a
+tool may want to read carries a ``data-*`` attribute, so a chart is also machine-checkable.
+
+>>> dark = Series("dark", [(1.0, 7.1), (2.0, 7.3)])
+>>> live = Series("live", [(1.0, 6.9), (2.0, None)])
+>>> svg = chart("mean-latency <= 50", "ms", [live, dark], [Limit("upper", 50.0)])
+>>> svg.count('class="series"')
+2
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Optional
+from xml.sax.saxutils import escape, quoteattr
+
+if TYPE_CHECKING:
+    from pytest_darklaunch.core.verdict import Verdict
+
+WIDTH, HEIGHT = 720, 360
+LEFT, RIGHT, TOP, BOTTOM = 72, 24, 56, 48
+COLORS = {"dark": "#7b2cbf", "live": "#1f77b4"}
+LIMIT_COLOR = "#c0392b"
+
+
+@dataclass(frozen=True)
+class Series:
+    """One version's values: ``(seconds since the experiment started, value or None)``."""
+
+    version: str
+    points: Sequence[tuple[float, Optional[float]]]
+
+
+@dataclass(frozen=True)
+class Limit:
+    """A horizontal line: ``kind`` is ``upper`` or ``lower``."""
+
+    kind: str
+    value: float
+
+
+def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
+    """Round tick values covering ``[lo, hi]``: steps of 1, 2 or 5 times a power of ten.
+
+    >>> nice_ticks(0, 23)
+    [0.0, 5.0, 10.0, 15.0, 20.0, 25.0]
+    """
+    if hi <= lo:
+        hi = lo + 1.0
+    raw = (hi - lo) / count
+    power = 10.0 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    first = math.floor(lo / step) * step
+    ticks = []
+    for k in range(3 * count + 2):  # hi is reached within about count + 1 steps
+        value = round(first + k * step, 12)
+        ticks.append(value)
+        if value >= hi:
+            break
+    return ticks
+
+
+def _num(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def chart(
+    title: str,
+    units: str,
+    series: Sequence[Series],
+    limits: Sequence[Limit],
+    subtitle: str = "",
+    outcome: str = "",
+) -> str:
+    """An SVG document: one ``<path class="series" data-version=...>`` per series.
+
+    A missing value (``None``) breaks the line instead of being drawn as zero.
+    """
+    values = [v for s in series for _, v in s.points if v is not None and math.isfinite(v)]
+    values += [limit.value for limit in limits]
+    xs = [x for s in series for x, _ in s.points]
+    y_ticks = nice_ticks(min([0.0, *values]), max([0.0, *values]) * 1.05 or 1.0)
+    y_lo, y_hi = y_ticks[0], y_ticks[-1]
+    x_hi = max(xs) if xs else 1.0
+    x_ticks = nice_ticks(0.0, x_hi or 1.0, 6)
+    x_hi = x_ticks[-1]
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+
+    def px(x: float) -> float:
+        return LEFT + plot_w * x / x_hi
+
+    def py(y: float) -> float:
+        return TOP + plot_h * (1 - (y - y_lo) / (y_hi - y_lo))
+
+    out = [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
+        f'viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="12" '
+        f"data-title={quoteattr(title)} data-units={quoteattr(units)} "
+        f"data-outcome={quoteattr(outcome)}>",
+        f"<title>{escape(title)}</title>",
+        f'<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/>',
+        f'<text x="{LEFT}" y="22" font-size="15" font-weight="bold">{escape(title)}</text>',
+        f'<text x="{LEFT}" y="40" fill="#555">{escape(subtitle)}</text>',
+    ]
+    for y in y_ticks:
+        out.append(
+            f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{py(y):.1f}" y2="{py(y):.1f}" '
+            'stroke="#e5e5e5"/>'
+        )
+        out.append(f'<text x="{LEFT - 6}" y="{py(y) + 4:.1f}" text-anchor="end">{_num(y)}</text>')
+    for x in x_ticks:
+        out.append(
+            f'<text x="{px(x):.1f}" y="{TOP + plot_h + 18}" text-anchor="middle">{_num(x)}</text>'
+        )
+    out.append(
+        f'<text x="{LEFT + plot_w / 2:.1f}" y="{HEIGHT - 8}" text-anchor="middle">'
+        "seconds since the experiment started (end of each interval)</text>"
+    )
+    out.append(
+        f'<text transform="translate(16 {TOP + plot_h / 2:.1f}) rotate(-90)" '
+        f'text-anchor="middle">{escape(units or "value")}</text>'
+    )
+    out.append(
+        f'<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#999"/>'
+    )
+    for limit in limits:
+        y = py(limit.value)
+        out.append(
+            f'<line class="limit" data-limit="{limit.kind}" data-value="{limit.value!r}" '
+            f'x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="{LIMIT_COLOR}" '
+            'stroke-width="1.5" stroke-dasharray="6 4"/>'
+        )
+        out.append(
+            f'<text x="{WIDTH - RIGHT - 4}" y="{y - 5:.1f}" text-anchor="end" '
+            f'fill="{LIMIT_COLOR}">{limit.kind} limit {_num(limit.value)}</text>'
+        )
+    for s in series:
+        color = COLORS.get(s.version, "#333")
+        out.append(
+            f'<path class="series" data-version={quoteattr(s.version)} '
+            f'd="{_path(s.points, px, py)}" fill="none" stroke="{color}" stroke-width="2"/>'
+        )
+        for x, v in s.points:
+            if v is None or not math.isfinite(v):
+                continue
+            out.append(
+                f'<circle class="point" data-version={quoteattr(s.version)} cx="{px(x):.1f}" '
+                f'cy="{py(v):.1f}" r="3" fill="{color}"><title>{escape(s.version)} t+'
+                f"{_num(x)} s: {_num(v)} {escape(units)}</title></circle>"
+            )
+    for k, s in enumerate(series):
+        x = LEFT + 10 + 90 * k
+        color = COLORS.get(s.version, "#333")
+        out.append(
+            f'<line x1="{x}" x2="{x + 20}" y1="{TOP + 14}" y2="{TOP + 14}" '
+            f'stroke="{color}" stroke-width="2"/>'
+        )
+        out.append(f'<text x="{x + 26}" y="{TOP + 18}">{escape(s.version)}</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def _path(
+    points: Sequence[tuple[float, Optional[float]]],
+    px: Callable[[float], float],
+    py: Callable[[float], float],
+) -> str:
+    """``M``/``L`` commands; a missing value starts a new segment."""
+    parts: list[str] = []
+    pen_down = False
+    for x, v in points:
+        if v is None or not math.isfinite(v):
+            pen_down = False
+            continue
+        parts.append(f"{'L' if pen_down else 'M'}{px(x):.1f},{py(v):.1f}")
+        pen_down = True
+    return " ".join(parts)
+
+
+def write_plots(directory: str, state: Any, verdicts: Sequence[Verdict]) -> dict[str, str]:
+    """One SVG per spec objective of the session ``state``, named by the objective's test id
+    (``mean-latency.svg``); returns ``{id: path}``."""
+    from pytest_darklaunch.core.verdict import estimate
+    from pytest_darklaunch.report import _ids, fmt, limit_text, metric_units, shown_values
+
+    spec = state.spec
+    data = state.data
+    intervals = data.intervals if data else []
+    start = data.started_at if data else 0.0
+    confidence = data.confidence if data else spec.confidence
+    os.makedirs(directory, exist_ok=True)
+    out = {}
+    by_objective = {v.objective: v for v in verdicts}
+    for ident, obj in _ids(spec):
+        units = metric_units(spec, obj.metric)
+        # live first, so dark is drawn on top where the two overlap
+        series = [
+            Series(
+                role,
+                [
+                    (i.end - start, estimate(i.windows[role], obj.metric, confidence).value)
+                    for i in intervals
+                ],
+            )
+            for role in ("live", "dark")
+        ]
+        limits = [
+            Limit(kind, value)
+            for kind, value in (("upper", obj.upper), ("lower", obj.lower))
+            if value is not None
+        ]
+        v = by_objective.get(obj)
+        outcome = v.outcome if v else ""
+        subtitle = f"per-interval values; limit {limit_text(obj, units) or 'none'}"
+        if v is not None:
+            dark, live = shown_values(v, data)
+            subtitle += f"; cumulative dark {fmt(dark, units)}, live {fmt(live, units)}: {outcome}"
+        path = os.path.join(directory, re.sub(r"[^A-Za-z0-9._-]+", "_", ident) + ".svg")
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(chart(obj.label, units, series, limits, subtitle, outcome))
+        out[ident] = path
+    return out
