@@ -310,3 +310,38 @@ def test_traffic_headers_arrive_and_stay_out_of_the_process_list(
     lines = read_jsonl(tmp_path / "live.jsonl")
     assert len(lines) >= 10
     assert {(line["x-request-id"], line["path"]) for line in lines} == {("fixed-1", "/api/v1")}
+
+
+def test_sigint_during_teardown_waits_until_everything_is_stopped(tmp_path: Path) -> None:
+    workdir = tmp_path / "run"
+    script = textwrap.dedent(
+        f"""
+        import os, signal, threading, time
+        from pytest_darklaunch.backends import RunContext
+        from pytest_darklaunch.backends.local import LocalBackend
+        from pytest_darklaunch.core.spec import Sources, build_spec
+
+        spec = build_spec({{"target": "default/app", "traffic": {{"rate": 50}}}}, Sources("t"))
+        backend = LocalBackend(spec, RunContext(run_id="t", workdir={str(workdir)!r}))
+        backend.provision()
+        sent = []
+        timer = threading.Timer(
+            0.02, lambda: (sent.append(time.monotonic()), os.kill(os.getpid(), signal.SIGINT))
+        )
+        began = time.monotonic()
+        timer.start()
+        try:
+            backend.teardown()
+        except KeyboardInterrupt:
+            ended = time.monotonic()
+            print("INTERRUPTED", began < sent[0] < ended, os.path.exists({str(workdir)!r}))
+            print("PIDS", " ".join(map(str, backend.started_pids)), flush=True)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+
+    assert "INTERRUPTED True False" in done.stdout, done.stdout + done.stderr
+    pids = [int(p) for p in done.stdout.split("PIDS", 1)[1].split()]
+    assert len(pids) == 5 and [pid for pid in pids if pid_alive(pid)] == []

@@ -17,17 +17,14 @@ kernel, so two runs on one machine never collide.
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
 import os
 import shlex
 import shutil
-import signal
 import sys
-import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import tenacity
@@ -45,6 +42,7 @@ from pytest_darklaunch.backends.local.processes import (
     PortInUse,
     free_port,
     make_private_dir,
+    signals_deferred,
     stop_all,
     wait_until,
 )
@@ -77,21 +75,6 @@ def _with_package_path(env: dict[str, str]) -> dict[str, str]:
     paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     env["PYTHONPATH"] = os.pathsep.join([_PACKAGE_PARENT] + paths)
     return env
-
-
-@contextlib.contextmanager
-def _signals_deferred() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM while stopping processes, so a second Ctrl-C cannot leave orphans;
-    the held signal is delivered right after."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    held = {signal.SIGINT, signal.SIGTERM}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 class LocalBackend:
@@ -139,7 +122,7 @@ class LocalBackend:
             )
             self._environment = retrying(self._provision_once, envoy_bin, prometheus_bin, started)
         except BaseException:
-            with _signals_deferred():
+            with signals_deferred():
                 self._stop_started()
                 if not self.run.keep:
                     shutil.rmtree(self.workdir, ignore_errors=True)
@@ -173,7 +156,7 @@ class LocalBackend:
         if self._torn_down:
             return
         self._torn_down = True
-        with _signals_deferred():
+        with signals_deferred():
             self.stop_traffic()
             if self.run.keep:
                 for proc in self._procs.values():
