@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -164,6 +165,15 @@ def test_missing_prometheus_is_one_line_with_install_hint(
     assert "--darklaunch-prometheus-url" in message
     assert backend.started_pids == ()
     assert not os.path.exists(backend.workdir)
+
+
+def test_provision_none_is_refused_before_anything_starts(
+    stack: Callable[..., LocalBackend],
+) -> None:
+    backend = stack(make_spec(), provision="none")
+    with pytest.raises(ProvisioningError, match="--darklaunch-provision 'none' is not supported"):
+        backend.provision()
+    assert backend.started_pids == () and not os.path.exists(backend.workdir)
 
 
 def test_existing_prometheus_url_starts_no_prometheus(stack: Callable[..., LocalBackend]) -> None:
@@ -345,3 +355,37 @@ def test_sigint_during_teardown_waits_until_everything_is_stopped(tmp_path: Path
     assert "INTERRUPTED True False" in done.stdout, done.stdout + done.stderr
     pids = [int(p) for p in done.stdout.split("PIDS", 1)[1].split()]
     assert len(pids) == 5 and [pid for pid in pids if pid_alive(pid)] == []
+
+
+def test_port_taken_meanwhile_is_retried_with_new_ports(
+    stack: Callable[..., LocalBackend], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_darklaunch.backends.local import stack as stack_module
+
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    taken = squatter.getsockname()[1]
+    handed_out: list[int] = []
+    real_free_port = stack_module.free_port
+
+    def racy_free_port() -> int:
+        # The first port handed out (live's) is taken by someone else before live binds it.
+        port = taken if not handed_out else real_free_port()
+        handed_out.append(port)
+        return port
+
+    monkeypatch.setattr(stack_module, "free_port", racy_free_port)
+    try:
+        backend = stack(make_spec(traffic={"rate": 20}))
+        env = backend.provision()
+    finally:
+        squatter.close()
+
+    assert handed_out.count(taken) == 1
+    assert int(env.endpoints["live"].rsplit(":", 1)[1]) != taken
+    assert len(backend.started_pids) == 10  # the first attempt's five, all stopped, then five
+    first, second = backend.started_pids[:5], backend.started_pids[5:]
+    assert [pid for pid in first if pid_alive(pid)] == []
+    assert all(pid_alive(pid) for pid in second)
+    assert requests.get(env.endpoints["ingress"], timeout=2).text == "live\n"

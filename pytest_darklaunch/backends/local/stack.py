@@ -106,6 +106,12 @@ class LocalBackend:
             raise ProvisioningError("this local backend was torn down; create a new one")
         if self._environment is not None:
             return self._environment
+        if self.run.provision != "all":
+            raise ProvisioningError(
+                f"--darklaunch-provision {self.run.provision!r} is not supported by the local "
+                "backend, which always starts its own app versions, Envoy and generator; "
+                "use --darklaunch-backend kubernetes to measure an app already deployed"
+            )
         started = time.monotonic()
         # Missing binaries fail before anything starts.
         prometheus_bin = None if self.run.prometheus_url else find_prometheus(
