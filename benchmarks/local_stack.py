@@ -154,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rates", default="200,1000,2000", help="generator rates, req/s")
     args = parser.parse_args(argv)
     print(f"# {' '.join([os.path.basename(sys.executable), *sys.argv])}")
-    print(f"# machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
+    print(f"# machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
+          f"load average before: {_load()}")
 
     times = startup(args.runs)
     print("\n## Start-up (provision() from the start)")
@@ -181,7 +182,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:<45} {rps:>9.0f} req/s   ({command})")
     else:
         print("\n(wrk not installed: apt-get install -y wrk for the closed-loop reference)")
+    print(f"\n# load average after: {_load()} (other work on the machine skews every figure)")
     return 0
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 if __name__ == "__main__":

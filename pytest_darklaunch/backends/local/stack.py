@@ -174,8 +174,16 @@ class LocalBackend:
                 raise ProvisioningError(f"could not remove the run's directory {self.workdir}")
 
     def keep_instructions(self) -> str:
-        """What ``--darklaunch-keep`` left running and the commands that remove it."""
+        """What ``--darklaunch-keep`` left running and the commands that remove it.
+
+        With ``run.keep`` the processes it lists are handed over to the user (detached), whether
+        or not :meth:`teardown` ran first; the generator, if still running, stops by itself
+        once this Python process exits (it watches its parent).
+        """
         running = [(role, p) for role, p in self._procs.items() if p.alive()]
+        if self.run.keep:
+            for _, proc in running:
+                proc.detach()
         if not running and not os.path.isdir(self.workdir):
             return "pytest-darklaunch left nothing running."
         env = self._environment
