@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import requests
+
 from pytest_darklaunch.backends.local import LocalBackend
 from tests.local.helpers import (
     binomial_acceptance,
@@ -147,3 +149,45 @@ def test_prometheus_count_equals_dark_log(
         'sum(envoy_cluster_upstream_rq_xx{envoy_cluster_name="dark",envoy_response_code_class="5"})',
     )
     assert float(errors[0]["value"][1]) == sum(1 for line in dark if line["status"] == 500) > 0
+
+
+def test_latency_buckets_count_only_requests_below_their_bound(
+    stack: Callable[..., LocalBackend], tmp_path: Path
+) -> None:
+    """Envoy's upstream time includes the app's own time, so a bucket may never hold more
+    requests than the app log has below that bound (a bound on a bin edge would: it counts
+    the whole bin starting there); and, the proxy overhead being small, not many fewer."""
+    spec = make_spec(
+        versions=logged_versions(
+            tmp_path, {"SAMPLEAPP_LATENCY_MS": "20", "SAMPLEAPP_JITTER_MS": "15"}
+        ),
+        mirror={"percent": 100},
+        traffic={"rate": 200, "warmup": "0s"},
+    )
+    backend = stack(spec)
+    env = backend.provision()
+    wait_for_sent(backend, 400)
+    backend.stop_traffic()
+    wait_for_quiet_upstreams(env.endpoints["envoy_admin"])
+    dark = [line["latency_ms"] for line in read_jsonl(tmp_path / "dark.jsonl")]
+
+    def buckets() -> dict[float, float] | None:
+        text = requests.get(env.details["envoy_metrics_url"], timeout=2).text
+        out = {}
+        for line in text.splitlines():
+            if line.startswith('envoy_cluster_upstream_rq_time_bucket{envoy_cluster_name="dark"'):
+                le = line.split('le="')[1].split('"')[0]
+                if le != "+Inf":
+                    out[float(le)] = float(line.rsplit(" ", 1)[1])
+        count = f'envoy_cluster_upstream_rq_time_count{{envoy_cluster_name="dark"}} {len(dark)}\n'
+        return out if count in text else None  # only once a flush has seen every request
+
+    counts = wait_for(buckets, "a stats flush with all of dark's requests", 10)
+    checked = 0
+    for edge in range(20, 40):
+        bound = edge - 1 / 1024
+        below = sum(1 for ms in dark if ms < edge)
+        assert counts[bound] <= below, f"le={bound}: {counts[bound]} > {below} served faster"
+        checked += below > 0
+    assert checked >= 15
+    assert counts[40 - 1 / 1024] >= 0.9 * sum(1 for ms in dark if ms < 37)

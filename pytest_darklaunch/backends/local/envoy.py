@@ -34,22 +34,39 @@ from pytest_darklaunch.errors import ProvisioningError
 READY_DEADLINE_S = 10.0
 
 
-def upstream_time_buckets() -> list[float]:
-    """Bucket bounds (ms) for ``upstream_rq_time``: every bin edge of Envoy's own histogram.
+BUCKET_EDGE_OFFSET_MS = 1 / 1024  # exact in binary, so the labels stay exact
 
-    Envoy records integer milliseconds into a log-linear histogram with two significant
-    digits (bins of 1 ms below 100 ms, 10 ms up to 1 s, 100 ms up to 10 s, ...), and a
-    Prometheus bucket counts only the bins entirely below its bound. A bound between two bin
-    edges therefore reports the same count as the edge below it (measured: ``le="151"``,
-    ``"155"`` and ``"159"`` all equal ``le="150"``), which would mislead interpolation; so
-    the bounds are exactly the bin edges: 1..100 in 1 ms steps, then steps of at most 10%
-    (1% just below each power of ten) up to 60 s.
+
+def bin_edges_ms() -> list[int]:
+    """The bin edges of Envoy's latency histogram (ms) from 1 ms to 60 s.
+
+    Envoy records whole milliseconds (truncated) into a log-linear histogram with two
+    significant digits: bins 1 ms wide below 100 ms, 10 ms wide up to 1 s, 100 ms wide up to
+    10 s, 1 s wide beyond. Steps between edges are therefore 1 ms, then at most 10%.
     """
-    bounds: list[float] = [float(ms) for ms in range(1, 101)]
-    bounds += [float(ms) for ms in range(110, 1001, 10)]
-    bounds += [float(ms) for ms in range(1100, 10001, 100)]
-    bounds += [float(ms) for ms in range(11000, 60001, 1000)]
-    return bounds
+    return (
+        list(range(1, 101))
+        + list(range(110, 1001, 10))
+        + list(range(1100, 10001, 100))
+        + list(range(11000, 60001, 1000))
+    )
+
+
+def upstream_time_buckets() -> list[float]:
+    """Bucket bounds (ms) for ``upstream_rq_time``: just below every bin edge.
+
+    Measured on Envoy 1.40: a bucket bound ``B`` counts every histogram bin whose *lower*
+    edge is ``<= B``, so a bound placed on an edge ``E`` also counts the whole bin ``[E, E+w)``
+    (``le="20"`` held requests of 20.0-20.99 ms; ``le="19.999"`` held none), and any bound
+    between two edges reports the same count as the edge below it (``le="151"``, ``"155"``,
+    ``"159"`` all equal ``le="150"``). Bounds ``E - 1/1024`` count exactly the requests that
+    took less than ``E`` ms, which is what Prometheus's ``le`` means; the label is off from
+    the edge by 0.001 ms.
+
+    >>> upstream_time_buckets()[:2], upstream_time_buckets()[100], len(upstream_time_buckets())
+    ([0.9990234375, 1.9990234375], 109.9990234375, 330)
+    """
+    return [edge - BUCKET_EDGE_OFFSET_MS for edge in bin_edges_ms()]
 
 
 def _duration(seconds: float) -> str:
