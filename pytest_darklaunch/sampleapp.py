@@ -8,20 +8,19 @@ dark version misbehave::
     python -m pytest_darklaunch.sampleapp --port 8080 --version green --latency-ms 20
     SAMPLEAPP_ERROR_SHARE=0.03 python -m pytest_darklaunch.sampleapp --port 8081
 
-=====================  ======================  ===============================================
-flag                   environment             meaning
-=====================  ======================  ===============================================
-``--port``             (required)              TCP port on 127.0.0.1 (0: any, printed)
-``--version``          ``T_VERSION``           version name in every answer
-``--latency-ms``       ``SAMPLEAPP_LATENCY_MS``  fixed latency of every request
-``--jitter-ms``        ``SAMPLEAPP_JITTER_MS``   plus a uniform random 0..jitter
-``--slow-share``       ``SAMPLEAPP_SLOW_SHARE``  share (0..1) of requests that take slow-ms
-``--slow-ms``          ``SAMPLEAPP_SLOW_MS``     latency of a slow request (instead of latency)
-``--error-share``      ``SAMPLEAPP_ERROR_SHARE`` share (0..1) of requests that fail
-``--error-status``     ``SAMPLEAPP_ERROR_STATUS``  status of a failed request (default 500)
-``--seed``             ``SAMPLEAPP_SEED``        random seed (default: unseeded)
-``--log``              ``SAMPLEAPP_LOG``         JSON-lines file, one line per request
-=====================  ======================  ===============================================
+Knobs (flag / environment variable, a flag wins):
+
+- ``--port`` (required): TCP port on 127.0.0.1; 0 picks a free one and prints it on stderr
+- ``--version`` / ``T_VERSION``: the version name in every answer (default ``sample-app``)
+- ``--latency-ms`` / ``SAMPLEAPP_LATENCY_MS``: fixed latency of every request
+- ``--jitter-ms`` / ``SAMPLEAPP_JITTER_MS``: plus a uniform random 0..jitter ms
+- ``--slow-share`` / ``SAMPLEAPP_SLOW_SHARE``: share (0..1) of requests that take slow-ms
+  (plus jitter) instead of latency-ms
+- ``--slow-ms`` / ``SAMPLEAPP_SLOW_MS``: latency of a slow request
+- ``--error-share`` / ``SAMPLEAPP_ERROR_SHARE``: share (0..1) of requests that fail
+- ``--error-status`` / ``SAMPLEAPP_ERROR_STATUS``: status of a failed request (default 500)
+- ``--seed`` / ``SAMPLEAPP_SEED``: random seed (default: unseeded)
+- ``--log`` / ``SAMPLEAPP_LOG``: JSON-lines file, one line per answered request
 
 A request log line is the ground truth the accuracy checks compare Prometheus against::
 

@@ -5,11 +5,11 @@ anything it forks form one process group that is stopped as a whole: SIGTERM to 
 grace period, then SIGKILL, and the leader is always reaped. Its stdout and stderr go to one
 log file whose tail goes into every error about it.
 
->>> proc = ManagedProcess.start("sleeper", ["sleep", "30"], log_path="/tmp/sleeper.log")
->>> proc.alive()
+>>> proc = ManagedProcess.start("sleeper", ["sleep", "30"], log_path="s.log")  # doctest: +SKIP
+>>> proc.alive()                                                             # doctest: +SKIP
 True
->>> proc.stop()
->>> proc.alive()
+>>> proc.stop()                                                              # doctest: +SKIP
+>>> proc.alive()                                                             # doctest: +SKIP
 False
 """
 
