@@ -444,7 +444,7 @@ def terminal_summary(reporter: Any, state: Any) -> None:
         kv("requests", f"sent {g['sent']}, errors {g['errors']}, late {g['late']}{lag}")
 
     outputs = reporter.config.stash.get(_OUTPUTS, {})
-    if outputs:
+    if outputs.get("written") or outputs.get("errors"):
         write("Files", bold=True)
         for label, text in outputs.get("written", []):
             kv(label, text)
