@@ -1,0 +1,772 @@
+"""Faults survived: each one on the real local stack, in a real pytest run, in a subprocess.
+
+Every test writes a small project (a ``darklaunch.yaml`` with 1 s intervals, a test file,
+sometimes a conftest or a misbehaving app script), runs ``python -m pytest`` on it with
+``TMPDIR`` pointing at a directory of its own, and checks what a user sees: the outcome of each
+test (from the JUnit XML), the messages, the JSON report, the exit code. Then it checks that the
+run left nothing behind, by PID: every process named in the run's ``pids`` file (read while the
+run was going) and every process whose environment carries the run's tag must be gone (a
+zombie is gone: it no longer runs), and no ``darklaunch-*`` directory may remain in ``TMPDIR``.
+
+Waits poll with a deadline (tenacity); nothing sleeps. Markers of progress are observable
+facts: the ``pids`` file exists (provisioning is underway), a progress line was printed (the
+experiment runs), a misbehaving app wrote a file when it got SIGTERM (teardown is underway).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import pytest
+import tenacity
+import yaml
+
+TAG_VAR = "DARKLAUNCH_RELIABILITY_RUN"
+RUN_DEADLINE_S = 90.0
+GONE_WITHIN_S = 10.0
+# A progress line of the running experiment: "darklaunch 3/10 t+3s | ..." (N is the plan).
+PROGRESS = r"^darklaunch:? (?:iteration )?\d+/%d\b"
+WELL_BEHAVED = {"SAMPLEAPP_LATENCY_MS": "5", "SAMPLEAPP_JITTER_MS": "2"}
+
+# -- apps that misbehave on purpose ---------------------------------------------------------------
+
+# Serves HTTP like an app, then dies without warning on the request after `budget` requests
+# (health checks excluded): the dark version crashing in the middle of the experiment. At most
+# `budget` requests get an answer.
+CRASHING_APP = """
+import http.server, os, sys, threading
+
+port, budget = int(sys.argv[1]), int(sys.argv[2])
+lock = threading.Lock()
+served = 0
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        global served
+        if self.path != "/healthz":
+            with lock:
+                served += 1
+                if served > budget:
+                    print(f"dark: crashing after {budget} requests", flush=True)
+                    os._exit(70)
+        body = b"ok\\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+"""
+
+# Accepts connections and answers the health check, but never answers a real request.
+HANGING_APP = """
+import http.server, sys, threading
+
+port = int(sys.argv[1])
+never = threading.Event()
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        if self.path != "/healthz":
+            never.wait()
+        self.send_response(200)
+        self.send_header("Content-Length", "3")
+        self.end_headers()
+        self.wfile.write(b"ok\\n")
+
+    def log_message(self, *args):
+        pass
+
+http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+"""
+
+# A well-behaved app that shuts down slowly: it notes SIGTERM in a file and carries on, so the
+# teardown must wait for it (then SIGKILL it) - a window in which to interrupt the teardown.
+SLOW_TO_STOP_APP = """
+import http.server, pathlib, signal, sys
+
+port, marker = int(sys.argv[1]), pathlib.Path(sys.argv[2])
+
+def noted(signum, frame):
+    marker.write_text("SIGTERM\\n")
+
+signal.signal(signal.SIGTERM, noted)
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "3")
+        self.end_headers()
+        self.wfile.write(b"ok\\n")
+
+    def log_message(self, *args):
+        pass
+
+http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+"""
+
+# Never binds its port: provisioning waits for it until interrupted or timed out.
+NEVER_READY_APP = "import signal; signal.pause()"
+
+FIXTURE_TESTS = """
+def test_objective(darklaunch, darklaunch_objective):
+    darklaunch.assert_objective(darklaunch_objective)
+
+
+def test_unrelated():
+    assert 1 + 1 == 2
+"""
+
+
+# -- processes --------------------------------------------------------------------------------
+
+
+def proc_identity(pid: int) -> Optional[tuple[str, int]]:
+    """(state, start time in clock ticks) of ``pid``, or ``None`` when it does not exist."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return fields[0], int(fields[19])
+
+
+def cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return handle.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return "(gone)"
+
+
+def tagged_pids(tag: str) -> dict[int, int]:
+    """PID -> start time of every process whose environment has ``TAG_VAR=tag`` (the pytest run
+    and everything it started inherit it)."""
+    needle = f"\0{TAG_VAR}={tag}\0".encode()
+    found: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as handle:
+                environ = b"\0" + handle.read()
+        except OSError:
+            continue
+        ident = proc_identity(int(entry))
+        if needle in environ and ident is not None:
+            found[int(entry)] = ident[1]
+    return found
+
+
+def poll(check: Callable[[], Any], what: str, deadline_s: float, interval_s: float = 0.02) -> Any:
+    """Call ``check`` until it returns something truthy; fail with its last value after the
+    deadline."""
+    last: dict[str, Any] = {}
+
+    def attempt() -> Any:
+        last["value"] = check()
+        return last["value"]
+
+    try:
+        return tenacity.Retrying(
+            retry=tenacity.retry_if_result(lambda value: not value),
+            stop=tenacity.stop_after_delay(deadline_s),
+            wait=tenacity.wait_fixed(interval_s),
+        )(attempt)
+    except tenacity.RetryError:
+        pytest.fail(f"{what}: not within {deadline_s:g} s (last: {last.get('value')!r})")
+
+
+# -- a project and its run --------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    outcome: str  # passed, failed, error, skipped
+    message: str
+
+
+@dataclass
+class Run:
+    """One ``python -m pytest`` in a project: output read as it comes, PIDs recorded."""
+
+    project: Path
+    tmpdir: Path
+    tag: str
+    popen: subprocess.Popen[str]
+    started: float = field(default_factory=time.monotonic)
+    stdout: list[str] = field(default_factory=list)
+    stderr: list[str] = field(default_factory=list)
+    pids: dict[int, int] = field(default_factory=dict)  # from the pids file, with start times
+    workdirs: set[str] = field(default_factory=set)
+    elapsed_s: float = 0.0
+    _done: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def begin(self) -> None:
+        for stream, sink in ((self.popen.stdout, self.stdout), (self.popen.stderr, self.stderr)):
+            reader = threading.Thread(target=self._read, args=(stream, sink), daemon=True)
+            reader.start()
+            self._threads.append(reader)
+        watcher = threading.Thread(target=self._watch_pids, daemon=True)
+        watcher.start()
+        self._threads.append(watcher)
+
+    @staticmethod
+    def _read(stream: Any, sink: list[str]) -> None:
+        for line in stream:
+            sink.append(line.rstrip("\n"))
+
+    def _watch_pids(self) -> None:
+        """Record every PID of the run's ``pids`` file (and its start time) while it exists."""
+        while not self._done.wait(0.005):
+            self.scan_pids_file()
+
+    def scan_pids_file(self) -> None:
+        for path in self.tmpdir.glob("darklaunch-*/stack/pids"):
+            self.workdirs.add(str(path.parent.parent))
+            try:
+                lines = path.read_text(encoding="utf-8").split()
+            except OSError:
+                continue
+            for line in lines:
+                pid = int(line)
+                ident = proc_identity(pid)
+                if pid not in self.pids and ident is not None:
+                    self.pids[pid] = ident[1]
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.stdout + self.stderr)
+
+    def wait_for_line(self, pattern: str, deadline_s: float = 30.0) -> str:
+        regex = re.compile(pattern)
+
+        def found() -> Optional[str]:
+            if self.popen.poll() is not None and not any(t.is_alive() for t in self._threads[:2]):
+                pytest.fail(f"the run ended before printing {pattern!r}:\n{self.output}")
+            return next((line for line in list(self.stdout) if regex.search(line)), None)
+
+        line: str = poll(found, f"a line matching {pattern!r} in the run's output", deadline_s)
+        return line
+
+    def wait_for_pids(self, count: int = 5, deadline_s: float = 30.0) -> dict[int, int]:
+        """Until the pids file named ``count`` processes that are all running."""
+
+        def all_running() -> Optional[dict[int, int]]:
+            self.scan_pids_file()
+            if self.popen.poll() is not None:
+                pytest.fail(f"the run ended before starting its processes:\n{self.output}")
+            running = {p: s for p, s in self.pids.items() if alive(p, s)}
+            return dict(running) if len(running) >= count else None
+
+        pids: dict[int, int] = poll(
+            all_running, f"{count} processes of the run running", deadline_s
+        )
+        return pids
+
+    def finish(self, deadline_s: float = RUN_DEADLINE_S) -> int:
+        """Wait for the run to end (killing it after ``deadline_s``); its exit code."""
+        try:
+            code = self.popen.wait(timeout=max(0.0, self.started + deadline_s - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail(f"the run did not end within {deadline_s:g} s:\n{self.output}")
+        self.elapsed_s = time.monotonic() - self.started
+        self._done.set()
+        self._close()
+        print(f"--- run in {self.project} ({self.elapsed_s:.1f} s, exit {code})\n{self.output}")
+        return code
+
+    def kill(self) -> None:
+        """Last resort after a failed check: kill the run and everything tagged with it."""
+        for pid in tagged_pids(self.tag):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.popen.wait()
+        self._done.set()
+        self._close()
+
+    def _close(self) -> None:
+        for thread in self._threads:
+            thread.join(5)
+        for stream in (self.popen.stdout, self.popen.stderr):
+            if stream is not None:
+                stream.close()
+
+    def leftovers(self) -> list[str]:
+        """Processes of the run still running, and its directories still present."""
+        candidates = dict(self.pids)
+        candidates.update(tagged_pids(self.tag))
+        candidates.pop(os.getpid(), None)
+        left = [
+            f"pid {pid}: {cmdline(pid)}"
+            for pid, start in sorted(candidates.items())
+            if alive(pid, start)
+        ]
+        left += [f"directory {p}" for p in sorted(self.tmpdir.glob("darklaunch-*"))]
+        left += [
+            f"directory {p} (named in the pids file)" for p in self.workdirs if os.path.exists(p)
+        ]
+        return left
+
+    def assert_nothing_left(self, deadline_s: float = 0.0) -> None:
+        if deadline_s:
+            tenacity.Retrying(
+                retry=tenacity.retry_if_result(bool),
+                stop=tenacity.stop_after_delay(deadline_s),
+                wait=tenacity.wait_fixed(0.05),
+                retry_error_callback=lambda state: state.outcome.result(),  # type: ignore[union-attr]
+            )(self.leftovers)
+        left = self.leftovers()
+        assert not left, "the run left these behind:\n" + "\n".join(left)
+
+    def outcomes(self) -> dict[str, Outcome]:
+        """Test name -> outcome and message, from the run's JUnit XML."""
+        tree = ET.parse(self.project / "junit.xml")
+        out: dict[str, Outcome] = {}
+        for case in tree.iter("testcase"):
+            outcome, message = "passed", ""
+            for kind in ("failure", "error", "skipped"):
+                node = case.find(kind)
+                if node is not None:
+                    outcome = {"failure": "failed"}.get(kind, kind)
+                    message = f"{node.get('message', '')}\n{node.text or ''}"
+                    break
+            out[case.get("name", "")] = Outcome(outcome, message)
+        return out
+
+    def report(self) -> dict[str, Any]:
+        with open(self.project / "report.json", encoding="utf-8") as handle:
+            data: dict[str, Any] = json.load(handle)
+        return data
+
+
+def alive(pid: int, start: Optional[int] = None) -> bool:
+    """Whether ``pid`` runs (a zombie does not) and is the process that had ``start``."""
+    ident = proc_identity(pid)
+    if ident is None or ident[0] in ("Z", "X"):
+        return False
+    return start is None or ident[1] == start
+
+
+class Project:
+    """A throwaway pytest project with a darklaunch.yaml."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.dir = root / "project"
+        self.dir.mkdir()
+        self.tmpdir = root / "tmp"
+        self.tmpdir.mkdir()
+        self.runs: list[Run] = []
+        (self.dir / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
+
+    def write(self, name: str, text: str) -> Path:
+        path = self.dir / name
+        path.write_text(textwrap.dedent(text), encoding="utf-8")
+        return path
+
+    def spec(
+        self,
+        *,
+        objectives: Sequence[Mapping[str, Any]] = ({"metric": "error-rate", "upper": 0.01},),
+        iterations: int = 6,
+        rate: float = 100,
+        live: Optional[Mapping[str, Any]] = None,
+        dark: Optional[Mapping[str, Any]] = None,
+        traffic: Optional[Mapping[str, Any]] = None,
+    ) -> None:
+        raw = {
+            "target": "default/sample-app",
+            "versions": {
+                "live": dict(live or {"env": WELL_BEHAVED}),
+                "dark": dict(dark or {"env": WELL_BEHAVED}),
+            },
+            "mirror": {"percent": 40, "host": "customdomain.com"},
+            "traffic": {"rate": rate, **(traffic or {})},
+            "duration": {"interval": "1s", "iterations": iterations},
+            "objectives": [dict(o) for o in objectives],
+        }
+        self.write("darklaunch.yaml", yaml.safe_dump(raw, sort_keys=False))
+
+    def script(self, name: str, text: str) -> list[str]:
+        """Write an app script; returns the start of its command line."""
+        return [sys.executable, str(self.write(name, text))]
+
+    def start(
+        self, *args: str, env: Optional[Mapping[str, str]] = None, prefix: Sequence[str] = ()
+    ) -> Run:
+        tag = uuid.uuid4().hex
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+        environ.update(
+            TMPDIR=str(self.tmpdir), PYTHONUNBUFFERED="1", **{TAG_VAR: tag}, **(env or {})
+        )
+        argv = [
+            *prefix,
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            f"--junitxml={self.dir / 'junit.xml'}",
+            f"--darklaunch-report={self.dir / 'report.json'}",
+            "-rA",
+            *args,
+        ]
+        popen = subprocess.Popen(  # noqa: S603 - argv list
+            argv,
+            cwd=self.dir,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=environ,
+            text=True,
+            errors="replace",
+        )
+        run = Run(self.dir, self.tmpdir, tag, popen)
+        run.begin()
+        self.runs.append(run)
+        return run
+
+    def run(self, *args: str, **kwargs: Any) -> tuple[Run, int]:
+        run = self.start(*args, **kwargs)
+        return run, run.finish()
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Iterator[Project]:
+    made = Project(tmp_path)
+    yield made
+    for run in made.runs:  # a failed test must not leave a run going
+        if run.popen.poll() is None or run.leftovers():
+            run.kill()
+
+
+def assert_clean_exit(run: Run, code: int, expected: int = 1) -> None:
+    assert "INTERNALERROR" not in run.output
+    assert code == expected, f"exit code {code}, expected {expected}"
+
+
+# -- faults of the dark version ---------------------------------------------------------------
+
+
+def test_dark_crashing_mid_run_fails_error_rate_on_envoys_503s(project: Project) -> None:
+    budget = 40  # about 1 s of the 40 requests/s dark gets
+    crash = project.script("crashing_app.py", CRASHING_APP)
+    project.spec(
+        dark={"command": [*crash, "{port}", str(budget)]},
+        objectives=[{"metric": "error-rate", "upper": 0.01}],
+        iterations=12,
+    )
+    project.write("test_dark.py", FIXTURE_TESTS)
+
+    run, code = project.run()
+
+    assert_clean_exit(run, code)
+    outcomes = run.outcomes()
+    assert outcomes["test_unrelated"].outcome == "passed"
+    failed = outcomes["test_objective[error-rate]"]
+    assert failed.outcome == "failed"
+    assert "darklaunch objective FAILED: error-rate <= 0.01" in failed.message
+    # Every request dark did not answer is an error: Envoy's own 503 once dark was gone.
+    report = run.report()
+    verdict = report["verdicts"][0]
+    assert verdict["outcome"] == "fail" and verdict["live_value"] == 0.0
+    answered = verdict["samples"] - round(verdict["value"] * verdict["samples"])
+    assert budget - 3 <= answered <= budget, verdict
+    assert verdict["samples"] > 2 * budget
+    # ...and the message says what those errors were: Envoy's 503s, dark stopped answering.
+    assert "503" in failed.message, failed.message
+    # Live was never affected: the client saw no error.
+    assert report["generator"]["errors"] == 0
+    # The run ended by itself, promptly, and left nothing behind.
+    assert run.elapsed_s < 40
+    run.assert_nothing_left()
+
+
+def test_dark_hanging_times_out_requests_as_errors_and_ends_on_time(project: Project) -> None:
+    hang = project.script("hanging_app.py", HANGING_APP)
+    iterations = 10
+    project.spec(
+        dark={"command": [*hang, "{port}"]},
+        traffic={"timeout": "500ms"},
+        objectives=[{"metric": "error-rate", "upper": 0.01}],
+        iterations=iterations,
+    )
+    project.write("test_dark.py", FIXTURE_TESTS)
+
+    run, code = project.run()
+
+    assert_clean_exit(run, code)
+    outcomes = run.outcomes()
+    assert outcomes["test_unrelated"].outcome == "passed"
+    failed = outcomes["test_objective[error-rate]"]
+    assert failed.outcome == "failed"
+    assert "darklaunch objective FAILED: error-rate <= 0.01" in failed.message
+    report = run.report()
+    verdict = report["verdicts"][0]
+    assert verdict["outcome"] == "fail"
+    # Every mirrored request timed out and was counted within the 500 ms: all of dark's
+    # requests are errors, and dark's count keeps up with live's mirrored share.
+    assert verdict["value"] == 1.0 and verdict["samples"] > 100
+    assert verdict["live_value"] == 0.0 and report["generator"]["errors"] == 0
+    # On time: within the planned intervals plus Prometheus' first scrape (about 5 s).
+    assert report["stage"] == "completed"
+    assert report["finished_at"] - report["started_at"] < iterations * 1.0 + 8.0
+    assert run.elapsed_s < 40
+    run.assert_nothing_left()
+
+
+# -- faults of the stack ----------------------------------------------------------------------
+
+
+def test_live_never_ready_fails_provisioning_before_any_traffic(project: Project) -> None:
+    crash = "import sys; print('live: cannot open database', file=sys.stderr); sys.exit(3)"
+    dark_log = project.dir / "dark-requests.jsonl"
+    project.spec(
+        live={"command": [sys.executable, "-c", crash, "{port}"]},
+        dark={"env": {**WELL_BEHAVED, "SAMPLEAPP_LOG": str(dark_log)}},
+    )
+    project.write("test_dark.py", FIXTURE_TESTS)
+
+    run, code = project.run()
+
+    assert_clean_exit(run, code)
+    outcomes = run.outcomes()
+    assert outcomes["test_unrelated"].outcome == "passed"
+    # The tests that need the experiment cannot run: they error, with the provisioning error.
+    errored = outcomes["test_objective[error-rate]"]
+    assert errored.outcome == "error", errored
+    first = errored.message.strip().splitlines()[0]
+    assert re.search(r"provisioning failed: live exited before live answering on port \d+", first)
+    assert "exited with status 3" in errored.message
+    assert "live: cannot open database" in errored.message  # the tail of live's log
+    # The terminal summary says it too.
+    assert any(
+        line.strip().startswith("error") and "provisioning failed: live exited" in line
+        for line in run.stdout
+    )
+    # Before any traffic: dark never saw a request, the generator never sent one.
+    assert not dark_log.exists() or dark_log.read_text(encoding="utf-8") == ""
+    assert run.report()["generator"]["sent"] in (None, 0)
+    assert len(run.pids) == 5  # everything had been started...
+    run.assert_nothing_left()  # ...and is gone again
+
+
+def test_prometheus_killed_mid_run_fails_dependent_tests_with_metrics_error(
+    project: Project,
+) -> None:
+    project.spec(objectives=[{"metric": "error-rate", "upper": 0.01}], iterations=10)
+    project.write(
+        "test_dark.py",
+        FIXTURE_TESTS
+        + textwrap.dedent(
+            """
+
+            import pytest_darklaunch
+
+            def test_module_helper():
+                pytest_darklaunch.assert_objective("mean-latency", upper=1000)
+            """
+        ),
+    )
+    # Even where inconclusive objectives are skipped, a failed experiment must fail its tests.
+    run = project.start("--darklaunch-full-duration", "--darklaunch-inconclusive=skip")
+    run.wait_for_pids()
+    run.wait_for_line(PROGRESS % 10)
+    prometheus = [p for p in run.pids if "prometheus" in cmdline(p).split()[0]]
+    assert len(prometheus) == 1, {p: cmdline(p) for p in run.pids}
+    os.kill(prometheus[0], signal.SIGKILL)
+    code = run.finish()
+
+    assert_clean_exit(run, code)
+    outcomes = run.outcomes()
+    assert outcomes["test_unrelated"].outcome == "passed"
+    for name in ("test_objective[error-rate]", "test_module_helper"):
+        failed = outcomes[name]
+        assert failed.outcome == "failed", (name, failed)
+        message = failed.message
+        assert "Prometheus did not answer within the 10 s retry deadline" in message
+        assert re.search(r"url=http://127\.0\.0\.1:\d+/api/v1/query", message)
+        assert "query='" in message and "envoy_" in message
+        assert re.search(r"last error: ConnectionError", message)
+    report = run.report()
+    assert report["stage"] == "failed"
+    assert "Prometheus did not answer" in (report["error"] or "")
+    run.assert_nothing_left()
+
+
+ENVOY_BREAKER = """
+import pytest_darklaunch.backends.local.envoy as envoy
+
+real = envoy.envoy_config
+
+
+def broken(*args, **kwargs):
+    config = real(*args, **kwargs)
+    config["static_resources"]["clusters"][1]["type"] = "NO_SUCH_TYPE"
+    return config
+
+
+envoy.envoy_config = broken
+"""
+
+
+def test_envoy_rejecting_its_config_fails_provisioning_with_its_log(project: Project) -> None:
+    """A generated config Envoy refuses (the conftest breaks it, as a bug in the renderer
+    would): a provisioning error with Envoy's own log lines, and nothing left behind."""
+    project.spec()
+    project.write("conftest.py", ENVOY_BREAKER)
+    project.write("test_dark.py", FIXTURE_TESTS)
+
+    run, code = project.run()
+
+    assert_clean_exit(run, code)
+    outcomes = run.outcomes()
+    assert outcomes["test_unrelated"].outcome == "passed"
+    errored = outcomes["test_objective[error-rate]"]
+    assert errored.outcome == "error", errored
+    assert "provisioning failed: envoy exited before Envoy ready" in errored.message
+    assert "NO_SUCH_TYPE" in errored.message  # Envoy's log tail
+    assert run.report()["generator"]["sent"] in (None, 0)
+    run.assert_nothing_left()
+
+
+def test_sub_millisecond_timeout_is_refused_before_anything_starts(project: Project) -> None:
+    """``traffic.timeout: 0.0001`` became Envoy's ``connect_timeout: 0.000s``, which Envoy
+    refuses at start; a value the stack cannot use is a usage error (exit 4, one line)."""
+    project.spec(traffic={"timeout": 0.0001})
+    project.write("test_dark.py", FIXTURE_TESTS)
+
+    run, code = project.run()
+
+    assert "INTERNALERROR" not in run.output and "Traceback" not in run.output
+    assert code == 4, f"exit code {code}"
+    assert re.search(r"invalid traffic\.timeout 0\.0001 \(from .*darklaunch\.yaml\)", run.output)
+    assert run.pids == {}
+    run.assert_nothing_left()
+
+
+def test_generator_missing_its_rate_makes_objectives_inconclusive(project: Project) -> None:
+    """On one CPU the generator cannot send 20000 requests/s: no objective may pass, each is
+    inconclusive and says achieved vs target."""
+    cpu = max(os.sched_getaffinity(0))
+    project.spec(
+        rate=20000,
+        objectives=[
+            {"metric": "error-rate", "upper": 0.5},
+            {"metric": "mean-latency", "upper": 10000},
+        ],
+        iterations=6,
+    )
+    project.write("test_dark.py", FIXTURE_TESTS)
+
+    run, code = project.run(prefix=("taskset", "-c", str(cpu)))
+
+    assert_clean_exit(run, code)
+    outcomes = run.outcomes()
+    assert outcomes["test_unrelated"].outcome == "passed"
+    for metric in ("error-rate", "mean-latency"):
+        result = outcomes[f"test_objective[{metric}]"]
+        assert result.outcome == "failed", result
+        assert "darklaunch objective INCONCLUSIVE" in result.message
+        found = re.search(
+            r"the generator achieved ([0-9.]+) requests/s of the 20000 requests/s target",
+            result.message,
+        )
+        assert found, result.message
+        assert float(found.group(1)) < 0.9 * 20000
+    report = run.report()
+    assert {v["outcome"] for v in report["verdicts"]} == {"inconclusive"}
+    # The generator's own figures must be true too: it sent at least every request dark got.
+    generator = report["generator"]
+    dark_requests = max(v["samples"] for v in report["verdicts"])
+    assert dark_requests > 0
+    assert generator["sent"] >= dark_requests, generator
+    assert 0 < generator["achieved_rps"] < 0.9 * 20000, generator
+    run.assert_nothing_left()
+
+
+# -- termination ------------------------------------------------------------------------------
+
+
+def _interrupt_during_provisioning(project: Project, sig: int) -> Run:
+    never = project.script("never_ready.py", NEVER_READY_APP)
+    project.spec(live={"command": [*never, "{port}"]})
+    project.write("test_dark.py", FIXTURE_TESTS)
+    run = project.start()
+    run.wait_for_pids()  # everything started; provisioning waits for live to answer
+    return run
+
+
+def _interrupt_mid_experiment(project: Project, sig: int) -> Run:
+    project.spec(iterations=10)
+    project.write("test_dark.py", FIXTURE_TESTS)
+    run = project.start("--darklaunch-full-duration")
+    run.wait_for_pids()
+    run.wait_for_line(PROGRESS % 10)
+    return run
+
+
+def _interrupt_during_teardown(project: Project, sig: int) -> Run:
+    slow = project.script("slow_to_stop.py", SLOW_TO_STOP_APP)
+    marker = project.dir / "dark-got-sigterm"
+    project.spec(dark={"command": [*slow, "{port}", str(marker)]}, iterations=2)
+    project.write("test_dark.py", FIXTURE_TESTS)
+    run = project.start()
+    run.wait_for_pids()
+    poll(marker.exists, "dark receiving SIGTERM from the teardown", 40.0)
+    return run
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize(
+    "when",
+    [_interrupt_during_provisioning, _interrupt_mid_experiment, _interrupt_during_teardown],
+    ids=["provisioning", "mid-experiment", "teardown"],
+)
+def test_signal_leaves_nothing_behind(
+    project: Project, when: Callable[[Project, int], Run], sig: int
+) -> None:
+    run = when(project, sig)
+    pids = dict(run.pids)
+    assert len(pids) == 5
+
+    sent_at = time.monotonic()
+    run.popen.send_signal(sig)
+    run.assert_nothing_left(deadline_s=GONE_WITHIN_S)
+    took = time.monotonic() - sent_at
+    code = run.finish(deadline_s=sent_at - run.started + GONE_WITHIN_S)
+
+    assert took <= GONE_WITHIN_S
+    assert not [p for p, start in pids.items() if alive(p, start)]
+    assert "INTERNALERROR" not in run.output
+    assert code == 2, f"exit code {code}, expected 2 (interrupted)"
+    assert "Traceback" not in run.output
+    run.assert_nothing_left()
