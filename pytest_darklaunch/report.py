@@ -24,7 +24,6 @@ from pytest_darklaunch.core import stats
 from pytest_darklaunch.core.config import OPTIONS, Resolved
 from pytest_darklaunch.core.experiment import ExperimentData, Interval
 from pytest_darklaunch.core.metrics import units_of
-from pytest_darklaunch.core.prometheus import redact_url
 from pytest_darklaunch.core.spec import Objective, Spec
 from pytest_darklaunch.core.verdict import FAIL, INCONCLUSIVE, PASS, Estimate, Verdict, estimate
 
@@ -45,6 +44,14 @@ _SENSITIVE = re.compile(
     r"auth|cookie|token|secret|passw|api[-_]?key|credential|session", re.IGNORECASE
 )
 _OUTPUTS = pytest.StashKey[dict[str, Any]]()
+
+
+def redact_url(url: str) -> str:
+    """The URL without ``user:password@`` (imported lazily: ``requests`` is not needed for a
+    report header, and inactive runs must stay cheap)."""
+    from pytest_darklaunch.core.prometheus import redact_url as redact
+
+    return redact(url)
 
 
 # -- header and progress --------------------------------------------------------------------------
@@ -245,10 +252,10 @@ def _summary_counts(verdicts: Sequence[Verdict]) -> str:
     return ", ".join(f"{n} {words[o]}" for o, n in counts.items() if n) or "no objectives"
 
 
-def _when(ts: Optional[float], fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+def _when(ts: Optional[float], pattern: str = "%Y-%m-%d %H:%M:%S") -> str:
     if not ts:
         return "n/a"
-    return datetime.fromtimestamp(ts, timezone.utc).strftime(fmt)
+    return datetime.fromtimestamp(ts, timezone.utc).strftime(pattern)
 
 
 def shown_values(
@@ -298,7 +305,7 @@ def _table(
 def _wrap(text: str, indent: int) -> list[str]:
     return textwrap.wrap(
         text,
-        WIDTH - indent,
+        WIDTH,
         initial_indent=" " * indent,
         subsequent_indent=" " * (indent + 2),
         break_on_hyphens=False,
