@@ -130,7 +130,10 @@ def _finish(directory: Path, proc: subprocess.Popen[bytes], out: Path) -> Run:
     left = [f"pid {pid}" for pid in _processes_with_env("TMPDIR", str(tmp))]
     left += [f"directory {p}" for p in sorted(tmp.glob("darklaunch-*"))]
     for pid in _processes_with_env("TMPDIR", str(tmp)):
-        os.kill(pid, signal.SIGKILL)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:  # ended meanwhile
+            pass
     lines = out.read_text(errors="replace").splitlines()
     print(f"--- {directory}", *lines, sep="\n")
     return Run(directory, returncode, lines, left)
@@ -175,7 +178,13 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
     )
     (quiet / "pytest.ini").write_text("[pytest]\n")
     started["quiet"] = (quiet, *_start(quiet, ["-q"]))
-    return {name: _finish(*args) for name, args in started.items()}
+    try:
+        return {name: _finish(*args) for name, args in started.items()}
+    finally:  # after a timeout, the other run must not outlive the module either
+        for _, proc, _ in started.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
 @pytest.fixture(scope="module")
