@@ -162,12 +162,18 @@ def pytest_runtest_logfinish(nodeid: str, location: Any) -> None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Any:
-    result = yield
-    markers = list(item.iter_markers("darklaunch"))
-    if markers:
-        from pytest_darklaunch.fixtures import check_markers
+    state = _session(item.config)
+    if state is None or not state.resolved.active:
+        return (yield)
+    from pytest_darklaunch.report import junit_recording
 
-        check_markers(item, markers)
+    with junit_recording(item):  # asserted objectives become --junitxml properties
+        result = yield
+        markers = list(item.iter_markers("darklaunch"))
+        if markers:
+            from pytest_darklaunch.fixtures import check_markers
+
+            check_markers(item, markers)
     return result
 
 

@@ -217,7 +217,7 @@ class Runner:
         return not (remaining > 0 and self.stop.wait(remaining))
 
     def _wait_fresh(self, at: float, timeout_s: float) -> float:
-        """Wait until Prometheus holds a scrape newer than ``at``; return its timestamp."""
+        """Wait until Prometheus holds a scrape at or after ``at``; return its timestamp."""
 
         def newest() -> float:
             if self.stop.is_set():
@@ -230,12 +230,12 @@ class Runner:
             # Deadline on the injected clock, so tests with a fake clock end too.
             stop=lambda state: self.clock() - started >= timeout_s,
             wait=wait_fixed(min(0.2, self.scrape_interval_s / 4)),
-            retry=retry_if_result(lambda ts: ts <= at),
+            retry=retry_if_result(lambda ts: ts < at),
             sleep=self._sleep,
             retry_error_callback=lambda state: state.outcome.result(),  # type: ignore[union-attr]
         )
         ts: float = retrying(newest)
-        if ts <= at:
+        if ts < at:
             seen = "none yet" if ts < 0 else f"newest {at - ts:.1f} s before it"
             raise MetricsError(
                 f"no Prometheus scrape within {format_duration(timeout_s)} after {at:.3f} ({seen})",
@@ -296,14 +296,19 @@ class Runner:
             first = previous = self._snapshots(t0)
         data.started_at = t0
         data.stage = "running"
+        end = t0
         for k in range(1, spec.duration.iterations + 1):
-            end = t0 + k * spec.duration.interval_s
-            if not self._wait_until(end):
+            # On schedule, but at least half a scrape after the previous end, so that every
+            # window holds a scrape of its own.
+            target = max(t0 + k * spec.duration.interval_s, end + self.scrape_interval_s / 2)
+            if not self._wait_until(target):
                 data.stage, data.stop_reason = "stopped", f"interrupted in interval {k}"
                 return
+            # The window ends exactly at the first scrape at or after its target: reading at a
+            # scrape's own timestamp makes the snapshot that scrape, never the one before it.
             # Until Prometheus' first scrape has landed, allow for its start-up delay.
-            self._wait_fresh(
-                end,
+            end = self._wait_fresh(
+                target,
                 max(5.0, 4 * self.scrape_interval_s)
                 if self._seen_scrape
                 else FIRST_SCRAPE_TIMEOUT_S,

@@ -32,23 +32,35 @@ class FakeTime:
 
 
 def spec(**duration):
-    return build_spec({
-        "target": "default/sample-app",
-        "traffic": {"rate": 100, "warmup": "1s"},
-        "duration": duration or {"interval": "2s", "iterations": 10},
-        "objectives": [
-            {"metric": "mean-latency", "upper": 50},
-            {"metric": "95th-percentile-tail-latency", "upper": 100},
-            {"metric": "error-rate", "upper": 0.01},
-        ],
-    }, Sources("test"))
+    return build_spec(
+        {
+            "target": "default/sample-app",
+            "traffic": {"rate": 100, "warmup": "1s"},
+            "duration": duration or {"interval": "2s", "iterations": 10},
+            "objectives": [
+                {"metric": "mean-latency", "upper": 50},
+                {"metric": "95th-percentile-tail-latency", "upper": 100},
+                {"metric": "error-rate", "upper": 0.01},
+            ],
+        },
+        Sources("test"),
+    )
 
 
 def run(prom, the_spec, full_duration=False, on_interval=None):
     clock = FakeTime(START)
     data = new_data(the_spec, "envoy", LABELS, full_duration)
-    runner = Runner(the_spec, data, prom, the_spec.objectives, traffic_started_at=START,
-                    template_values={}, stop=clock, clock=clock, on_interval=on_interval)
+    runner = Runner(
+        the_spec,
+        data,
+        prom,
+        the_spec.objectives,
+        traffic_started_at=START,
+        template_values={},
+        stop=clock,
+        clock=clock,
+        on_interval=on_interval,
+    )
     return runner.run(), clock
 
 
@@ -106,3 +118,55 @@ def test_result_round_trips_through_json():
     before = [v.outcome for v in data.verdicts_for(spec().objectives)]
     after = [v.outcome for v in again.verdicts_for(spec().objectives)]
     assert before == after and after[2] == FAIL
+
+
+def test_windows_end_at_real_scrapes_even_when_scrapes_jitter_around_the_schedule():
+    # Scrapes land a few ms before or after the nominal boundaries; each window must end at a
+    # scrape's own timestamp so its counts belong to its stated span.
+    prom = FakePrometheus()
+    live = 0
+    times = []
+    for s in range(40):
+        t = START + 3 + s + (0.004 if s % 2 else -0.004)
+        times.append(t)
+        prom.add("live", t, {"2": float(live)}, [3.0] * live)
+        prom.add("dark", t, {"2": float(live * 0.4)}, [4.0] * int(live * 0.4))
+        live += 100
+    data, _ = run(prom, spec(), full_duration=True)
+    assert all(i.end in times for i in data.intervals)
+    for i in data.intervals:
+        w = i.windows["live"]
+        assert w.requests == round((w.end - w.start) * 100, -2)
+        assert w.requests > 0
+    cumulative = data.intervals[-1].cumulative["live"]
+    assert cumulative.requests / cumulative.seconds == __import__("pytest").approx(100, rel=0.01)
+
+
+def test_zero_baseline_counts_from_the_traffic_start_without_waiting_for_a_scrape():
+    # The run's own proxy starts at zero: the first window starts with the traffic, and the
+    # first scrape (5 s later) ends it with every request since the start in it.
+    prom = FakePrometheus()
+    steady(prom, START + 5, 40, live_rps=100, dark_share=0.4, dark_latency=4.0)
+    the_spec = build_spec(
+        {"target": "default/sample-app", "duration": {"interval": "2s", "iterations": 6}},
+        Sources("test"),
+    )
+    clock = FakeTime(START)
+    data = new_data(the_spec, "envoy", LABELS, True)
+    # steady() starts its counters at 0 at START + 5: shift so they start at the traffic start.
+    runner = Runner(
+        the_spec,
+        data,
+        prom,
+        (),
+        traffic_started_at=START + 5,
+        template_values={},
+        stop=clock,
+        clock=clock,
+        counters_start_at_zero=True,
+    )
+    data = runner.run()
+    first = data.intervals[0]
+    assert first.start == START + 5
+    assert first.end == START + 7 and first.windows["live"].requests == 200
+    assert [i.end - START for i in data.intervals] == [7, 9, 11, 13, 15, 17]
