@@ -459,13 +459,18 @@ class Project:
         return run, run.finish()
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Iterator[Project]:
-    made = Project(tmp_path)
+def project_at(root: Path) -> Iterator[Project]:
+    """A :class:`Project` under ``root``; afterwards no run of it may still be going."""
+    made = Project(root)
     yield made
     for run in made.runs:  # a failed test must not leave a run going
         if run.popen.poll() is None or run.leftovers():
             run.kill()
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Iterator[Project]:
+    yield from project_at(tmp_path)
 
 
 def assert_clean_exit(run: Run, code: int, expected: int = 1) -> None:
