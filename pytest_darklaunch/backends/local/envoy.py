@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import math
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -70,7 +71,13 @@ def upstream_time_buckets() -> list[float]:
 
 
 def _duration(seconds: float) -> str:
-    return f"{seconds:.3f}s"
+    """Envoy's duration, in whole milliseconds rounded up: ``0s`` would mean "no timeout" on
+    a route and is refused as a connect timeout.
+
+    >>> _duration(2), _duration(0.0001)
+    ('2.000s', '0.001s')
+    """
+    return f"{max(1, math.ceil(seconds * 1000 - 1e-9)) / 1000:.3f}s"
 
 
 def _cluster(name: str, port: int, connect_timeout_s: float) -> dict[str, Any]:
