@@ -360,9 +360,7 @@ def build_spec(
         path=path,
         method=method.upper(),
         headers=_headers(r, t.get("headers")),
-        timeout_s=r.convert(
-            t.get("timeout", "2s"), ("traffic", "timeout"), parse_duration, DURATION_HINT
-        ),
+        timeout_s=_timeout(r, t.get("timeout", "2s")),
         warmup_s=_warmup(r, t.get("warmup", 0)),
     )
 
@@ -425,6 +423,14 @@ def _headers(r: _Reader, value: object) -> dict[str, str]:
                 "a header value without line breaks or control characters",
             )
     return headers
+
+
+def _timeout(r: _Reader, value: object) -> float:
+    timeout_s = r.convert(value, ("traffic", "timeout"), parse_duration, DURATION_HINT)
+    # Envoy and the rendered manifests work in whole milliseconds: less would become 0.
+    if timeout_s < 0.001:
+        raise r.fail(("traffic", "timeout"), value, "a request timeout of at least 1ms")
+    return timeout_s
 
 
 def _warmup(r: _Reader, value: object) -> float:
