@@ -416,7 +416,10 @@ def _headers(r: _Reader, value: object) -> dict[str, str]:
         bad = _HEADER_VALUE_BAD.search(text)
         if bad:
             # The value itself is not echoed: headers are where tokens end up.
-            shown = f"control character U+{ord(bad.group()):04X} at offset {bad.start()} (value withheld)"
+            shown = (
+                f"control character U+{ord(bad.group()):04X} at offset {bad.start()} "
+                "(value withheld)"
+            )
             raise r.fail(
                 ("traffic", "headers", name),
                 shown,
