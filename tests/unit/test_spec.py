@@ -304,6 +304,12 @@ RULES = [
     ),
     (with_target(traffic={"timeout": "0s"}), "traffic.timeout", "'0s'", "positive duration"),
     (with_target(traffic={"warmup": "-1s"}), "traffic.warmup", "'-1s'", "(or 0)"),
+    (
+        with_target(traffic={"timeout": "0.5ms"}),
+        "traffic.timeout",
+        "'0.5ms'",
+        "a request timeout of at least 1ms",
+    ),
     # duration
     (
         with_target(duration={"intervall": "1s"}),
