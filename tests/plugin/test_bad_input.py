@@ -294,6 +294,13 @@ CASES = [
         "traffic.headers.X-A",
         "{'b': 1}",
     ),
+    spec(
+        "timeout-sub-millisecond",
+        SPEC_OK + "traffic: {timeout: 0.0001}\n",
+        "traffic.timeout",
+        "0.0001",
+        also="at least 1ms",
+    ),
     spec("method", SPEC_OK + "traffic: {method: FETCH}\n", "traffic.method", "'FETCH'"),
     spec("path", SPEC_OK + "traffic: {path: noslash}\n", "traffic.path", "'noslash'"),
     spec(
