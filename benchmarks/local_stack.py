@@ -8,6 +8,7 @@ Prints, on this machine:
 2. the open-loop generator through the whole stack (Envoy, live, 40% mirrored to dark) at
    200, 1000 and 2000 requests/s: achieved rate, scheduling lag p50/p99, late and failed
    requests, and the CPU it used;
+   and the same against one sample app directly, the generator's own ceiling;
 3. ``wrk`` (closed loop, as a reference for the ceiling) on the same Envoy endpoint and on
    the sample app directly.
 
@@ -19,6 +20,7 @@ Reproduce with::
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shlex
@@ -34,7 +36,13 @@ import requests
 
 from pytest_darklaunch.backends import RunContext
 from pytest_darklaunch.backends.local import LocalBackend
-from pytest_darklaunch.backends.local.processes import NotReady, wait_until
+from pytest_darklaunch.backends.local.processes import (
+    ManagedProcess,
+    NotReady,
+    free_port,
+    stop_all,
+    wait_until,
+)
 from pytest_darklaunch.core.spec import Sources, Spec, build_spec
 
 DARK = '{envoy_cluster_name="dark"}'
@@ -109,6 +117,57 @@ def generator_at(rate: float, seconds: float) -> dict[str, Any]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def generator_direct(rate: float, seconds: float) -> dict[str, Any]:
+    """The generator alone against one sample app (no Envoy, no mirror): its own ceiling."""
+    workdir = tempfile.mkdtemp(prefix="darklaunch-bench-")
+    procs: list[ManagedProcess] = []
+    try:
+        port = free_port()
+        app = ManagedProcess.start(
+            "app", [sys.executable, "-m", "pytest_darklaunch.sampleapp", "--port", str(port)],
+            log_path=os.path.join(workdir, "app.log"),
+        )
+        procs.append(app)
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: _answers(url), what="app", deadline_s=15, process=app)
+        stats_path = os.path.join(workdir, "stats.json")
+        generator = ManagedProcess.start(
+            "generator",
+            [sys.executable, "-m", "pytest_darklaunch.backends.local.generator", "--url", url,
+             "--rate", f"{rate:g}", "--warmup", "1", "--stats", stats_path,
+             "--connections", str(max(64, min(1024, int(rate * 0.5))))],
+            log_path=os.path.join(workdir, "generator.log"),
+        )
+        procs.append(generator)
+
+        def measured() -> dict[str, Any]:
+            try:
+                with open(stats_path, encoding="utf-8") as handle:
+                    details: dict[str, Any] = json.load(handle)
+            except FileNotFoundError:
+                raise NotReady("no stats yet") from None
+            if details["measured_s"] < seconds:
+                raise NotReady(f"measured {details['measured_s']} s")
+            return details
+
+        wait_until(measured, what="traffic measured", deadline_s=seconds + 30, max_interval_s=0.2)
+        generator.stop()
+        details = measured()
+        wall = details["updated_at"] - details["started_at"]
+        details["cpu_share"] = details["cpu_s"] / wall if wall > 0 else float("nan")
+        return details
+    finally:
+        stop_all(procs)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _answers(url: str) -> None:
+    try:
+        requests.get(f"{url}/healthz", timeout=1).close()
+    except requests.ConnectionError as exc:
+        raise NotReady(str(exc)) from exc
+
+
 def wrk(url: str, seconds: float, host: str | None = None) -> tuple[float, str]:
     """Requests/s of ``wrk -t2 -c64`` on ``url`` and the command used."""
     argv = ["wrk", "-t2", "-c64", f"-d{seconds:g}s"]
@@ -169,12 +228,12 @@ def main(argv: list[str] | None = None) -> int:
           f"{'lag max':>8} {'late':>5} {'errors':>6} {'lat p99':>8} {'CPU':>6}")
     print("(lag: due time to request start; lat p99: due time to response, the client's view;"
           " CPU: the generator's share of one core)")
-    for rate in (float(r) for r in args.rates.split(",")):
-        d = generator_at(rate, args.seconds)
-        off = (d["achieved_rps"] - rate) / rate * 100
-        print(f"{rate:>7g} {d['achieved_rps']:>9.1f} {off:>+6.2f}% {d['lag_p50_ms']:>6.2f}ms "
-              f"{d['lag_p99_ms']:>6.2f}ms {d['lag_max_ms']:>6.1f}ms {d['late']:>5} "
-              f"{d['errors']:>6} {d['latency_p99_ms']:>6.1f}ms {d['cpu_share'] * 100:>5.0f}%")
+    rates = [float(r) for r in args.rates.split(",")]
+    for rate in rates:
+        print(_row(rate, generator_at(rate, args.seconds)))
+    print("\n## The generator alone against one sample app (no Envoy, no mirror): its own ceiling")
+    for rate in rates:
+        print(_row(rate, generator_direct(rate, args.seconds)))
 
     if shutil.which("wrk"):
         print(f"\n## wrk, closed loop ({args.seconds:g} s each): maximum throughput, for reference")
@@ -184,6 +243,13 @@ def main(argv: list[str] | None = None) -> int:
         print("\n(wrk not installed: apt-get install -y wrk for the closed-loop reference)")
     print(f"\n# load average after: {_load()} (other work on the machine skews every figure)")
     return 0
+
+
+def _row(rate: float, d: dict[str, Any]) -> str:
+    off = (d["achieved_rps"] - rate) / rate * 100
+    return (f"{rate:>7g} {d['achieved_rps']:>9.1f} {off:>+6.2f}% {d['lag_p50_ms']:>6.2f}ms "
+            f"{d['lag_p99_ms']:>6.2f}ms {d['lag_max_ms']:>6.1f}ms {d['late']:>5} "
+            f"{d['errors']:>6} {d['latency_p99_ms']:>6.1f}ms {d['cpu_share'] * 100:>5.0f}%")
 
 
 def _load() -> str:
