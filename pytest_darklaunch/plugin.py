@@ -205,10 +205,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state.stop_experiment()
     from pytest_darklaunch.report import write_reports
 
+    instructions = ""
     try:
         write_reports(config, state)
     finally:
-        instructions = state.teardown()
+        try:
+            instructions = state.teardown()
+        except KeyboardInterrupt:
+            # Ctrl-C or SIGTERM during teardown: the backend finished tearing down first.
+            session.exitstatus = pytest.ExitCode.INTERRUPTED
     if instructions:
         reporter = config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
