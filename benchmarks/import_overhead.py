@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import resource
 import shlex
 import statistics
@@ -75,6 +76,42 @@ def run_once(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, fl
     return elapsed_ms, cpu_ms
 
 
+def import_times(args: list[str], cwd: Path, env: dict[str, str]) -> dict[str, int]:
+    """Self import time in microseconds of every module one pytest run imports."""
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    times: dict[str, int] = {}
+    for line in proc.stderr.splitlines():
+        match = re.match(r"import time:\s+(\d+) \|\s+\d+ \|\s*(\S+)", line)
+        if match:
+            times[match.group(2)] = int(match.group(1))
+    return times
+
+
+def attributable_imports(
+    with_args: list[str], without_args: list[str], cwd: Path, env: dict[str, str], runs: int = 3
+) -> tuple[float, list[tuple[str, float]]]:
+    """Modules only the run with the plugin imports: median total and the costliest ones (ms)."""
+    totals: list[float] = []
+    per_module: dict[str, list[int]] = {}
+    for _ in range(runs):
+        without = import_times(without_args, cwd, env)
+        extra = {m: t for m, t in import_times(with_args, cwd, env).items() if m not in without}
+        totals.append(sum(extra.values()) / 1000)
+        for module, us in extra.items():
+            per_module.setdefault(module, []).append(us)
+    top = sorted(
+        ((m, statistics.median(v) / 1000) for m, v in per_module.items()), key=lambda item: -item[1]
+    )
+    return statistics.median(totals), top[:10]
+
+
 def plugin_loaded(args: list[str], cwd: Path, env: dict[str, str]) -> bool:
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", *args, "--help"],
@@ -116,9 +153,11 @@ def main(argv: list[str] | None = None) -> int:
             order = [(with_args, with_runs), (without_args, without_runs)]
             for args, sink in order if i % 2 == 0 else reversed(order):
                 sink.append(run_once(args, directory, env))
+        imports_ms, costliest = attributable_imports(with_args, without_args, directory, env)
 
     with_ms = [wall for wall, _ in with_runs]
     without_ms = [wall for wall, _ in without_runs]
+
     med_with = statistics.median(with_ms)
     med_without = statistics.median(without_ms)
     diff = med_with - med_without
@@ -142,6 +181,12 @@ def main(argv: list[str] | None = None) -> int:
         f"CPU time (user+sys)    : median {cpu_with:.1f} vs {cpu_without:.1f} ms, "
         f"difference {cpu_with - cpu_without:+.1f} ms"
     )
+    print(
+        f"imports only with it   : {imports_ms:.1f} ms of self import time (-X importtime, "
+        f"median of 3); costliest:"
+    )
+    for module, ms in costliest:
+        print(f"    {ms:6.2f} ms  {module}")
     if loads is not None:
         print(f"load average           : {loads[0]:.2f} {loads[1]:.2f} {loads[2]:.2f}")
     command = shlex.join([os.path.basename(sys.executable), *sys.argv])
