@@ -460,8 +460,9 @@ def test_corpus_size_and_ids_are_distinct() -> None:
 
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Also xdist's worker variables: a nested run is no worker (plugins check them).
     for name in list(os.environ):
-        if name.startswith("PYTEST_DARKLAUNCH_"):
+        if name.startswith(("PYTEST_DARKLAUNCH_", "PYTEST_XDIST_")):
             monkeypatch.delenv(name)
 
 

@@ -19,8 +19,9 @@ GROUP_TITLE = "dark launch experiments (pytest-darklaunch):"
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Also xdist's worker variables: a nested run is no worker (plugins check them).
     for name in list(os.environ):
-        if name.startswith("PYTEST_DARKLAUNCH_"):
+        if name.startswith(("PYTEST_DARKLAUNCH_", "PYTEST_XDIST_")):
             monkeypatch.delenv(name)
 
 
