@@ -678,6 +678,27 @@ def test_sub_millisecond_timeout_is_refused_before_anything_starts(project: Proj
     run.assert_nothing_left()
 
 
+def _generator_staleness(run: Run, observe_s: float) -> float:
+    """The longest time, over ``observe_s`` seconds of the run, that the generator's stats file
+    (``stack/traffic.json``) went without being replaced."""
+    stats = Path(next(iter(run.workdirs))) / "stack" / "traffic.json"
+    poll(stats.exists, "the generator's stats file", 20.0)
+    worst = 0.0
+    started = time.monotonic()
+
+    def observed_long_enough() -> bool:
+        nonlocal worst
+        try:
+            updated_at = json.loads(stats.read_text(encoding="utf-8"))["updated_at"]
+        except (OSError, ValueError, KeyError):  # replaced meanwhile, or the run has ended
+            return time.monotonic() - started >= observe_s
+        worst = max(worst, time.time() - updated_at)
+        return time.monotonic() - started >= observe_s
+
+    poll(observed_long_enough, "observing the generator's stats file", observe_s + 5.0, 0.05)
+    return worst
+
+
 def test_generator_missing_its_rate_makes_objectives_inconclusive(project: Project) -> None:
     """On one CPU the generator cannot send 20000 requests/s: no objective may pass, each is
     inconclusive and says achieved vs target."""
@@ -692,9 +713,15 @@ def test_generator_missing_its_rate_makes_objectives_inconclusive(project: Proje
     )
     project.write("test_dark.py", FIXTURE_TESTS)
 
-    run, code = project.run(prefix=("taskset", "-c", str(cpu)))
+    run = project.start(prefix=("taskset", "-c", str(cpu)))
+    run.wait_for_pids()
+    staleness = _generator_staleness(run, observe_s=3.0)
+    code = run.finish()
 
     assert_clean_exit(run, code)
+    # Overloaded, the generator must still keep its books: its stats file is replaced about
+    # every 0.5 s (and its SIGTERM handler runs), so what the reports show is current.
+    assert staleness < 2.0, f"the generator's stats went {staleness:.1f} s without an update"
     outcomes = run.outcomes()
     assert outcomes["test_unrelated"].outcome == "passed"
     for metric in ("error-rate", "mean-latency"):
