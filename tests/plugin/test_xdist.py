@@ -115,7 +115,11 @@ def test_objectives_again(darklaunch, copy, request):
         record(request, darklaunch.assert_objective(metric, upper=upper))
 '''
 
+# Collected first (test_a... < test_dl.py), so the replacement worker usually gets some of the
+# crashed worker's tests.
 CRASH_TEST = '''
+import os
+
 
 def test_worker_crash():
     os._exit(1)
@@ -126,14 +130,16 @@ INNER_PASSED = 8  # census, 3 generated objectives, 4 copies
 
 @pytest.fixture
 def project(pytester: pytest.Pytester, stack_tmp: Path) -> Callable[..., Path]:
-    """``project(name, tests=INNER_TESTS, mirror=40)``: an inner project with its own TMPDIR."""
+    """``project(name, mirror=40, crash=False)``: an inner project with its own TMPDIR."""
 
-    def make(name: str, tests: str = INNER_TESTS, mirror: float = 40) -> Path:
+    def make(name: str, mirror: float = 40, crash: bool = False) -> Path:
         path = pytester.mkdir(name)
         (path / "tmp").mkdir()
         (path / "darklaunch.yaml").write_text(spec_text(mirror=mirror, objectives=OBJECTIVES))
         (path / "conftest.py").write_text(INNER_CONFTEST)
-        (path / "test_dl.py").write_text(tests)
+        (path / "test_dl.py").write_text(INNER_TESTS)
+        if crash:
+            (path / "test_a_crash.py").write_text(CRASH_TEST)
         return path
 
     return make
@@ -177,7 +183,7 @@ def assert_one_stack_one_report(path: Path, controller_pid: int) -> None:
     assert writes == [(controller_pid, None)], writes
 
 
-def assert_same_values(path: Path, min_workers: int) -> None:
+def assert_same_values(path: Path, min_workers: int) -> set[str | None]:
     """Every test that asserted a metric saw the same value, live value, samples and window,
     equal to the report's; the tests ran on at least ``min_workers`` processes."""
     records = [json.loads(f.read_text()) for f in (path / "out").glob("value-*.json")]
@@ -192,6 +198,7 @@ def assert_same_values(path: Path, min_workers: int) -> None:
             for v in report["verdicts"]} == {k: next(iter(v)) for k, v in seen.items()}
     workers = {r["worker"] for r in records}
     assert len(workers) >= min_workers, workers
+    return workers
 
 
 @pytest.mark.parametrize("args, workers", [
@@ -215,12 +222,14 @@ def test_one_stack_same_values_one_report(
 def test_worker_crash_still_tears_everything_down(
     project: Callable[..., Path], spawn: Callable[..., Spawned]
 ) -> None:
-    path = project("crash", INNER_TESTS + CRASH_TEST)
+    path = project("crash", crash=True)
     spawned = run(spawn, path, "-n", "2")
     result = spawned.result()
     result.assert_outcomes(passed=INNER_PASSED, failed=1)
     result.stdout.fnmatch_lines(["*worker 'gw?' crashed while running*test_worker_crash*"])
     assert_one_stack_one_report(path, spawned.pid)
+    workers = assert_same_values(path, 2)  # a replacement worker (gw2), if it ran any, too
+    print("objective tests ran on", sorted(map(str, workers)))
     alive = [p for p in census(path)["processes"] if pid_alive(p["pid"])]
     assert not alive
     assert not list((path / "tmp").glob("darklaunch-*"))
