@@ -627,6 +627,9 @@ def test_prometheus_killed_mid_run_fails_dependent_tests_with_metrics_error(
     run.assert_nothing_left()
 
 
+# Breaks the config the plugin generates, as a bug in the renderer would. Envoy refuses each
+# differently: an unknown enum value is named at the end of its log, an out-of-range duration
+# in the first line, before a dump of the whole config (some 900 lines).
 ENVOY_BREAKER = """
 import pytest_darklaunch.backends.local.envoy as envoy
 
@@ -635,19 +638,35 @@ real = envoy.envoy_config
 
 def broken(*args, **kwargs):
     config = real(*args, **kwargs)
-    config["static_resources"]["clusters"][1]["type"] = "NO_SUCH_TYPE"
+    {edit}
     return config
 
 
 envoy.envoy_config = broken
 """
+ENVOY_BREAKS = {
+    "unknown-enum": (
+        'config["static_resources"]["clusters"][1]["type"] = "NO_SUCH_TYPE"',
+        r"unknown enum value: 'NO_SUCH_TYPE'",
+    ),
+    "duration-out-of-range": (
+        'config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]'
+        '["typed_config"]["route_config"]["virtual_hosts"][0]["routes"][0]["route"]'
+        '["timeout"] = "1000000000000s"',
+        r"duration\s+out\s+of\s+range",  # Envoy pads its words with spaces here
+    ),
+}
 
 
-def test_envoy_rejecting_its_config_fails_provisioning_with_its_log(project: Project) -> None:
-    """A generated config Envoy refuses (the conftest breaks it, as a bug in the renderer
-    would): a provisioning error with Envoy's own log lines, and nothing left behind."""
+@pytest.mark.parametrize("break_", list(ENVOY_BREAKS))
+def test_envoy_rejecting_its_config_fails_provisioning_with_its_reason(
+    project: Project, break_: str
+) -> None:
+    """A generated config Envoy refuses: a provisioning error that says why (Envoy's own
+    words, wherever they are in its log), before any traffic, nothing left behind."""
+    edit, reason = ENVOY_BREAKS[break_]
     project.spec()
-    project.write("conftest.py", ENVOY_BREAKER)
+    project.write("conftest.py", ENVOY_BREAKER.replace("{edit}", edit))
     project.write("test_dark.py", FIXTURE_TESTS)
 
     run, code = project.run()
@@ -656,9 +675,9 @@ def test_envoy_rejecting_its_config_fails_provisioning_with_its_log(project: Pro
     outcomes = run.outcomes()
     assert outcomes["test_unrelated"].outcome == "passed"
     errored = outcomes["test_objective[error-rate]"]
-    assert errored.outcome == "error", errored
     assert "provisioning failed: envoy exited before Envoy ready" in errored.message
-    assert "NO_SUCH_TYPE" in errored.message  # Envoy's log tail
+    assert re.search(reason, errored.message), errored.message[-1500:]
+    assert errored.outcome == "error", errored
     assert run.report()["generator"]["sent"] in (None, 0)
     run.assert_nothing_left()
 
