@@ -538,8 +538,9 @@ def test_dark_hanging_times_out_requests_as_errors_and_ends_on_time(project: Pro
     verdict = report["verdicts"][0]
     assert verdict["outcome"] == "fail"
     # Every mirrored request timed out and was counted within the 500 ms: all of dark's
-    # requests are errors, and dark's count keeps up with live's mirrored share.
-    assert verdict["value"] == 1.0 and verdict["samples"] > 100
+    # requests are errors, and (a verdict at all means the mirror check passed) dark's count
+    # kept up with its share of live's.
+    assert verdict["value"] == 1.0 and verdict["samples"] >= 20
     assert verdict["live_value"] == 0.0 and report["generator"]["errors"] == 0
     # On time: within the planned intervals plus Prometheus' first scrape (about 5 s).
     assert report["stage"] == "completed"
