@@ -16,7 +16,7 @@ from pytest_darklaunch.core.metrics import is_builtin
 from pytest_darklaunch.core.spec import Objective, Sources, _Reader, known_metrics_hint
 from pytest_darklaunch.core.spec import objective_from_mapping as _objective
 from pytest_darklaunch.core.verdict import FAIL, INCONCLUSIVE, PASS, Verdict
-from pytest_darklaunch.errors import ConfigError
+from pytest_darklaunch.errors import ConfigError, DarklaunchError
 from pytest_darklaunch.session import DarklaunchSession
 
 Number = Union[int, float, str]
@@ -41,7 +41,11 @@ class Experiment:
     @property
     def data(self) -> ExperimentData:
         """Everything measured: intervals, windows, generator figures."""
-        return self._session.wait(self._drain)
+        try:
+            return self._session.wait(self._drain)
+        except DarklaunchError as exc:
+            # Provisioning failed or the result never came: the message is the whole story.
+            pytest.fail(f"darklaunch: {exc}", pytrace=False)
 
     @property
     def verdicts(self) -> list[Verdict]:
@@ -168,8 +172,9 @@ def explain(verdict: Verdict, data: ExperimentData) -> str:
         )
     if data.started_at:
         lines.append(
-            f"  samples: {verdict.samples}   window: {verdict.window[1] - verdict.window[0]:.1f} s "
-            f"over {len(data.intervals)} of {data.planned} intervals ({data.stop_reason or data.stage})"
+            f"  samples: {verdict.samples}   window: {verdict.window[1] - verdict.window[0]:.1f} s"
+            f" over {len(data.intervals)} of {data.planned} intervals"
+            f" ({data.stop_reason or data.stage})"
         )
     if verdict.query:
         lines.append(f"  promql: {verdict.query}")

@@ -29,6 +29,9 @@ def darklaunch(request: pytest.FixtureRequest) -> Experiment:
     state = _session(request.config)
     if state is None or not state.resolved.active:
         pytest.skip(NO_EXPERIMENT)
+    if state.error:
+        # The message says it all (which process, its log tail): no traceback into the plugin.
+        pytest.fail(f"darklaunch: {state.error}", pytrace=False)
     return Experiment(state, uncaptured(request.config, progress_writer(request.config)))
 
 

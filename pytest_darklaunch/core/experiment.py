@@ -314,6 +314,9 @@ class Runner:
                 else FIRST_SCRAPE_TIMEOUT_S,
             )
             self._seen_scrape = True
+            if self.stop.is_set():
+                data.stage, data.stop_reason = "stopped", f"interrupted in interval {k}"
+                return
             current = self._snapshots(end)
             src = SOURCES[data.source]
             windows = {
