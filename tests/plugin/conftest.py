@@ -93,7 +93,8 @@ class Spawned:
     def __init__(self, cwd: Path, args: Sequence[str], env: Mapping[str, str] | None = None):
         self.cwd = cwd
         self.out_path = cwd / "pytest-output.txt"
-        environ = dict(os.environ)
+        # The outer run's xdist variables would make the inner processes look like workers.
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST_")}
         environ.update(env or {})
         self._started = time.monotonic()
         self._result: pytest.RunResult | None = None
