@@ -176,6 +176,15 @@ def explain(verdict: Verdict, data: ExperimentData) -> str:
             f" over {len(data.intervals)} of {data.planned} intervals"
             f" ({data.stop_reason or data.stage})"
         )
+    codes = data.intervals[-1].cumulative["dark"].codes if data.intervals else {}
+    if any(not code.startswith("2") for code in codes):
+        shown = ", ".join(f"{code}: {count:.0f}" for code, count in sorted(codes.items()))
+        lines.append(f"  dark responses by code: {shown}")
+        if data.source == "envoy" and "503" in codes:
+            lines.append(
+                "    (a 503 is also Envoy's own answer when dark does not answer: dark down, "
+                "refusing connections or stopped answering)"
+            )
     if verdict.query:
         lines.append(f"  promql: {verdict.query}")
     if verdict.points:

@@ -7,7 +7,7 @@ snapshots (no ``rate()`` extrapolation, no ``or vector(0)`` hiding missing data)
 
 >>> q = snapshot_queries(SOURCES["envoy"], {"envoy_cluster_name": "dark"})
 >>> q["requests"]
-'sum by (envoy_response_code_class) (envoy_cluster_upstream_rq_xx{envoy_cluster_name="dark"})'
+'sum by (envoy_response_code) (envoy_cluster_upstream_rq{envoy_cluster_name="dark"})'
 """
 
 from __future__ import annotations
@@ -76,12 +76,13 @@ class MetricSource:
 
 
 SOURCES: Mapping[str, MetricSource] = {
-    # Envoy cluster stats, local backend: the mirror cluster also records Envoy's own 503s.
+    # Envoy cluster stats per response code, local backend: the mirror cluster also records
+    # the 503s Envoy answers itself when dark does not answer.
     "envoy": MetricSource(
         "envoy",
-        "envoy_cluster_upstream_rq_xx",
-        "envoy_response_code_class",
-        "digit",
+        "envoy_cluster_upstream_rq",
+        "envoy_response_code",
+        "code",
         "envoy_cluster_upstream_rq_time",
     ),
     # Istio standard metrics; mirrored requests show up only with reporter="destination".

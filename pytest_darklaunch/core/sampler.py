@@ -46,6 +46,7 @@ class Window:
     buckets: Buckets = ()
     reset: bool = False
     custom: Mapping[str, Optional[float]] = field(default_factory=dict)
+    codes: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def seconds(self) -> float:
@@ -64,6 +65,7 @@ class Window:
         values["custom"] = {
             k: (None if v is None else float(v)) for k, v in data.get("custom", {}).items()
         }
+        values["codes"] = {k: float(v) for k, v in data.get("codes", {}).items()}
         return cls(**values)
 
 
@@ -84,11 +86,14 @@ def window_between(first: Snapshot, last: Snapshot, errors: str, source: MetricS
     reset = False
     requests = 0.0
     error_count = 0.0
+    codes: dict[str, float] = {}
     for code, count in last.codes.items():
         delta = count - first.codes.get(code, 0.0)
         if delta < 0:
             reset = True
         requests += delta
+        if delta:
+            codes[code] = delta
         if is_error(code, source, errors):
             error_count += delta
     buckets: Buckets = ()
@@ -101,7 +106,9 @@ def window_between(first: Snapshot, last: Snapshot, errors: str, source: MetricS
         lat_count = last.latency_count - (first.latency_count or 0.0)
         lat_sum = (last.latency_sum or 0.0) - (first.latency_sum or 0.0)
         reset = reset or lat_count < 0
-    return Window(first.at, last.at, requests, error_count, lat_sum, lat_count, buckets, reset)
+    return Window(
+        first.at, last.at, requests, error_count, lat_sum, lat_count, buckets, reset, {}, codes
+    )
 
 
 class SnapshotReader:

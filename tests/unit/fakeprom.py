@@ -60,7 +60,7 @@ class FakePrometheus:
             return QueryResult(promql, at, "vector", ())
         if kind == "requests":
             samples = tuple(
-                Sample({"envoy_response_code_class": c}, v) for c, v in scrape.codes.items()
+                Sample({"envoy_response_code": c}, v) for c, v in scrape.codes.items()
             )
         elif kind == "buckets":
             samples = tuple(
