@@ -86,6 +86,24 @@ def tail(path: str, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(kept) if kept else "(log is empty)"
 
 
+_ERROR_MARKERS = ("[critical]", "[error]", "error:", "exception", "traceback")
+
+
+def first_errors(path: str, limit: int = 3) -> list[str]:
+    """The first lines of a log that name an error (a program may dump pages after its reason)."""
+    try:
+        with open(path, "rb") as handle:
+            text = handle.read(262_144).decode("utf-8", errors="replace")
+    except OSError:
+        return []
+    found = [
+        line.strip()
+        for line in text.splitlines()
+        if any(marker in line.lower() for marker in _ERROR_MARKERS)
+    ]
+    return [line[:500] for line in found[:limit]]
+
+
 @dataclass
 class ManagedProcess:
     """One process this run started, as the leader of its own process group."""
@@ -168,9 +186,12 @@ class ManagedProcess:
         """An error saying ``what`` went wrong with this process, with its log tail."""
         status = self.exit_code()
         state = "still running" if status is None else f"exited with status {status}"
+        last = self.log_tail()
+        errors = [line for line in first_errors(self.log_path) if line not in last]
+        reason = "first error lines:\n" + "\n".join(errors) + "\n" if errors else ""
         message = (
             f"{self.name} {what} ({state}; pid {self.pid}; command: {' '.join(self.argv)}); "
-            f"log {self.log_path}, last lines:\n{self.log_tail()}"
+            f"log {self.log_path}, {reason}last lines:\n{last}"
         )
         if status is not None and any(m in self.log_tail().lower() for m in _IN_USE_MARKERS):
             return PortInUse(message)
