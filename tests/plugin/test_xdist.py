@@ -269,3 +269,20 @@ def test_sigterm_to_the_controller_mid_experiment_tears_everything_down(
     assert result.ret == pytest.ExitCode.INTERRUPTED
     assert not [p for p in census(path)["processes"] if pid_alive(p["pid"])]
     assert not list((path / "tmp").glob("darklaunch-*"))
+
+
+def test_run_id_is_xdists_testrun_uid(
+    project: Callable[..., Path], spawn: Callable[..., Spawned]
+) -> None:
+    """Issue 7: names and temp dirs carry the run id, "xdist's testrun_uid where present"
+    (also promised by ``backends.RunContext``'s docstring), so that a CI job that sets
+    ``--testrunuid`` finds its run's directories and labels. The run id may be a prefix of it.
+    """
+    uid = "5eed0123456789abcdef0123456789ab"
+    path = project("uid")
+    spawned = run(spawn, path, "-n", "2", "--testrunuid", uid)
+    spawned.result().assert_outcomes(passed=INNER_PASSED)
+    run_id = json.loads((path / "report.json").read_text())["run_id"]
+    workdir = os.path.basename(census(path)["dirs"][0])
+    assert len(run_id) >= 8 and uid.startswith(run_id), (run_id, uid)
+    assert workdir.startswith(f"darklaunch-{run_id}-"), workdir
