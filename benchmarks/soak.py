@@ -233,7 +233,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--output", default=None, help="keep each session's output here")
     args = parser.parse_args(argv)
 
-    root = Path(tempfile.mkdtemp(prefix="darklaunch-soak-"))
+    # Not "darklaunch-*": that is the pattern of a run's own directory, which leak checks look for.
+    root = Path(tempfile.mkdtemp(prefix="soak-darklaunch-"))
     probe_dir = root / "probe"
     probe_dir.mkdir()
     (probe_dir / "darklaunch_soak_probe.py").write_text(textwrap.dedent(PROBE), encoding="utf-8")
@@ -259,8 +260,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             for line in s.leftover_processes + s.leftover_dirs + s.fds_new:
                 print(f"       {line}", flush=True)
     finally:
-        if not args.output:
-            shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(root, ignore_errors=True)  # the outputs stay when --output names a place
 
     passed = [s for s in sessions if s.passed]
     verdict_sets = {s.verdicts for s in sessions}
