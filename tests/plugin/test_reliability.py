@@ -683,21 +683,6 @@ def test_envoy_rejecting_its_config_fails_provisioning_with_its_reason(
     run.assert_nothing_left()
 
 
-def test_sub_millisecond_timeout_is_refused_before_anything_starts(project: Project) -> None:
-    """``traffic.timeout: 0.0001`` became Envoy's ``connect_timeout: 0.000s``, which Envoy
-    refuses at start; a value the stack cannot use is a usage error (exit 4, one line)."""
-    project.spec(traffic={"timeout": 0.0001})
-    project.write("test_dark.py", FIXTURE_TESTS)
-
-    run, code = project.run()
-
-    assert "INTERNALERROR" not in run.output and "Traceback" not in run.output
-    assert code == 4, f"exit code {code}"
-    assert re.search(r"invalid traffic\.timeout 0\.0001 \(from .*darklaunch\.yaml\)", run.output)
-    assert run.pids == {}
-    run.assert_nothing_left()
-
-
 def _generator_staleness(run: Run, observe_s: float) -> float:
     """The longest time, over ``observe_s`` seconds of the run, that the generator's stats file
     (``stack/traffic.json``) went without being replaced."""
