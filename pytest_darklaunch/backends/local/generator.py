@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 REPORT_EVERY_S = 0.5
+# Requests started in one go before the event loop gets a turn.
+BURST = 64
 DRAIN_MAX_S = 1.0
 
 
@@ -189,6 +191,12 @@ class Generator:
         interval = 1.0 / self.config.rate_rps
         warm_end = self.t0 + self.config.warmup_s
         end = self.t0 + self.config.max_duration_s
+        # A request queued in the client longer than the timeout fails anyway: past this many
+        # in flight a due request cannot be answered in time and counts as late (bounded memory).
+        max_in_flight = max(
+            self.config.connections * 4, int(self.config.rate_rps * self.config.timeout_s * 1.5)
+        )
+        next_report = loop.time() + REPORT_EVERY_S
         index = 0
         due = self.t0
         while due < end:
@@ -197,16 +205,26 @@ class Generator:
                 await asyncio.sleep(delay)
             now = loop.time()
             # Everything due by now starts now: a late wake-up sends a burst, not fewer requests.
+            started = 0
             while due <= now and due < end:
                 phase = self.measured if due >= warm_end else self.warmup
-                if now - due > self.config.late_after_s:
+                if now - due > self.config.late_after_s or len(self.in_flight) >= max_in_flight:
                     phase.late += 1
                 else:
                     task = asyncio.create_task(self._one(session, due, phase))
                     self.in_flight.add(task)
                     task.add_done_callback(self.in_flight.discard)
+                    started += 1
                 index += 1
                 due = self.t0 + index * interval
+                if started >= BURST:
+                    # Let responses and the stats writer run: an overloaded generator must
+                    # still report what it manages.
+                    await asyncio.sleep(0)
+                    now, started = loop.time(), 0
+            if loop.time() >= next_report:
+                self.write_stats()
+                next_report = loop.time() + REPORT_EVERY_S
         if self.stop_reason is None:
             self.stop_reason = "max duration reached"
 
