@@ -6,10 +6,9 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import pytest
 
-from pytest_darklaunch.core.spec import Objective
-
 if TYPE_CHECKING:
     from pytest_darklaunch.assertions import Experiment
+    from pytest_darklaunch.core.spec import Objective
 
 
 @pytest.fixture(scope="session")
@@ -43,6 +42,12 @@ def darklaunch_objective(request: pytest.FixtureRequest) -> Objective:
     ...     darklaunch.assert_objective(darklaunch_objective)
     """
     if not hasattr(request, "param"):
+        from pytest_darklaunch.assertions import NO_EXPERIMENT
+        from pytest_darklaunch.plugin import _session
+
+        state = _session(request.config)
+        if state is None or not state.resolved.active:
+            pytest.skip(NO_EXPERIMENT)
         pytest.skip("darklaunch: the spec declares no objectives")
     objective: Objective = request.param
     return objective

@@ -62,7 +62,11 @@ def pytest_configure(config: pytest.Config) -> None:
     cli = {o.name: config.getoption(o.dest) for o in OPTIONS}
     ini: dict[str, Any] = {}
     for opt in OPTIONS:
-        value = config.getini(opt.ini)
+        try:
+            value = config.getini(opt.ini)
+        except (TypeError, ValueError):
+            # pytest's native TOML table keeps types: accept numbers and booleans as written.
+            value = _native_ini(config, opt.ini)
         if value not in (None, "", []):
             ini[opt.name] = value
     ini_source = str(config.inipath.name) if config.inipath else "ini file"
@@ -90,6 +94,18 @@ def pytest_configure(config: pytest.Config) -> None:
     _config.append(config)
     if resolved.active and workerinput is None and config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistHooks(session), "darklaunch-xdist")
+
+
+def _native_ini(config: pytest.Config, name: str) -> Any:
+    raw = config.inicfg.get(name)
+    value = getattr(raw, "value", raw)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    raise pytest.UsageError(
+        f"invalid {name} {value!r} (from {config.inipath}): expected a string, number or boolean"
+    )
 
 
 class _XdistHooks:
@@ -135,6 +151,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             state.progress_sink = reporter.write_line
 
 
+_previous_sigterm: list[Any] = []
+
+
 def _install_sigterm() -> None:
     """SIGTERM ends the run like Ctrl-C does, so teardown runs in both cases."""
 
@@ -142,9 +161,18 @@ def _install_sigterm() -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
     try:
-        signal.signal(signal.SIGTERM, interrupt)
+        _previous_sigterm.append(signal.signal(signal.SIGTERM, interrupt))
     except ValueError:  # not the main thread (pytest embedded somewhere): leave it alone
         pass
+
+
+def _restore_sigterm() -> None:
+    while _previous_sigterm:
+        previous = _previous_sigterm.pop()
+        try:
+            signal.signal(signal.SIGTERM, previous)
+        except (ValueError, TypeError):
+            pass
 
 
 @pytest.hookimpl(trylast=True)
@@ -189,7 +217,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     state = _session(config)
-    if state is None or not state.resolved.active or not _is_controller(config):
+    if state is None or not state.started or not _is_controller(config):
         return
     from pytest_darklaunch.report import terminal_summary
 
@@ -200,7 +228,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     state = _session(config)
-    if state is None or not state.resolved.active or not _is_controller(config):
+    if state is None or not state.started or not _is_controller(config):
         return
     state.stop_experiment()
     from pytest_darklaunch.report import write_reports
@@ -226,6 +254,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if state is not None:
         if _is_controller(config):
             state.teardown()
+            _restore_sigterm()
         if state in _current:
             _current.remove(state)
     if config in _config:

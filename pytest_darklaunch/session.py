@@ -18,23 +18,16 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
-
-from pytest_darklaunch.backends import Backend, Environment, RunContext, create_backend
-from pytest_darklaunch.core.config import Resolved
-from pytest_darklaunch.core.experiment import (
-    FIRST_SCRAPE_TIMEOUT_S,
-    ExperimentData,
-    Interval,
-    Runner,
-    new_data,
-)
-from pytest_darklaunch.core.spec import Spec
-from pytest_darklaunch.core.verdict import Verdict
 from pytest_darklaunch.errors import DarklaunchError, ProvisioningError
 
+if TYPE_CHECKING:  # the modules behind a running experiment load only when one starts
+    from pytest_darklaunch.backends import Backend, Environment
+    from pytest_darklaunch.core.config import Resolved
+    from pytest_darklaunch.core.experiment import ExperimentData, Interval, Runner
+    from pytest_darklaunch.core.spec import Spec
+    from pytest_darklaunch.core.verdict import Verdict
 RESULT_FILE = "result.json"
 
 
@@ -59,6 +52,11 @@ class DarklaunchSession:
         self.started_at = time.time()
 
     @property
+    def started(self) -> bool:
+        """True once :meth:`start` ran (not for --collect-only, workers, inert runs)."""
+        return self.workdir is not None
+
+    @property
     def spec(self) -> Spec:
         assert self.resolved.spec is not None
         return self.resolved.spec
@@ -71,6 +69,9 @@ class DarklaunchSession:
         self.workdir = tempfile.mkdtemp(prefix=f"darklaunch-{self.run_id}-")
         self.result_path = os.path.join(self.workdir, RESULT_FILE)
         atexit.register(self.teardown)
+        from pytest_darklaunch.backends import RunContext, create_backend
+        from pytest_darklaunch.core.experiment import Runner, new_data
+
         run = RunContext(
             run_id=self.run_id,
             workdir=os.path.join(self.workdir, "stack"),
@@ -189,6 +190,8 @@ class DarklaunchSession:
     # -- both sides -----------------------------------------------------------------------------
 
     def max_duration_s(self) -> float:
+        from pytest_darklaunch.core.experiment import FIRST_SCRAPE_TIMEOUT_S
+
         spec = self.spec
         return (
             spec.traffic.warmup_s
@@ -231,6 +234,10 @@ class DarklaunchSession:
         path = self.result_path
         if not path:
             raise ProvisioningError("no result file was handed to this worker")
+        from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
+
+        from pytest_darklaunch.core.experiment import ExperimentData
+
         retrying = Retrying(
             stop=stop_after_delay(self.max_duration_s()),
             wait=wait_fixed(0.2),

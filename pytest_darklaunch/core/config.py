@@ -17,11 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from pytest_darklaunch.core.iter8 import experiment_to_raw
-from pytest_darklaunch.core.metrics import is_builtin
-from pytest_darklaunch.core.spec import Sources, Spec, build_spec, dotted
+from typing import TYPE_CHECKING
+
 from pytest_darklaunch.core.units import DNS1123_HINT, is_dns1123_label
 from pytest_darklaunch.errors import ConfigError
+
+if TYPE_CHECKING:  # the spec machinery loads only when an experiment is configured
+    from pytest_darklaunch.core.spec import Sources, Spec
 
 SPEC_FILENAME = "darklaunch.yaml"
 _TRUE = ("1", "true", "yes", "on")
@@ -275,6 +277,10 @@ def resolve(
     if not (target_given or settings.spec_path or settings.experiment_path):
         return Resolved(None, settings, origin, values)
 
+    from pytest_darklaunch.core.iter8 import experiment_to_raw
+    from pytest_darklaunch.core.metrics import is_builtin
+    from pytest_darklaunch.core.spec import Sources, build_spec
+
     raw: dict[str, Any] = {}
     sources = Sources("defaults")
     if settings.experiment_path:
@@ -379,6 +385,8 @@ def _merge(
     source: str,
     fields: Mapping[tuple[str, ...], str],
 ) -> None:
+    from pytest_darklaunch.core.spec import dotted
+
     """Deep-merge ``data`` into ``into``, recording the source of every key it sets."""
     for key, value in data.items():
         key_path = path + (str(key),)

@@ -45,7 +45,7 @@ def percentile_of(name: str) -> Optional[float]:
     """
     if name == "95th-percentile-tail-latency":
         return 0.95
-    match = _PERCENTILE.match(name)
+    match = _PERCENTILE.fullmatch(name)
     if not match:
         return None
     value = float(match.group(1))
