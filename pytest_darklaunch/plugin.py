@@ -130,6 +130,10 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     session = _session(config)
     if session is None:
         return []
+    if not session.resolved.active:
+        if config.get_verbosity() > 0:
+            return ["darklaunch: inactive (no target, spec file or Iter8 experiment)"]
+        return []
     from pytest_darklaunch.report import header_lines
 
     return header_lines(session.resolved, config.get_verbosity())
