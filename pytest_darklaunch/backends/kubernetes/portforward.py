@@ -1,8 +1,11 @@
 """A local TCP port relayed to a pod's port through the API server, like ``kubectl port-forward``.
 
-The kubernetes client's ``portforward`` gives a socket per WebSocket connection; this module
-puts a listening socket on ``127.0.0.1`` port 0 in front of it and opens one such connection per
-accepted client, so any HTTP client (the Prometheus client included) can use a plain URL.
+A listening socket on ``127.0.0.1`` port 0; each accepted connection gets its own WebSocket to
+the pod's ``portforward`` subresource (protocol ``v4.channel.k8s.io``: every binary frame starts
+with a channel byte, 0 for data and 1 for errors, and each channel's first frame carries the
+port number). The WebSocket is opened through the generated ``CoreV1Api`` method, so the
+client's authentication applies; the relay itself is ours, so that every way a connection can
+end (either side closing, a reset, an error frame) closes both sides and nothing leaks.
 
 >>> forwarder = PortForwarder(api_client, "istio-system", "prometheus-7d9f", 9090)  # doctest: +SKIP
 >>> forwarder.start()  # doctest: +SKIP
@@ -11,19 +14,18 @@ accepted client, so any HTTP client (the Prometheus client included) can use a p
 
 from __future__ import annotations
 
+import selectors
 import socket
+import struct
 import threading
 from typing import Any, Optional
+from urllib.parse import parse_qsl, urlparse
 
-from pytest_darklaunch.backends.kubernetes.api import (
-    POD,
-    SERVICE,
-    KubeApi,
-    translate,
-)
+from pytest_darklaunch.backends.kubernetes.api import POD, SERVICE, KubeApi, translate
 from pytest_darklaunch.errors import ProvisioningError
 
 _CHUNK = 64 * 1024
+DATA, ERROR = 0, 1
 
 
 class PortForwarder:
@@ -35,6 +37,7 @@ class PortForwarder:
         self.pod = pod
         self.port = port
         self._listener: Optional[socket.socket] = None
+        self._wake: Optional[tuple[socket.socket, socket.socket]] = None
         self._lock = threading.Lock()
         self._open: set[Any] = set()
         self._thread: Optional[threading.Thread] = None
@@ -50,28 +53,53 @@ class PortForwarder:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.local_port}"
 
-    def _connect(self) -> Any:
+    def _open_websocket(self) -> Any:
+        """A WebSocket to the pod port whose two greeting frames were read and checked."""
         from kubernetes.client import CoreV1Api
-        from kubernetes.stream import portforward
+        from kubernetes.stream import ws_client
+        from kubernetes.stream.stream import _websocket_request
 
-        api = CoreV1Api(self.api_client)
-        return portforward(
-            api.connect_get_namespaced_pod_portforward, self.pod, self.namespace,
-            ports=str(self.port),
+        def connect(configuration: Any, _method: str, url: str, **kwargs: Any) -> Any:
+            query = kwargs.get("query_params") or parse_qsl(urlparse(url).query)
+            return ws_client.create_websocket(
+                configuration, ws_client.get_websocket_url(url, query), kwargs.get("headers")
+            )
+
+        ws = _websocket_request(
+            connect, {"_preload_content": False},
+            CoreV1Api(self.api_client).connect_get_namespaced_pod_portforward,
+            self.pod, self.namespace, ports=str(self.port),
         )
+        greeted = set()
+        while greeted != {DATA, ERROR}:
+            channel, payload = _read(ws)
+            if channel is None:
+                ws.shutdown()
+                raise ConnectionError(f"port-forward to {self.pod} closed before it started")
+            if len(payload) != 2 or struct.unpack("<H", payload)[0] != self.port:
+                ws.shutdown()
+                raise ConnectionError(f"port-forward to {self.pod}: {payload.decode(errors='replace')}")
+            greeted.add(channel)
+        return ws
 
     def start(self) -> str:
         """Check that the API server lets us forward, then listen; returns the local URL."""
-        from kubernetes.client.exceptions import ApiException
+        from websocket import WebSocketBadStatusException, WebSocketException
 
         try:
-            probe = self._connect()
-        except ApiException as exc:
-            if "403" in str(getattr(exc, "reason", "")):
-                exc.status = 403
+            self._open_websocket().shutdown()
+        except WebSocketBadStatusException as exc:
+            exc.status = exc.status_code  # type: ignore[attr-defined]
+            exc.body = exc.resp_body  # type: ignore[attr-defined]
             raise translate(exc, "create", "pods/portforward", self.namespace) from exc
-        probe.close()
+        except (WebSocketException, OSError) as exc:
+            raise ProvisioningError(
+                f"cannot port-forward to pod {self.namespace}/{self.pod}:{self.port}: {exc}"
+            ) from exc
         self._listener = socket.create_server(("127.0.0.1", 0))
+        # close() writes here to wake the accept loop (closing a socket another thread waits on
+        # does not wake that thread everywhere).
+        self._wake = socket.socketpair()
         self._thread = threading.Thread(
             target=self._accept, name=f"darklaunch port-forward {self.pod}:{self.port}", daemon=True
         )
@@ -79,65 +107,98 @@ class PortForwarder:
         return self.url
 
     def _accept(self) -> None:
-        assert self._listener is not None
-        listener = self._listener
-        try:
-            for client in iter(lambda: listener.accept()[0], None):
+        assert self._listener is not None and self._wake is not None
+        wake = self._wake[0]
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._listener, selectors.EVENT_READ)
+            selector.register(wake, selectors.EVENT_READ)
+            for ready in iter(lambda: [key.fileobj for key, _ in selector.select()], None):
+                if wake in ready:
+                    return
+                client, _ = self._listener.accept()
                 threading.Thread(target=self._relay, args=(client,), daemon=True).start()
-        except OSError:
-            return  # the listener was closed
 
     def _relay(self, client: socket.socket) -> None:
-        from kubernetes.client.exceptions import ApiException
+        from websocket import WebSocketException
 
         try:
-            forward = self._connect()
-        except ApiException as exc:
+            ws = self._open_websocket()
+        except (WebSocketException, OSError) as exc:
             self.last_error = str(exc)
             client.close()
             return
-        remote = forward.socket(self.port)
-        remote.setblocking(True)
         with self._lock:
-            self._open.update((client, remote))
-        upstream = threading.Thread(target=_pump, args=(client, remote), daemon=True)
+            self._open.update((client, ws))
+        upstream = threading.Thread(target=self._to_pod, args=(client, ws), daemon=True)
         upstream.start()
-        _pump(remote, client)
-        upstream.join()
-        with self._lock:
-            self._open.difference_update((client, remote))
-        forward.close()
+        try:
+            for channel, payload in iter(lambda: _read(ws), (None, b"")):
+                if channel == DATA:
+                    client.sendall(payload)
+                elif channel == ERROR and payload:
+                    self.last_error = payload.decode(errors="replace")
+                    break
+        except OSError:
+            pass  # the local client went away; both sides are closed below
+        finally:
+            _close_socket(client)
+            upstream.join(timeout=5)
+            ws.shutdown()
+            with self._lock:
+                self._open.difference_update((client, ws))
+
+    @staticmethod
+    def _to_pod(client: socket.socket, ws: Any) -> None:
+        from websocket import ABNF, WebSocketException
+
+        try:
+            for data in iter(lambda: client.recv(_CHUNK), b""):
+                ws.send(bytes([DATA]) + data, ABNF.OPCODE_BINARY)
+        except (WebSocketException, OSError):
+            pass  # the pod side ended first; the reader closes everything
+        finally:
+            ws.abort()  # wakes the reader, which closes both sides
 
     def close(self) -> None:
         """Stop listening and cut every relayed connection; safe to call twice."""
+        if self._thread is not None and self._wake is not None:
+            self._wake[1].send(b"x")
+            self._thread.join(timeout=5)
+            self._thread = None
         if self._listener is not None:
             self._listener.close()
         with self._lock:
-            for sock in list(self._open):
-                _shutdown(sock)
+            for conn in list(self._open):
+                if isinstance(conn, socket.socket):
+                    _close_socket(conn)
+                else:
+                    conn.abort()
             self._open.clear()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        if self._wake is not None:
+            for sock in self._wake:
+                sock.close()
+            self._wake = None
 
 
-def _pump(source: Any, sink: Any) -> None:
-    """Copy ``source`` to ``sink`` until either side ends, then end both."""
+def _read(ws: Any) -> tuple[Optional[int], bytes]:
+    """The next ``(channel, payload)``; ``(None, b"")`` once the WebSocket ended."""
+    from websocket import ABNF, WebSocketException
+
     try:
-        for data in iter(lambda: source.recv(_CHUNK), b""):
-            sink.sendall(data)
-    except OSError:
-        pass  # the other direction or close() ended the connection
-    finally:
-        _shutdown(source)
-        _shutdown(sink)
+        # Without control frames: pings are answered inside, a close frame ends the stream.
+        opcode, data = ws.recv_data()
+    except (WebSocketException, OSError):
+        return None, b""  # closed, reset, or shut down by the other thread
+    if opcode != ABNF.OPCODE_BINARY or not data:
+        return None, b""
+    return data[0], bytes(data[1:])
 
 
-def _shutdown(sock: Any) -> None:
+def _close_socket(sock: socket.socket) -> None:
     try:
         sock.shutdown(socket.SHUT_RDWR)
     except OSError:
-        pass  # already closed
+        pass  # already disconnected
     sock.close()
 
 
