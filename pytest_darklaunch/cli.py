@@ -47,11 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     render.add_argument("--spec", metavar="PATH", help="a darklaunch.yaml spec file")
     render.add_argument(
-        "--experiment", metavar="PATH",
+        "--experiment",
+        metavar="PATH",
         help="an Iter8 v2alpha1 Experiment (with --spec, the spec's values win)",
     )
     render.add_argument(
-        "--run-id", default=DEFAULT_RUN_ID,
+        "--run-id",
+        default=DEFAULT_RUN_ID,
         help=f"the run id in labels and names (default: {DEFAULT_RUN_ID})",
     )
     render.add_argument("--namespace", help="namespace instead of the target's")
@@ -81,7 +83,9 @@ def _render(args: argparse.Namespace) -> str:
     if spec_path is None and experiment_path is None:
         if not os.path.isfile(DEFAULT_SPEC):
             raise ConfigError(
-                "--spec", "", "command line",
+                "--spec",
+                "",
+                "command line",
                 f"--spec PATH or --experiment PATH (no {DEFAULT_SPEC} in the current directory)",
             )
         spec_path = DEFAULT_SPEC

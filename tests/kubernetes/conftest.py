@@ -7,12 +7,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from .emulator import Emulator
 
 from pytest_darklaunch.backends import RunContext
 from pytest_darklaunch.backends.kubernetes import KubernetesBackend, KubeSettings
 from pytest_darklaunch.backends.kubernetes.api import RetryPolicy
 from pytest_darklaunch.core.spec import Sources, Spec, build_spec
+
+from .emulator import Emulator
 
 HERE = Path(__file__).resolve().parent
 SCHEMAS = HERE / "schemas"
@@ -31,10 +32,14 @@ def make_spec(**overrides: Any) -> Spec:
     raw: dict[str, Any] = {
         "target": "default/sample-app",
         "versions": {
-            "live": {"image": "gcr.io/knative-samples/knative-route-demo:blue",
-                     "env": {"T_VERSION": "blue"}},
-            "dark": {"image": "gcr.io/knative-samples/knative-route-demo:green",
-                     "env": {"T_VERSION": "green"}},
+            "live": {
+                "image": "gcr.io/knative-samples/knative-route-demo:blue",
+                "env": {"T_VERSION": "blue"},
+            },
+            "dark": {
+                "image": "gcr.io/knative-samples/knative-route-demo:green",
+                "env": {"T_VERSION": "green"},
+            },
         },
         "mirror": {"percent": 40, "host": "customdomain.com"},
         "traffic": {"rate": 20},
@@ -71,12 +76,14 @@ def make_backend(api_client: Any, tmp_path: Path) -> Iterator[BackendFactory]:
     """Backends against the emulator; every one made is torn down after the test."""
     made: list[KubernetesBackend] = []
 
-    def factory(spec: Spec | None = None, run_id: str = "run-a", settings: KubeSettings = FAST,
-                **run: Any) -> KubernetesBackend:
+    def factory(
+        spec: Spec | None = None, run_id: str = "run-a", settings: KubeSettings = FAST, **run: Any
+    ) -> KubernetesBackend:
         run.setdefault("prometheus_url", "http://prometheus.test:9090")
         context = RunContext(run_id=run_id, workdir=str(tmp_path), **run)
-        backend = KubernetesBackend(spec or make_spec(), context, api_client=api_client,
-                                    settings=settings)
+        backend = KubernetesBackend(
+            spec or make_spec(), context, api_client=api_client, settings=settings
+        )
         made.append(backend)
         return backend
 
@@ -88,9 +95,14 @@ def make_backend(api_client: Any, tmp_path: Path) -> Iterator[BackendFactory]:
 def run_objects(emulator: Emulator, run_id: str) -> list[str]:
     """Every object in the emulator labelled with ``run_id``, as ``kind/name``."""
     found = []
-    for plural, group in (("services", "serving.knative.dev"), ("revisions", "serving.knative.dev"),
-                          ("virtualservices", "networking.istio.io"), ("jobs", "batch"),
-                          ("pods", ""), ("services", "")):
+    for plural, group in (
+        ("services", "serving.knative.dev"),
+        ("revisions", "serving.knative.dev"),
+        ("virtualservices", "networking.istio.io"),
+        ("jobs", "batch"),
+        ("pods", ""),
+        ("services", ""),
+    ):
         for obj in emulator.objects(plural, group, labels=f"{RUN_LABEL}={run_id}"):
             found.append(f"{obj['kind']}/{obj['metadata']['name']}")
     return found

@@ -31,6 +31,7 @@ from typing import Any, Callable, Optional
 from urllib.parse import parse_qs, urlparse
 
 import yaml
+
 from .emulator_controllers import Controllers
 from .emulator_portforward import serve_portforward
 from .emulator_store import RESOURCES, ApiError, ResourceType, Store, apply_config, merge_patch
@@ -142,12 +143,18 @@ class Emulator:
         rt = next(r for r in self.resources if r.group == group and r.kind == obj["kind"])
         return self.store.create(rt, copy.deepcopy(obj))
 
-    def objects(self, plural: str, group: str = "", namespace: Optional[str] = None,
-                labels: Optional[str] = None) -> list[dict[str, Any]]:
+    def objects(
+        self,
+        plural: str,
+        group: str = "",
+        namespace: Optional[str] = None,
+        labels: Optional[str] = None,
+    ) -> list[dict[str, Any]]:
         return self.store.list(self.resource(plural, group), namespace, labels)
 
-    def fail(self, verb: str, resource: str, code: int, times: Optional[int] = 1,
-             message: str = "") -> Fault:
+    def fail(
+        self, verb: str, resource: str, code: int, times: Optional[int] = 1, message: str = ""
+    ) -> Fault:
         """Answer the next ``times`` (``None``: all) matching requests with HTTP ``code``.
 
         ``resource`` is a plural (``jobs``), ``plural.group`` or ``pods/portforward``.
@@ -156,8 +163,13 @@ class Emulator:
         self.faults.append(fault)
         return fault
 
-    def on(self, verb: str, resource: str, callback: Callable[[Request], None],
-           times: Optional[int] = 1) -> None:
+    def on(
+        self,
+        verb: str,
+        resource: str,
+        callback: Callable[[Request], None],
+        times: Optional[int] = 1,
+    ) -> None:
         """Call ``callback`` after a matching request was processed, before its response."""
         self.hooks.append(Hook(verb, resource, callback, times))
 
@@ -187,16 +199,26 @@ class Emulator:
         if rest[0] == "namespaces" and len(rest) >= 3:
             namespace, rest = rest[1], rest[2:]
         plural, name, sub = rest[0], (rest[1] if len(rest) > 1 else ""), "/".join(rest[2:])
-        rt = next((r for r in self.resources if r.group == group and r.plural == plural
-                   and version in r.versions), None)
+        rt = next(
+            (
+                r
+                for r in self.resources
+                if r.group == group and r.plural == plural and version in r.versions
+            ),
+            None,
+        )
         if rt is None:
             raise ApiError(404, f"the server could not find the requested resource ({path})")
         return Route(rt, version, namespace, name, sub)
 
     def _discovery(self, parts: list[str]) -> dict[str, Any]:
         if parts == ["version"]:
-            return {"major": "1", "minor": "31", "gitVersion": "v1.31.0-emulator",
-                    "platform": "linux/amd64"}
+            return {
+                "major": "1",
+                "minor": "31",
+                "gitVersion": "v1.31.0-emulator",
+                "platform": "linux/amd64",
+            }
         if parts == ["api"]:
             return {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}
         if parts == ["apis"]:
@@ -205,28 +227,62 @@ class Emulator:
                 if r.group:
                     groups.setdefault(r.group, [])
                     groups[r.group] += [v for v in r.versions if v not in groups[r.group]]
-            return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
-                {"name": g, "versions": [{"groupVersion": f"{g}/{v}", "version": v} for v in vs],
-                 "preferredVersion": {"groupVersion": f"{g}/{vs[0]}", "version": vs[0]}}
-                for g, vs in groups.items()]}
-        raise ApiError(404, f"the server could not find the requested resource (/{'/'.join(parts)})")
+            return {
+                "kind": "APIGroupList",
+                "apiVersion": "v1",
+                "groups": [
+                    {
+                        "name": g,
+                        "versions": [{"groupVersion": f"{g}/{v}", "version": v} for v in vs],
+                        "preferredVersion": {"groupVersion": f"{g}/{vs[0]}", "version": vs[0]},
+                    }
+                    for g, vs in groups.items()
+                ],
+            }
+        raise ApiError(
+            404, f"the server could not find the requested resource (/{'/'.join(parts)})"
+        )
 
     def _resource_list(self, group: str, version: str) -> dict[str, Any]:
         found = [r for r in self.resources if r.group == group and version in r.versions]
         if not found:
-            raise ApiError(404, f"the server could not find the requested resource ({group}/{version})")
-        resources = [{"name": r.plural, "singularName": r.kind.lower(), "namespaced": r.namespaced,
-                      "kind": r.kind, "verbs": list(r.verbs)} for r in found]
+            raise ApiError(
+                404, f"the server could not find the requested resource ({group}/{version})"
+            )
+        resources = [
+            {
+                "name": r.plural,
+                "singularName": r.kind.lower(),
+                "namespaced": r.namespaced,
+                "kind": r.kind,
+                "verbs": list(r.verbs),
+            }
+            for r in found
+        ]
         if not group:
-            resources.append({"name": "pods/portforward", "singularName": "", "namespaced": True,
-                              "kind": "PodPortForwardOptions", "verbs": ["create", "get"]})
-        return {"kind": "APIResourceList", "apiVersion": "v1",
-                "groupVersion": f"{group}/{version}" if group else version, "resources": resources}
+            resources.append(
+                {
+                    "name": "pods/portforward",
+                    "singularName": "",
+                    "namespaced": True,
+                    "kind": "PodPortForwardOptions",
+                    "verbs": ["create", "get"],
+                }
+            )
+        return {
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": f"{group}/{version}" if group else version,
+            "resources": resources,
+        }
 
     def check_faults(self, request: Request) -> None:
         for fault in self.faults:
-            if fault.verb == request.verb and _matches(request, fault.resource) and (
-                    fault.times is None or fault.hits < fault.times):
+            if (
+                fault.verb == request.verb
+                and _matches(request, fault.resource)
+                and (fault.times is None or fault.hits < fault.times)
+            ):
                 fault.hits += 1
                 if fault.code == 403:
                     group = request.qualified.partition(".")[2]
@@ -234,16 +290,24 @@ class Emulator:
                         f'{request.qualified} "{request.name}" is forbidden: User '
                         f'"system:serviceaccount:ci:darklaunch" cannot {request.verb} resource '
                         f'"{request.resource}" in API group "{group}" in the namespace '
-                        f'"{request.namespace}"')
+                        f'"{request.namespace}"'
+                    )
                 else:
-                    message = fault.message or f"injected fault {fault.code} for {request.verb} {request.qualified}"
-                raise ApiError(fault.code, message,
-                               details={"name": request.name, "kind": request.resource})
+                    message = (
+                        fault.message
+                        or f"injected fault {fault.code} for {request.verb} {request.qualified}"
+                    )
+                raise ApiError(
+                    fault.code, message, details={"name": request.name, "kind": request.resource}
+                )
 
     def run_hooks(self, request: Request) -> None:
         for hook in self.hooks:
-            if hook.verb == request.verb and _matches(request, hook.resource) and (
-                    hook.times is None or hook.times > 0):
+            if (
+                hook.verb == request.verb
+                and _matches(request, hook.resource)
+                and (hook.times is None or hook.times > 0)
+            ):
                 if hook.times is not None:
                     hook.times -= 1
                 hook.callback(request)
@@ -273,8 +337,9 @@ class Emulator:
         except ApiError as exc:
             h.send_json(exc.code, exc.status())
 
-    def _request(self, method: str, path: str, route: Route, query: dict[str, str], headers: Any,
-                 raw: bytes) -> Request:
+    def _request(
+        self, method: str, path: str, route: Route, query: dict[str, str], headers: Any, raw: bytes
+    ) -> Request:
         rt = route.rt
         assert rt is not None
         if route.sub:
@@ -284,7 +349,11 @@ class Emulator:
             resource = rt.plural
             verb = {"POST": "create", "PUT": "update", "PATCH": "patch"}.get(method, "")
             if method == "GET":
-                verb = "get" if route.name else ("watch" if query.get("watch") in ("true", "1") else "list")
+                verb = (
+                    "get"
+                    if route.name
+                    else ("watch" if query.get("watch") in ("true", "1") else "list")
+                )
             if method == "DELETE":
                 verb = "delete" if route.name else "deletecollection"
         content_type = (headers.get("Content-Type") or "").split(";")[0].strip()
@@ -295,8 +364,18 @@ class Emulator:
             except ValueError as exc:
                 raise ApiError(400, f"cannot decode body: {exc}") from None
         qualified = resource if not rt.group else f"{resource}.{rt.group}"
-        return Request(method, path, verb, resource, qualified, route.namespace, route.name,
-                       query, content_type, body)
+        return Request(
+            method,
+            path,
+            verb,
+            resource,
+            qualified,
+            route.namespace,
+            route.name,
+            query,
+            content_type,
+            body,
+        )
 
     def _perform(self, request: Request, route: Route) -> tuple[int, Any]:
         rt, store, q = route.rt, self.store, request.query
@@ -310,18 +389,34 @@ class Emulator:
         if request.verb == "get":
             obj = store.get(rt, route.namespace, route.name)
             if obj is None:
-                raise ApiError(404, f'{rt.qualified} "{route.name}" not found',
-                               details={"name": route.name, "group": rt.group, "kind": rt.plural})
+                raise ApiError(
+                    404,
+                    f'{rt.qualified} "{route.name}" not found',
+                    details={"name": route.name, "group": rt.group, "kind": rt.plural},
+                )
             return 200, out(obj)
         if request.verb in ("list", "deletecollection"):
-            items = store.list(rt, route.namespace or None, q.get("labelSelector"), q.get("fieldSelector"))
+            items = store.list(
+                rt, route.namespace or None, q.get("labelSelector"), q.get("fieldSelector")
+            )
             if request.verb == "deletecollection":
-                items = [store.delete(rt, i["metadata"].get("namespace", ""), i["metadata"]["name"],
-                                      q.get("propagationPolicy")) for i in items]
+                items = [
+                    store.delete(
+                        rt,
+                        i["metadata"].get("namespace", ""),
+                        i["metadata"]["name"],
+                        q.get("propagationPolicy"),
+                    )
+                    for i in items
+                ]
             with store.lock:
                 version = str(store.rv)
-            return 200, {"kind": f"{rt.kind}List", "apiVersion": api_version,
-                         "metadata": {"resourceVersion": version}, "items": [out(i) for i in items]}
+            return 200, {
+                "kind": f"{rt.kind}List",
+                "apiVersion": api_version,
+                "metadata": {"resourceVersion": version},
+                "items": [out(i) for i in items],
+            }
         if request.verb == "create":
             body = dict(request.body or {})
             body.setdefault("metadata", {})["namespace"] = route.namespace
@@ -331,8 +426,11 @@ class Emulator:
             current = store.get(rt, route.namespace, route.name)
             given = body.get("metadata", {}).get("resourceVersion")
             if current and given and given != current["metadata"]["resourceVersion"]:
-                raise ApiError(409, f'Operation cannot be fulfilled on {rt.qualified} "{route.name}": '
-                               "the object has been modified; please apply your changes to the latest version")
+                raise ApiError(
+                    409,
+                    f'Operation cannot be fulfilled on {rt.qualified} "{route.name}": '
+                    "the object has been modified; please apply your changes to the latest version",
+                )
             if current:
                 body["status"] = current.get("status")
             return 200, out(store.replace(rt, body))
@@ -343,8 +441,9 @@ class Emulator:
             return 200, out(obj)
         raise ApiError(405, f"method {request.method} not allowed")
 
-    def _patch(self, request: Request, route: Route,
-               out: Callable[[dict[str, Any]], dict[str, Any]]) -> tuple[int, Any]:
+    def _patch(
+        self, request: Request, route: Route, out: Callable[[dict[str, Any]], dict[str, Any]]
+    ) -> tuple[int, Any]:
         rt, store = route.rt, self.store
         assert rt is not None
         if not isinstance(request.body, dict):
@@ -355,37 +454,57 @@ class Emulator:
             if request.content_type == "application/apply-patch+yaml":
                 manager = request.query.get("fieldManager")
                 if not manager:
-                    raise ApiError(400, "PatchOptions.meta.k8s.io is invalid: fieldManager: Required value: "
-                                   "is required for apply patch")
+                    raise ApiError(
+                        400,
+                        "PatchOptions.meta.k8s.io is invalid: fieldManager: Required value: "
+                        "is required for apply patch",
+                    )
                 body = request.body
                 if body.get("metadata", {}).get("name") != route.name:
                     raise ApiError(400, "the name of the object does not match the name on the URL")
                 configs = store.configs.setdefault(key, {})
-                merged = apply_config(current, body, configs, manager,
-                                      request.query.get("force") == "true")
+                merged = apply_config(
+                    current, body, configs, manager, request.query.get("force") == "true"
+                )
                 merged.setdefault("metadata", {})["managedFields"] = [
-                    {"manager": m, "operation": "Apply", "apiVersion": body.get("apiVersion"),
-                     "fieldsType": "FieldsV1", "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-                    for m in configs]
+                    {
+                        "manager": m,
+                        "operation": "Apply",
+                        "apiVersion": body.get("apiVersion"),
+                        "fieldsType": "FieldsV1",
+                        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    }
+                    for m in configs
+                ]
                 if current is None:
                     merged["metadata"]["namespace"] = route.namespace
                     return 201, out(store.create(rt, merged))
                 merged["status"] = current.get("status")
                 return 200, out(store.replace(rt, merged))
-            if request.content_type in ("application/merge-patch+json",
-                                        "application/strategic-merge-patch+json"):
+            if request.content_type in (
+                "application/merge-patch+json",
+                "application/strategic-merge-patch+json",
+            ):
                 if current is None:
-                    raise ApiError(404, f'{rt.qualified} "{route.name}" not found',
-                                   details={"name": route.name, "group": rt.group, "kind": rt.plural})
+                    raise ApiError(
+                        404,
+                        f'{rt.qualified} "{route.name}" not found',
+                        details={"name": route.name, "group": rt.group, "kind": rt.plural},
+                    )
                 return 200, out(store.replace(rt, merge_patch(current, request.body)))
-        raise ApiError(415, f"the body of the request was in an unknown format: {request.content_type}")
+        raise ApiError(
+            415, f"the body of the request was in an unknown format: {request.content_type}"
+        )
 
     def _watch(self, h: _Handler, route: Route, query: dict[str, str]) -> None:
         rt, store = route.rt, self.store
         assert rt is not None
         from .emulator_store import field_matcher, label_matcher
 
-        labels, fields = label_matcher(query.get("labelSelector")), field_matcher(query.get("fieldSelector"))
+        labels, fields = (
+            label_matcher(query.get("labelSelector")),
+            field_matcher(query.get("fieldSelector")),
+        )
         deadline = time.monotonic() + float(query.get("timeoutSeconds") or 1800)
         since = query.get("resourceVersion") or "0"
         h.start_chunked()
@@ -403,8 +522,12 @@ class Emulator:
             with store.lock:
                 position = int(since)
                 if since == "0":
-                    initial = store.list(rt, route.namespace or None, query.get("labelSelector"),
-                                         query.get("fieldSelector"))
+                    initial = store.list(
+                        rt,
+                        route.namespace or None,
+                        query.get("labelSelector"),
+                        query.get("fieldSelector"),
+                    )
                     position = store.rv
             if since == "0":
                 for obj in initial:

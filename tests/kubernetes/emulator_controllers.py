@@ -97,19 +97,41 @@ class Controllers:
 
     def _event(self, obj: dict[str, Any], kind: str, reason: str, message: str) -> None:
         meta = obj["metadata"]
-        self.emulator.store.create(self._rt("events"), {
-            "apiVersion": "v1", "kind": "Event",
-            "metadata": {"name": f"{meta['name']}.{uuid.uuid4().hex[:8]}", "namespace": meta["namespace"]},
-            "involvedObject": {"kind": kind, "name": meta["name"], "namespace": meta["namespace"],
-                               "uid": meta.get("uid")},
-            "type": "Warning", "reason": reason, "message": message,
-            "lastTimestamp": now(), "count": 1,
-        })
+        self.emulator.store.create(
+            self._rt("events"),
+            {
+                "apiVersion": "v1",
+                "kind": "Event",
+                "metadata": {
+                    "name": f"{meta['name']}.{uuid.uuid4().hex[:8]}",
+                    "namespace": meta["namespace"],
+                },
+                "involvedObject": {
+                    "kind": kind,
+                    "name": meta["name"],
+                    "namespace": meta["namespace"],
+                    "uid": meta.get("uid"),
+                },
+                "type": "Warning",
+                "reason": reason,
+                "message": message,
+                "lastTimestamp": now(),
+                "count": 1,
+            },
+        )
 
     @staticmethod
     def _owner(obj: dict[str, Any]) -> list[dict[str, Any]]:
-        return [{"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": obj["metadata"]["name"],
-                 "uid": obj["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}]
+        return [
+            {
+                "apiVersion": obj["apiVersion"],
+                "kind": obj["kind"],
+                "name": obj["metadata"]["name"],
+                "uid": obj["metadata"]["uid"],
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
 
     def _set_status(self, rt: ResourceType, obj: dict[str, Any], status: dict[str, Any]) -> bool:
         store = self.emulator.store
@@ -125,7 +147,9 @@ class Controllers:
 
     # -- Knative ----------------------------------------------------------------------------
 
-    def _reconcile_service(self, rt: ResourceType, svc: dict[str, Any], again: bool = False) -> None:
+    def _reconcile_service(
+        self, rt: ResourceType, svc: dict[str, Any], again: bool = False
+    ) -> None:
         store, meta = self.emulator.store, svc["metadata"]
         name, ns, generation = meta["name"], meta["namespace"], meta["generation"]
         with store.lock:
@@ -138,22 +162,40 @@ class Controllers:
         revision = (template.get("metadata") or {}).get("name") or f"{name}-{generation:05d}"
         rev_rt = self._rt("revisions", "serving.knative.dev")
         if store.get(rev_rt, ns, revision) is None:
-            labels = {**((template.get("metadata") or {}).get("labels") or {}),
-                      "serving.knative.dev/service": name, "serving.knative.dev/configuration": name}
-            rev = store.create(rev_rt, {
-                "apiVersion": "serving.knative.dev/v1", "kind": "Revision",
-                "metadata": {"name": revision, "namespace": ns, "labels": labels,
-                             "ownerReferences": self._owner(current)},
-                "spec": copy.deepcopy(template.get("spec") or {}),
-            })
-            store.create(self._rt("pods"), {
-                "apiVersion": "v1", "kind": "Pod",
-                "metadata": {"name": f"{revision}-deployment-{uuid.uuid4().hex[:5]}", "namespace": ns,
-                             "labels": {**labels, "serving.knative.dev/revision": revision},
-                             "ownerReferences": self._owner(rev)},
-                "spec": copy.deepcopy(template.get("spec") or {}),
-                "status": {"phase": "Running"},
-            })
+            labels = {
+                **((template.get("metadata") or {}).get("labels") or {}),
+                "serving.knative.dev/service": name,
+                "serving.knative.dev/configuration": name,
+            }
+            rev = store.create(
+                rev_rt,
+                {
+                    "apiVersion": "serving.knative.dev/v1",
+                    "kind": "Revision",
+                    "metadata": {
+                        "name": revision,
+                        "namespace": ns,
+                        "labels": labels,
+                        "ownerReferences": self._owner(current),
+                    },
+                    "spec": copy.deepcopy(template.get("spec") or {}),
+                },
+            )
+            store.create(
+                self._rt("pods"),
+                {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "metadata": {
+                        "name": f"{revision}-deployment-{uuid.uuid4().hex[:5]}",
+                        "namespace": ns,
+                        "labels": {**labels, "serving.knative.dev/revision": revision},
+                        "ownerReferences": self._owner(rev),
+                    },
+                    "spec": copy.deepcopy(template.get("spec") or {}),
+                    "status": {"phase": "Running"},
+                },
+            )
         outcome = self.knative.get(revision, READY)
         previous = current.get("status") or {}
         status: dict[str, Any] = {
@@ -164,32 +206,57 @@ class Controllers:
         }
         if outcome.state == "ready":
             status["latestReadyRevisionName"] = revision
-            conditions = [("ConfigurationsReady", "True", "", ""), ("Ready", "True", "", ""),
-                          ("RoutesReady", "True", "", "")]
+            conditions = [
+                ("ConfigurationsReady", "True", "", ""),
+                ("Ready", "True", "", ""),
+                ("RoutesReady", "True", "", ""),
+            ]
             traffic = current["spec"].get("traffic") or [{"latestRevision": True, "percent": 100}]
             status["traffic"] = [
-                {**t, "revisionName": t.get("revisionName") or revision,
-                 **({"url": f"http://{t['tag']}-{name}.{ns}.example.com"} if t.get("tag") else {})}
+                {
+                    **t,
+                    "revisionName": t.get("revisionName") or revision,
+                    **(
+                        {"url": f"http://{t['tag']}-{name}.{ns}.example.com"}
+                        if t.get("tag")
+                        else {}
+                    ),
+                }
                 for t in traffic
             ]
         elif outcome.state == "failed":
             text = f'Revision "{revision}" failed with message: {outcome.message}.'
-            conditions = [("ConfigurationsReady", "False", outcome.reason, text),
-                          ("Ready", "False", outcome.reason, text), ("RoutesReady", "True", "", "")]
+            conditions = [
+                ("ConfigurationsReady", "False", outcome.reason, text),
+                ("Ready", "False", outcome.reason, text),
+                ("RoutesReady", "True", "", ""),
+            ]
         else:
             text = f'Configuration "{name}" is waiting for a Revision to become ready.'
-            conditions = [("ConfigurationsReady", "Unknown", outcome.reason, text),
-                          ("Ready", "Unknown", outcome.reason, text), ("RoutesReady", "Unknown", "", "")]
+            conditions = [
+                ("ConfigurationsReady", "Unknown", outcome.reason, text),
+                ("Ready", "Unknown", outcome.reason, text),
+                ("RoutesReady", "Unknown", "", ""),
+            ]
         status["conditions"] = [
-            {"type": t, "status": s, **({"reason": r} if r else {}), **({"message": m} if m else {}),
-             "lastTransitionTime": now()}
+            {
+                "type": t,
+                "status": s,
+                **({"reason": r} if r else {}),
+                **({"message": m} if m else {}),
+                "lastTransitionTime": now(),
+            }
             for t, s, r, m in conditions
         ]
         if outcome.state != "ready":
             rev = store.get(rev_rt, ns, revision)
             if rev is not None:
-                self._event(rev, "Revision", "InternalError" if outcome.state == "failed" else "FailedScheduling",
-                            outcome.message)
+                self._event(
+                    rev,
+                    "Revision",
+                    "InternalError" if outcome.state == "failed" else "FailedScheduling",
+                    outcome.message,
+                )
         self._set_status(rt, current, status)
 
     # -- Jobs -------------------------------------------------------------------------------
@@ -197,37 +264,83 @@ class Controllers:
     def _start_job(self, rt: ResourceType, job: dict[str, Any]) -> None:
         meta, store = job["metadata"], self.emulator.store
         template = job["spec"]["template"]
-        labels = {**((template.get("metadata") or {}).get("labels") or {}),
-                  "job-name": meta["name"], "batch.kubernetes.io/job-name": meta["name"],
-                  "controller-uid": meta["uid"]}
+        labels = {
+            **((template.get("metadata") or {}).get("labels") or {}),
+            "job-name": meta["name"],
+            "batch.kubernetes.io/job-name": meta["name"],
+            "controller-uid": meta["uid"],
+        }
         outcome = self.job_pods
         container = template["spec"]["containers"][0]["name"]
         if outcome.state == "ready":
-            pod_status = {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}],
-                          "containerStatuses": [{"name": container, "ready": True,
-                                                 "state": {"running": {"startedAt": now()}}}]}
+            pod_status = {
+                "phase": "Running",
+                "conditions": [{"type": "Ready", "status": "True"}],
+                "containerStatuses": [
+                    {"name": container, "ready": True, "state": {"running": {"startedAt": now()}}}
+                ],
+            }
         elif outcome.state == "failed":
-            pod_status = {"phase": "Failed", "containerStatuses": [{"name": container, "ready": False,
-                          "state": {"terminated": {"reason": "Error", "exitCode": 1,
-                                                   "message": outcome.message}}}]}
+            pod_status = {
+                "phase": "Failed",
+                "containerStatuses": [
+                    {
+                        "name": container,
+                        "ready": False,
+                        "state": {
+                            "terminated": {
+                                "reason": "Error",
+                                "exitCode": 1,
+                                "message": outcome.message,
+                            }
+                        },
+                    }
+                ],
+            }
         else:
-            pod_status = {"phase": "Pending",
-                          "conditions": [{"type": "Ready", "status": "False", "reason": "ContainersNotReady"}],
-                          "containerStatuses": [{"name": container, "ready": False, "state": {
-                              "waiting": {"reason": "ImagePullBackOff", "message": outcome.message}}}]}
+            pod_status = {
+                "phase": "Pending",
+                "conditions": [
+                    {"type": "Ready", "status": "False", "reason": "ContainersNotReady"}
+                ],
+                "containerStatuses": [
+                    {
+                        "name": container,
+                        "ready": False,
+                        "state": {
+                            "waiting": {"reason": "ImagePullBackOff", "message": outcome.message}
+                        },
+                    }
+                ],
+            }
         try:
-            pod = store.create(self._rt("pods"), {
-                "apiVersion": "v1", "kind": "Pod",
-                "metadata": {"name": f"{meta['name']}-{uuid.uuid4().hex[:5]}", "namespace": meta["namespace"],
-                             "labels": labels, "annotations": (template.get("metadata") or {}).get("annotations", {}),
-                             "ownerReferences": self._owner(job)},
-                "spec": copy.deepcopy(template["spec"]),
-                "status": pod_status,
-            })
+            pod = store.create(
+                self._rt("pods"),
+                {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "metadata": {
+                        "name": f"{meta['name']}-{uuid.uuid4().hex[:5]}",
+                        "namespace": meta["namespace"],
+                        "labels": labels,
+                        "annotations": (template.get("metadata") or {}).get("annotations", {}),
+                        "ownerReferences": self._owner(job),
+                    },
+                    "spec": copy.deepcopy(template["spec"]),
+                    "status": pod_status,
+                },
+            )
         except ApiError:
             return  # the namespace or the Job vanished meanwhile
         if outcome.state == "pending":
             self._event(pod, "Pod", "Failed", outcome.message)
-        self._set_status(rt, job, {"active": 1 if outcome.state != "failed" else 0,
-                                   "failed": 1 if outcome.state == "failed" else 0,
-                                   "ready": 1 if outcome.state == "ready" else 0, "startTime": now()})
+        self._set_status(
+            rt,
+            job,
+            {
+                "active": 1 if outcome.state != "failed" else 0,
+                "failed": 1 if outcome.state == "failed" else 0,
+                "ready": 1 if outcome.state == "ready" else 0,
+                "startTime": now(),
+            },
+        )

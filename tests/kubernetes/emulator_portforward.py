@@ -57,8 +57,9 @@ def _read_frame(stream: BinaryIO) -> tuple[int, bytes]:
     return b1 & 0x0F, data
 
 
-def serve_portforward(emulator: Emulator, h: Any, namespace: str, pod: str,
-                      query: dict[str, str]) -> None:
+def serve_portforward(
+    emulator: Emulator, h: Any, namespace: str, pod: str, query: dict[str, str]
+) -> None:
     """Upgrade the request to a WebSocket and relay ``ports`` to the registered address."""
     if h.headers.get("Upgrade", "").lower() != "websocket":
         raise ApiError(400, "port-forward needs a WebSocket upgrade")
@@ -85,7 +86,10 @@ def serve_portforward(emulator: Emulator, h: Any, namespace: str, pod: str,
     send(OP_BINARY, b"\x01" + port_bytes)
     address = emulator.forwards.get((namespace, pod, port))
     if address is None:
-        send(OP_BINARY, b"\x01" + f"error forwarding port {port} to pod {pod}: not registered".encode())
+        send(
+            OP_BINARY,
+            b"\x01" + f"error forwarding port {port} to pod {pod}: not registered".encode(),
+        )
         send(OP_CLOSE, struct.pack(">H", 1000))
         return
     upstream = socket.create_connection(address)

@@ -29,7 +29,14 @@ class ResourceType:
     kind: str
     namespaced: bool = True
     verbs: tuple[str, ...] = (
-        "create", "delete", "deletecollection", "get", "list", "patch", "update", "watch",
+        "create",
+        "delete",
+        "deletecollection",
+        "get",
+        "list",
+        "patch",
+        "update",
+        "watch",
     )
 
     @property
@@ -48,7 +55,9 @@ RESOURCES = (
     ResourceType("batch", ("v1",), "jobs", "Job"),
     ResourceType("serving.knative.dev", ("v1",), "services", "Service"),
     ResourceType("serving.knative.dev", ("v1",), "revisions", "Revision"),
-    ResourceType("networking.istio.io", ("v1", "v1beta1", "v1alpha3"), "virtualservices", "VirtualService"),
+    ResourceType(
+        "networking.istio.io", ("v1", "v1beta1", "v1alpha3"), "virtualservices", "VirtualService"
+    ),
 )
 # What a DELETE without propagationPolicy does, per type (batch/v1 Jobs orphan their pods).
 DEFAULT_PROPAGATION = {"jobs": "Orphan"}
@@ -57,12 +66,25 @@ DEFAULT_PROPAGATION = {"jobs": "Orphan"}
 class ApiError(Exception):
     """An error the emulator answers with a ``Status`` object."""
 
-    REASONS = {400: "BadRequest", 403: "Forbidden", 404: "NotFound", 409: "Conflict",
-               410: "Expired", 415: "UnsupportedMediaType", 422: "Invalid",
-               500: "InternalError", 503: "ServiceUnavailable"}
+    REASONS = {
+        400: "BadRequest",
+        403: "Forbidden",
+        404: "NotFound",
+        409: "Conflict",
+        410: "Expired",
+        415: "UnsupportedMediaType",
+        422: "Invalid",
+        500: "InternalError",
+        503: "ServiceUnavailable",
+    }
 
-    def __init__(self, code: int, message: str, reason: Optional[str] = None,
-                 details: Optional[dict[str, Any]] = None) -> None:
+    def __init__(
+        self,
+        code: int,
+        message: str,
+        reason: Optional[str] = None,
+        details: Optional[dict[str, Any]] = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -70,9 +92,16 @@ class ApiError(Exception):
         self.details = details or {}
 
     def status(self) -> dict[str, Any]:
-        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                "message": self.message, "reason": self.reason, "details": self.details,
-                "code": self.code}
+        return {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "details": self.details,
+            "code": self.code,
+        }
 
 
 def now() -> str:
@@ -103,8 +132,11 @@ def label_matcher(selector: Optional[str]) -> Callable[[dict[str, Any]], bool]:
     for term in _split_selector(selector or ""):
         match = _SET_EXPR.match(term)
         if match:
-            key, op, values = match.group(1), match.group(2), {
-                v.strip() for v in match.group(3).split(",")}
+            key, op, values = (
+                match.group(1),
+                match.group(2),
+                {v.strip() for v in match.group(3).split(",")},
+            )
             if op == "in":
                 tests.append(lambda labels, k=key, vs=values: labels.get(k) in vs)
             else:
@@ -116,7 +148,8 @@ def label_matcher(selector: Optional[str]) -> Callable[[dict[str, Any]], bool]:
             key, value = (s.strip() for s in term.replace("==", "=").split("=", 1))
             tests.append(lambda labels, k=key, v=value: labels.get(k) == v)
         elif term.startswith("!"):
-            tests.append(lambda labels, k=term[1:].strip(): k not in labels)
+            absent = term[1:].strip()
+            tests.append(lambda labels, k=absent: k not in labels)
         else:
             tests.append(lambda labels, k=term: k in labels)
 
@@ -147,6 +180,7 @@ def field_matcher(selector: Optional[str]) -> Callable[[dict[str, Any]], bool]:
 
 
 # -- patches ----------------------------------------------------------------------------------
+
 
 def merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7386 JSON merge patch (``null`` deletes)."""
@@ -190,8 +224,13 @@ _MISSING = object()
 _IDENTITY = {("apiVersion",), ("kind",), ("metadata", "name"), ("metadata", "namespace")}
 
 
-def apply_config(existing: Optional[dict[str, Any]], applied: dict[str, Any],
-                 configs: dict[str, dict[str, Any]], manager: str, force: bool) -> dict[str, Any]:
+def apply_config(
+    existing: Optional[dict[str, Any]],
+    applied: dict[str, Any],
+    configs: dict[str, dict[str, Any]],
+    manager: str,
+    force: bool,
+) -> dict[str, Any]:
     """Server-side apply of ``applied`` by ``manager`` onto ``existing``.
 
     ``configs`` holds each manager's last applied configuration (updated in place). Fields the
@@ -209,7 +248,9 @@ def apply_config(existing: Optional[dict[str, Any]], applied: dict[str, Any],
             if theirs is not _MISSING and theirs != value:
                 conflicts.append(f'conflict with "{other}": .{".".join(path)}')
     if conflicts and not force:
-        raise ApiError(409, f"Apply failed with {len(conflicts)} conflict(s): {'; '.join(conflicts)}")
+        raise ApiError(
+            409, f"Apply failed with {len(conflicts)} conflict(s): {'; '.join(conflicts)}"
+        )
     result = copy.deepcopy(existing) if existing else {}
     previous = configs.get(manager, {})
     for path, _ in leaves(previous):
@@ -242,6 +283,7 @@ def _deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]
 
 
 # -- the store --------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class WatchEvent:
@@ -280,20 +322,32 @@ class Store:
             obj = self.objects.get((rt.group, rt.plural, namespace, name))
             return copy.deepcopy(obj) if obj else None
 
-    def list(self, rt: ResourceType, namespace: Optional[str], labels: Optional[str] = None,
-             fields: Optional[str] = None) -> list[dict[str, Any]]:
+    def list(
+        self,
+        rt: ResourceType,
+        namespace: Optional[str],
+        labels: Optional[str] = None,
+        fields: Optional[str] = None,
+    ) -> list[dict[str, Any]]:
         match_labels, match_fields = label_matcher(labels), field_matcher(fields)
         with self.lock:
             return [
-                copy.deepcopy(obj) for (g, p, ns, _), obj in sorted(self.objects.items())
-                if g == rt.group and p == rt.plural and (namespace is None or ns == namespace)
-                and match_labels(obj) and match_fields(obj)
+                copy.deepcopy(obj)
+                for (g, p, ns, _), obj in sorted(self.objects.items())
+                if g == rt.group
+                and p == rt.plural
+                and (namespace is None or ns == namespace)
+                and match_labels(obj)
+                and match_fields(obj)
             ]
 
     def _check_namespace(self, rt: ResourceType, namespace: str) -> None:
         if rt.namespaced and ("", "namespaces", "", namespace) not in self.objects:
-            raise ApiError(404, f'namespaces "{namespace}" not found',
-                           details={"name": namespace, "kind": "namespaces"})
+            raise ApiError(
+                404,
+                f'namespaces "{namespace}" not found',
+                details={"name": namespace, "kind": "namespaces"},
+            )
 
     def create(self, rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
         with self.lock:
@@ -304,9 +358,12 @@ class Store:
             key = (rt.group, rt.plural, namespace, meta.get("name", ""))
             self._check_namespace(rt, namespace)
             if key in self.objects:
-                raise ApiError(409, f'{rt.qualified} "{key[3]}" already exists',
-                               reason="AlreadyExists",
-                               details={"name": key[3], "group": rt.group, "kind": rt.plural})
+                raise ApiError(
+                    409,
+                    f'{rt.qualified} "{key[3]}" already exists',
+                    reason="AlreadyExists",
+                    details={"name": key[3], "group": rt.group, "kind": rt.plural},
+                )
             meta.update(uid=str(uuid.uuid4()), creationTimestamp=now(), generation=1)
             if rt.namespaced:
                 meta["namespace"] = namespace
@@ -321,11 +378,19 @@ class Store:
         """Store a new version of an existing object (generation follows spec changes)."""
         with self.lock:
             meta = obj["metadata"]
-            key = (rt.group, rt.plural, meta.get("namespace", "") if rt.namespaced else "", meta["name"])
+            key = (
+                rt.group,
+                rt.plural,
+                meta.get("namespace", "") if rt.namespaced else "",
+                meta["name"],
+            )
             old = self.objects.get(key)
             if old is None:
-                raise ApiError(404, f'{rt.qualified} "{meta["name"]}" not found',
-                               details={"name": meta["name"], "group": rt.group, "kind": rt.plural})
+                raise ApiError(
+                    404,
+                    f'{rt.qualified} "{meta["name"]}" not found',
+                    details={"name": meta["name"], "group": rt.group, "kind": rt.plural},
+                )
             for field in ("uid", "creationTimestamp", "generation"):
                 meta[field] = old["metadata"][field]
             spec_of = lambda o: {k: v for k, v in o.items() if k not in ("metadata", "status")}  # noqa: E731
@@ -336,14 +401,18 @@ class Store:
             self._record("MODIFIED", rt, obj)
             return copy.deepcopy(obj)
 
-    def delete(self, rt: ResourceType, namespace: str, name: str,
-               propagation: Optional[str] = None) -> dict[str, Any]:
+    def delete(
+        self, rt: ResourceType, namespace: str, name: str, propagation: Optional[str] = None
+    ) -> dict[str, Any]:
         with self.lock:
             key = (rt.group, rt.plural, namespace if rt.namespaced else "", name)
             obj = self.objects.pop(key, None)
             if obj is None:
-                raise ApiError(404, f'{rt.qualified} "{name}" not found',
-                               details={"name": name, "group": rt.group, "kind": rt.plural})
+                raise ApiError(
+                    404,
+                    f'{rt.qualified} "{name}" not found',
+                    details={"name": name, "group": rt.group, "kind": rt.plural},
+                )
             self.configs.pop(key, None)
             self._bump(obj)
             self._record("DELETED", rt, obj)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ _LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
 
-@lru_cache(maxsize=None)
+@cache
 def crd_schema(group: str, kind: str, version: str, directory: Path = VENDORED) -> dict[str, Any]:
     crd = yaml.safe_load((directory / CRD_FILES[(group, kind)]).read_text())
     assert crd["spec"]["group"] == group and crd["spec"]["names"]["kind"] == kind
@@ -68,8 +68,10 @@ def crd_errors(manifest: dict[str, Any], directory: Path = VENDORED) -> list[str
     schema = crd_schema(group, manifest["kind"], version, directory)
     spec_schema = schema["properties"]["spec"]
     validator = jsonschema.Draft4Validator(spec_schema)
-    errors = [f"spec.{'.'.join(map(str, e.absolute_path))}: {e.message}"
-              for e in validator.iter_errors(manifest["spec"])]
+    errors = [
+        f"spec.{'.'.join(map(str, e.absolute_path))}: {e.message}"
+        for e in validator.iter_errors(manifest["spec"])
+    ]
     errors += [f"unknown field spec{p}" for p in unknown_fields(manifest["spec"], spec_schema)]
     return errors
 

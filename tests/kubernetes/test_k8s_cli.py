@@ -1,4 +1,4 @@
-"""``python -m pytest_darklaunch render``: the manifests as multi-document YAML, bad input in one line."""
+"""``python -m pytest_darklaunch render``: multi-document YAML; bad input is one line, exit 2."""
 
 from __future__ import annotations
 
@@ -60,8 +60,12 @@ def write(path: Path, text: str) -> str:
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(  # noqa: S603 - fixed argv, no shell
-        [sys.executable, "-m", "pytest_darklaunch", *args], cwd=cwd, capture_output=True,
-        text=True, timeout=60, check=False,
+        [sys.executable, "-m", "pytest_darklaunch", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -72,7 +76,13 @@ def test_render_prints_the_documents_render_returns(tmp_path: Path) -> None:
     assert done.stderr == ""
     docs = list(yaml.safe_load_all(done.stdout))
     assert docs == render(load_spec(spec_path=spec_file), "review-1")
-    assert [d["kind"] for d in docs] == ["Service", "Service", "VirtualService", "VirtualService", "Job"]
+    assert [d["kind"] for d in docs] == [
+        "Service",
+        "Service",
+        "VirtualService",
+        "VirtualService",
+        "Job",
+    ]
 
 
 def test_bad_input_is_one_line_and_exit_code_2(tmp_path: Path) -> None:
@@ -83,17 +93,26 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path: Path) -> None:
     assert "missing.yaml" in done.stderr
 
 
-@pytest.mark.parametrize("spec_text, args, expected", [
-    (SPEC.replace("default/sample-app", "Default/App"), (), "invalid target 'Default/App'"),
-    (SPEC.replace("percent: 40", "percent: 140"), (), "mirror.percent"),
-    (SPEC.replace('image: "gcr.io/knative-samples/knative-route-demo:green", ', ""), (),
-     "versions.dark.image"),
-    (SPEC, ("--run-id", "Not OK"), "invalid run id 'Not OK' (from --run-id)"),
-    (SPEC, ("--namespace", "Prod_1"), "invalid namespace 'Prod_1' (from --namespace)"),
-    (SPEC, ("--colour",), "unrecognized arguments: --colour"),
-])
+@pytest.mark.parametrize(
+    "spec_text, args, expected",
+    [
+        (SPEC.replace("default/sample-app", "Default/App"), (), "invalid target 'Default/App'"),
+        (SPEC.replace("percent: 40", "percent: 140"), (), "mirror.percent"),
+        (
+            SPEC.replace('image: "gcr.io/knative-samples/knative-route-demo:green", ', ""),
+            (),
+            "versions.dark.image",
+        ),
+        (SPEC, ("--run-id", "Not OK"), "invalid run id 'Not OK' (from --run-id)"),
+        (SPEC, ("--namespace", "Prod_1"), "invalid namespace 'Prod_1' (from --namespace)"),
+        (SPEC, ("--colour",), "unrecognized arguments: --colour"),
+    ],
+)
 def test_invalid_input_never_reaches_the_output(
-    spec_text: str, args: tuple[str, ...], expected: str, tmp_path: Path,
+    spec_text: str,
+    args: tuple[str, ...],
+    expected: str,
+    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     spec_file = write(tmp_path / "darklaunch.yaml", spec_text)
@@ -124,8 +143,10 @@ def test_an_iter8_experiment_with_a_spec_for_the_images(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     experiment = write(tmp_path / "experiment.yaml", EXPERIMENT)
-    images = write(tmp_path / "images.yaml", "\n".join(
-        line for line in SPEC.splitlines() if not line.startswith(("mirror", "traffic"))))
+    images = write(
+        tmp_path / "images.yaml",
+        "\n".join(line for line in SPEC.splitlines() if not line.startswith(("mirror", "traffic"))),
+    )
     assert cli.main(["render", "--experiment", experiment, "--spec", images]) == 0
     docs = list(yaml.safe_load_all(capsys.readouterr().out))
     assert docs[1]["spec"]["template"]["metadata"]["name"] == "sample-app-v2"

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import _thread
 import threading
+from datetime import datetime
 from typing import Any
 
 import pytest
-from .conftest import FAST, RUN_LABEL, BackendFactory, make_spec, run_objects
-from .emulator import Emulator
-from .emulator_controllers import failed, pending
 
 from pytest_darklaunch.backends.kubernetes import KubeSettings
 from pytest_darklaunch.backends.kubernetes.render import render
 from pytest_darklaunch.errors import ProvisioningError
+
+from .conftest import FAST, RUN_LABEL, BackendFactory, make_spec, run_objects
+from .emulator import Emulator
+from .emulator_controllers import failed, pending
 
 
 def test_provision_applies_everything_and_reports_the_environment(
@@ -30,22 +32,38 @@ def test_provision_applies_everything_and_reports_the_environment(
         "reporter": "destination",
     }
     assert env.labels["live"]["destination_workload"] == "sample-app-v1-deployment"
-    assert env.endpoints == {"live": "http://sample-app.default.example.com",
-                             "dark": "http://dark-sample-app.default.example.com"}
+    assert env.endpoints == {
+        "live": "http://sample-app.default.example.com",
+        "dark": "http://dark-sample-app.default.example.com",
+    }
     assert env.details["delete_command"] == (
         "kubectl delete virtualservices.networking.istio.io,jobs.batch,"
-        "services.serving.knative.dev -n default -l darklaunch.dev/run-id=run-a")
+        "services.serving.knative.dev -n default -l darklaunch.dev/run-id=run-a"
+    )
 
     ksvc = emulator.objects("services", "serving.knative.dev")[0]
     assert ksvc["spec"]["template"]["metadata"]["name"] == "sample-app-v2"
-    assert ksvc["spec"]["traffic"][1] == {"revisionName": "sample-app-v2", "percent": 0, "tag": "dark"}
+    assert ksvc["spec"]["traffic"][1] == {
+        "revisionName": "sample-app-v2",
+        "percent": 0,
+        "tag": "dark",
+    }
     assert ksvc["status"]["latestReadyRevisionName"] == "sample-app-v2"
-    revisions = [r["metadata"]["name"] for r in emulator.objects("revisions", "serving.knative.dev")]
+    revisions = [
+        r["metadata"]["name"] for r in emulator.objects("revisions", "serving.knative.dev")
+    ]
     assert revisions == ["sample-app-v1", "sample-app-v2"]
-    vs_names = sorted(v["metadata"]["name"] for v in emulator.objects("virtualservices", "networking.istio.io"))
+    vs_names = sorted(
+        v["metadata"]["name"] for v in emulator.objects("virtualservices", "networking.istio.io")
+    )
     assert vs_names == ["sample-app-mirror-run-a", "sample-app-routing-run-a"]
     pods = emulator.objects("pods", namespace="default", labels="job-name=sample-app-traffic-run-a")
     assert [p["status"]["phase"] for p in pods] == ["Running"]
+    started = pods[0]["status"]["containerStatuses"][0]["state"]["running"]["startedAt"]
+    assert (
+        float(env.details["traffic_started_at"])
+        == datetime.fromisoformat(started.replace("Z", "+00:00")).timestamp()
+    )
 
 
 def test_applies_server_side_in_order_and_waits_with_watches(
@@ -55,8 +73,12 @@ def test_applies_server_side_in_order_and_waits_with_watches(
 
     patches = emulator.calls("patch")
     assert [p.qualified for p in patches] == [
-        "services.serving.knative.dev", "services.serving.knative.dev",
-        "virtualservices.networking.istio.io", "virtualservices.networking.istio.io", "jobs.batch"]
+        "services.serving.knative.dev",
+        "services.serving.knative.dev",
+        "virtualservices.networking.istio.io",
+        "virtualservices.networking.istio.io",
+        "jobs.batch",
+    ]
     for call in patches:
         assert call.content_type == "application/apply-patch+yaml"
         assert call.query["fieldManager"] == "pytest-darklaunch"
@@ -90,13 +112,17 @@ def test_a_wait_that_needs_the_watch_sees_the_status_change(
 def test_a_revision_that_never_gets_ready_fails_with_its_condition(
     emulator: Emulator, make_backend: BackendFactory
 ) -> None:
-    emulator.controllers.knative["sample-app-v2"] = pending("0/3 nodes are available: 3 Insufficient cpu.")
+    emulator.controllers.knative["sample-app-v2"] = pending(
+        "0/3 nodes are available: 3 Insufficient cpu."
+    )
     backend = make_backend(settings=KubeSettings(ready_timeout_s=1.0, retry=FAST.retry))
     with pytest.raises(ProvisioningError) as info:
         backend.provision()
     message = str(info.value)
-    assert "Knative Service default/sample-app (revision sample-app-v2) not ready after 1s" in message
-    assert "Ready=Unknown (RevisionMissing: Configuration \"sample-app\" is waiting" in message
+    assert (
+        "Knative Service default/sample-app (revision sample-app-v2) not ready after 1s" in message
+    )
+    assert 'Ready=Unknown (RevisionMissing: Configuration "sample-app" is waiting' in message
     assert "latestReadyRevisionName=sample-app-v1" in message
     assert "Warning FailedScheduling: 0/3 nodes are available: 3 Insufficient cpu." in message
     backend.teardown()
@@ -108,8 +134,11 @@ def test_a_failed_revision_fails_at_once_with_knatives_reason(
 ) -> None:
     emulator.controllers.knative["sample-app-v2"] = failed('Back-off pulling image "acme/app:nope"')
     backend = make_backend(settings=KubeSettings(ready_timeout_s=30.0, retry=FAST.retry))
-    with pytest.raises(ProvisioningError, match=r"failed: Ready=False \(RevisionFailed: Revision "
-                       r"\"sample-app-v2\" failed with message: Back-off pulling image"):
+    with pytest.raises(
+        ProvisioningError,
+        match=r"failed: Ready=False \(RevisionFailed: Revision "
+        r"\"sample-app-v2\" failed with message: Back-off pulling image",
+    ):
         backend.provision()
     # it did not wait for the deadline: one list was enough to see the failure
     assert len(emulator.calls("watch", "services.serving.knative.dev")) <= 2
@@ -136,7 +165,8 @@ def test_forbidden_names_the_missing_verb_and_resource(
         make_backend().provision()
     assert str(info.value).startswith(
         "forbidden: cannot patch virtualservices.networking.istio.io in namespace default; "
-        "grant it (see examples/kubernetes/rbac.yaml)")
+        "grant it (see examples/kubernetes/rbac.yaml)"
+    )
     assert 'User "system:serviceaccount:ci:darklaunch"' in str(info.value)
     assert len(emulator.calls("patch", "virtualservices")) == 1, "a 403 is not retried"
 
@@ -152,10 +182,15 @@ def test_conflicts_and_server_errors_are_retried(
     assert len(emulator.objects("jobs", "batch")) == 1
 
 
-def test_retries_give_up_with_the_last_answer(emulator: Emulator, make_backend: BackendFactory) -> None:
+def test_retries_give_up_with_the_last_answer(
+    emulator: Emulator, make_backend: BackendFactory
+) -> None:
     emulator.fail("patch", "jobs", 500, times=None, message="etcdserver: request timed out")
-    with pytest.raises(ProvisioningError, match="cannot patch jobs.batch in namespace default: "
-                       "HTTP 500: etcdserver: request timed out"):
+    with pytest.raises(
+        ProvisioningError,
+        match="cannot patch jobs.batch in namespace default: "
+        "HTTP 500: etcdserver: request timed out",
+    ):
         make_backend().provision()
     assert len(emulator.calls("patch", "jobs")) == FAST.retry.attempts
 
@@ -172,7 +207,10 @@ def test_teardown_deletes_by_run_label_in_order_and_leaves_nothing(
     assert run_objects(emulator, "run-a") == []
     deletes = emulator.calls("deletecollection")
     assert [d.qualified for d in deletes[:3]] == [
-        "virtualservices.networking.istio.io", "jobs.batch", "services.serving.knative.dev"]
+        "virtualservices.networking.istio.io",
+        "jobs.batch",
+        "services.serving.knative.dev",
+    ]
     assert all(d.query["labelSelector"].endswith(f"{RUN_LABEL}=run-a") for d in deletes)
     assert deletes[1].query["propagationPolicy"] == "Foreground"
     assert not emulator.calls("delete"), "never deletes by name"
@@ -205,7 +243,8 @@ def test_keep_leaves_everything_and_says_how_to_remove_it(
     assert len(run_objects(emulator, "run-a")) == 9
     assert backend.keep_instructions().endswith(
         "kubectl delete virtualservices.networking.istio.io,jobs.batch,"
-        "services.serving.knative.dev -n default -l darklaunch.dev/run-id=run-a")
+        "services.serving.knative.dev -n default -l darklaunch.dev/run-id=run-a"
+    )
     assert not emulator.calls("deletecollection")
 
 
@@ -222,9 +261,16 @@ def test_two_concurrent_runs_never_touch_each_others_objects(
     emulator: Emulator, make_backend: BackendFactory
 ) -> None:
     one = make_backend(make_spec(target="default/cart"), run_id="run-a")
-    two = make_backend(make_spec(target="default/shop", versions={
-        "live": {"image": "a:1", "revision": "shop-v1"}, "dark": {"image": "a:2", "revision": "shop-v2"}}),
-        run_id="run-b")
+    two = make_backend(
+        make_spec(
+            target="default/shop",
+            versions={
+                "live": {"image": "a:1", "revision": "shop-v1"},
+                "dark": {"image": "a:2", "revision": "shop-v2"},
+            },
+        ),
+        run_id="run-b",
+    )
     errors: list[BaseException] = []
 
     def provision(backend: Any) -> None:
@@ -263,12 +309,15 @@ def test_a_service_owned_by_another_run_is_never_taken_over(
     assert len(run_objects(emulator, "run-a")) == 9
 
 
-@pytest.mark.parametrize("verb, resource", [
-    ("patch", "services.serving.knative.dev"),
-    ("patch", "virtualservices"),
-    ("patch", "jobs"),
-    ("list", "pods"),
-])
+@pytest.mark.parametrize(
+    "verb, resource",
+    [
+        ("patch", "services.serving.knative.dev"),
+        ("patch", "virtualservices"),
+        ("patch", "jobs"),
+        ("list", "pods"),
+    ],
+)
 def test_an_interrupt_mid_provision_is_followed_by_a_complete_teardown(
     verb: str, resource: str, emulator: Emulator, make_backend: BackendFactory
 ) -> None:
@@ -289,14 +338,20 @@ def test_a_cluster_without_knative_is_named(tmp_path: Any) -> None:
     from pytest_darklaunch.backends import RunContext
     from pytest_darklaunch.backends.kubernetes import KubernetesBackend
 
-    with Emulator(without_groups=("serving.knative.dev",)) as bare, client.ApiClient(
-        client.Configuration(host=bare.url)
-    ) as api_client:
+    with (
+        Emulator(without_groups=("serving.knative.dev",)) as bare,
+        client.ApiClient(client.Configuration(host=bare.url)) as api_client,
+    ):
         backend = KubernetesBackend(
-            make_spec(), RunContext("run-a", str(tmp_path), prometheus_url="http://p:9090"),
-            api_client=api_client, settings=FAST,
+            make_spec(),
+            RunContext("run-a", str(tmp_path), prometheus_url="http://p:9090"),
+            api_client=api_client,
+            settings=FAST,
         )
-        with pytest.raises(ProvisioningError, match=r"does not serve serving.knative.dev/v1 Service "
-                           r"\(services.serving.knative.dev\); install Knative Serving"):
+        with pytest.raises(
+            ProvisioningError,
+            match=r"does not serve serving.knative.dev/v1 Service "
+            r"\(services.serving.knative.dev\); install Knative Serving",
+        ):
             backend.provision()
         assert not bare.calls("patch")

@@ -34,17 +34,38 @@ class _FakePrometheus(BaseHTTPRequestHandler):
 def prometheus(emulator: Emulator) -> Iterator[tuple[str, int]]:
     """A fake Prometheus process behind ``istio-system/prometheus`` in the emulator."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _FakePrometheus)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+    )
     thread.start()
-    emulator.create({"apiVersion": "v1", "kind": "Service", "metadata": {
-        "name": "prometheus", "namespace": "istio-system"}, "spec": {
-        "selector": {"app.kubernetes.io/name": "prometheus"},
-        "ports": [{"name": "http", "port": 9090, "targetPort": "web"}]}})
-    emulator.create({"apiVersion": "v1", "kind": "Pod", "metadata": {
-        "name": "prometheus-7d9f5", "namespace": "istio-system",
-        "labels": {"app.kubernetes.io/name": "prometheus"}}, "spec": {
-        "containers": [{"name": "prometheus", "ports": [{"name": "web", "containerPort": 9090}]}]},
-        "status": {"phase": "Running"}})
+    emulator.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "prometheus", "namespace": "istio-system"},
+            "spec": {
+                "selector": {"app.kubernetes.io/name": "prometheus"},
+                "ports": [{"name": "http", "port": 9090, "targetPort": "web"}],
+            },
+        }
+    )
+    emulator.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": "prometheus-7d9f5",
+                "namespace": "istio-system",
+                "labels": {"app.kubernetes.io/name": "prometheus"},
+            },
+            "spec": {
+                "containers": [
+                    {"name": "prometheus", "ports": [{"name": "web", "containerPort": 9090}]}
+                ]
+            },
+            "status": {"phase": "Running"},
+        }
+    )
     emulator.forward_to("istio-system", "prometheus-7d9f5", 9090, server.server_address[:2])
     yield server.server_address[:2]
     server.shutdown()
@@ -59,7 +80,9 @@ def test_prometheus_is_reached_through_a_local_port_forward(
     assert env.prometheus_url.startswith("http://127.0.0.1:")
     assert env.details["prometheus"] == "port-forward to service istio-system/prometheus:9090"
     for query in ("up", "sum(istio_requests_total)"):
-        answer = requests.get(f"{env.prometheus_url}/api/v1/query", params={"query": query}, timeout=5)
+        answer = requests.get(
+            f"{env.prometheus_url}/api/v1/query", params={"query": query}, timeout=5
+        )
         assert answer.json()["data"]["path"].startswith("/api/v1/query?query=")
     forwards = emulator.calls("create", "pods/portforward")
     assert {f.name for f in forwards} == {"prometheus-7d9f5"}
@@ -75,8 +98,10 @@ def test_a_forbidden_port_forward_names_the_permission(
     emulator: Emulator, prometheus: tuple[str, int], make_backend: BackendFactory
 ) -> None:
     emulator.fail("create", "pods/portforward", 403)
-    with pytest.raises(ProvisioningError, match="forbidden: cannot create pods/portforward in "
-                       "namespace istio-system; grant it"):
+    with pytest.raises(
+        ProvisioningError,
+        match="forbidden: cannot create pods/portforward in namespace istio-system; grant it",
+    ):
         make_backend(prometheus_url=None).provision()
     assert not emulator.calls("patch"), "nothing is created when Prometheus is out of reach"
 

@@ -29,8 +29,11 @@ def test_two_service_documents_as_in_the_seed() -> None:
     assert live["metadata"]["name"] == dark["metadata"]["name"] == "sample-app"
     assert live["spec"]["template"]["metadata"]["name"] == "sample-app-v1"
     assert live["spec"]["template"]["spec"]["containers"] == [
-        {"image": "gcr.io/knative-samples/knative-route-demo:blue",
-         "env": [{"name": "T_VERSION", "value": "blue"}]}]
+        {
+            "image": "gcr.io/knative-samples/knative-route-demo:blue",
+            "env": [{"name": "T_VERSION", "value": "blue"}],
+        }
+    ]
     assert "traffic" not in live["spec"]
     assert dark["spec"]["template"]["metadata"]["name"] == "sample-app-v2"
     assert dark["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":green")
@@ -40,11 +43,14 @@ def test_two_service_documents_as_in_the_seed() -> None:
     ]
     for doc in (live, dark):
         assert doc["spec"]["template"]["metadata"]["annotations"] == {
-            "autoscaling.knative.dev/min-scale": "1"}
+            "autoscaling.knative.dev/min-scale": "1"
+        }
 
 
 def test_mirroring_rules_generalise_the_seed() -> None:
-    mirror, routing = render(make_spec(mirror={"percent": 12.5, "host": "shop.example.org"}), "run-a")[2:4]
+    mirror, routing = render(
+        make_spec(mirror={"percent": 12.5, "host": "shop.example.org"}), "run-a"
+    )[2:4]
     rule = mirror["spec"]["http"][0]
     assert mirror["spec"]["hosts"] == ["shop.example.org"]
     assert mirror["spec"]["gateways"] == ["mesh", "knative-serving/knative-ingress-gateway"]
@@ -57,11 +63,17 @@ def test_mirroring_rules_generalise_the_seed() -> None:
     assert routing["spec"]["gateways"] == ["knative-serving/knative-local-gateway"]
     assert shadow["match"] == [{"authority": {"prefix": "shop.example.org-shadow"}}]
     assert shadow["route"][0]["destination"] == {
-        "host": "sample-app-v2.default.svc.cluster.local", "port": {"number": 80}}
+        "host": "sample-app-v2.default.svc.cluster.local",
+        "port": {"number": 80},
+    }
     assert shadow["route"][0]["headers"]["request"]["set"] == {
-        "Knative-Serving-Namespace": "default", "Knative-Serving-Revision": "sample-app-v2"}
+        "Knative-Serving-Namespace": "default",
+        "Knative-Serving-Revision": "sample-app-v2",
+    }
     assert live["match"] == [{"authority": {"prefix": "shop.example.org"}}]
-    assert live["route"][0]["headers"]["request"]["set"]["Knative-Serving-Revision"] == "sample-app-v1"
+    assert (
+        live["route"][0]["headers"]["request"]["set"]["Knative-Serving-Revision"] == "sample-app-v1"
+    )
 
 
 def test_whole_percent_renders_as_an_integer() -> None:
@@ -70,28 +82,48 @@ def test_whole_percent_renders_as_an_integer() -> None:
 
 
 def test_traffic_job_is_an_injected_open_loop_fortio_bounded_in_time() -> None:
-    spec = make_spec(traffic={"rate": 200, "warmup": "5s", "timeout": "500ms"},
-                     duration={"interval": "10s", "iterations": 6})
+    spec = make_spec(
+        traffic={"rate": 200, "warmup": "5s", "timeout": "500ms"},
+        duration={"interval": "10s", "iterations": 6},
+    )
     job = render(spec, "run-a")[4]
     pod = job["spec"]["template"]
     container = pod["spec"]["containers"][0]
     assert pod["metadata"]["labels"]["sidecar.istio.io/inject"] == "true"
     assert json.loads(pod["metadata"]["annotations"]["proxy.istio.io/config"]) == {
-        "holdApplicationUntilProxyStarts": True}
+        "holdApplicationUntilProxyStarts": True
+    }
     assert pod["spec"]["restartPolicy"] == "Never"
     assert job["spec"]["backoffLimit"] == 0
     assert container["image"] == FORTIO_IMAGE and FORTIO_IMAGE.startswith("fortio/fortio:")
     args = container["args"]
-    assert args[:11] == ["load", "-qps", "200", "-t", "66s", "-c", "50", "-uniform", "-timeout", "500ms",
-                         "-allow-initial-errors"]
-    assert args[-3:] == ["-H", "Host:customdomain.com",
-                         "http://knative-local-gateway.istio-system.svc.cluster.local/"]
+    assert args[:11] == [
+        "load",
+        "-qps",
+        "200",
+        "-t",
+        "66s",
+        "-c",
+        "50",
+        "-uniform",
+        "-timeout",
+        "500ms",
+        "-allow-initial-errors",
+    ]
+    assert args[-3:] == [
+        "-H",
+        "Host:customdomain.com",
+        "http://knative-local-gateway.istio-system.svc.cluster.local/",
+    ]
     assert job["spec"]["activeDeadlineSeconds"] == 66 + 120
 
 
 def test_fortio_sends_method_headers_and_path() -> None:
-    args = fortio_args(make_spec(traffic={"rate": 1, "method": "post", "path": "/api/x?q=1",
-                                          "headers": {"X-Env": "ci"}}))
+    args = fortio_args(
+        make_spec(
+            traffic={"rate": 1, "method": "post", "path": "/api/x?q=1", "headers": {"X-Env": "ci"}}
+        )
+    )
     assert args[args.index("-X") + 1] == "POST"
     assert "X-Env:ci" in args
     assert args[args.index("-c") + 1] == "2"
@@ -103,7 +135,10 @@ def test_every_object_carries_the_run_labels_and_namespace() -> None:
         assert manifest["metadata"]["labels"].items() >= RUN_LABELS.items()
         assert manifest["metadata"]["namespace"] == "ci-7"
     routing = render(make_spec(), "run-a", namespace="ci-7")[3]
-    assert routing["spec"]["http"][0]["route"][0]["destination"]["host"] == "sample-app-v2.ci-7.svc.cluster.local"
+    assert (
+        routing["spec"]["http"][0]["route"][0]["destination"]["host"]
+        == "sample-app-v2.ci-7.svc.cluster.local"
+    )
     job = render(make_spec(), "run-a")[4]
     assert job["spec"]["template"]["metadata"]["labels"].items() >= RUN_LABELS.items()
 
@@ -114,8 +149,13 @@ def test_names_unique_per_run_are_suffixed_and_stay_dns_labels() -> None:
     uid = "0f3c9a5e2b7d4c1a9e8f7a6b5c4d3e2f"
     other = "0f3c9a5e2b7d4c1a9e8f7a6b5c4d3e2e"
     assert run_suffix(uid) != run_suffix(other) and len(run_suffix(uid)) == 8
-    long = make_spec(target="default/" + "s" * 63, versions={
-        "live": {"image": "a:1", "revision": "s" * 40 + "-v1"}, "dark": {"image": "a:2", "revision": "s" * 40 + "-v2"}})
+    long = make_spec(
+        target="default/" + "s" * 63,
+        versions={
+            "live": {"image": "a:1", "revision": "s" * 40 + "-v1"},
+            "dark": {"image": "a:2", "revision": "s" * 40 + "-v2"},
+        },
+    )
     names = names_for(long, uid)
     for name in (names.mirror_vs, names.routing_vs, names.job):
         assert len(name) <= 63 and name.endswith(run_suffix(uid))
@@ -129,11 +169,19 @@ def test_render_yaml_is_the_documents_of_render_in_order() -> None:
     assert "kubectl delete virtualservices.networking.istio.io,jobs.batch," in text.splitlines()[2]
 
 
-@pytest.mark.parametrize("overrides, field", [
-    ({"versions": {"live": {"revision": "sample-app-v1"}, "dark": {"image": "a:2"}}}, "versions.live.image"),
-    ({"versions": {"live": {"image": "a:1", "revision": "live"}, "dark": {"image": "a:2"}}},
-     "versions.live.revision"),
-])
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        (
+            {"versions": {"live": {"revision": "sample-app-v1"}, "dark": {"image": "a:2"}}},
+            "versions.live.image",
+        ),
+        (
+            {"versions": {"live": {"image": "a:1", "revision": "live"}, "dark": {"image": "a:2"}}},
+            "versions.live.revision",
+        ),
+    ],
+)
 def test_specs_the_cluster_would_refuse_are_refused_before_rendering(
     overrides: dict[str, Any], field: str
 ) -> None:
@@ -148,15 +196,18 @@ def test_bad_run_ids_are_refused(run_id: str) -> None:
         render(make_spec(), run_id)
 
 
-@pytest.mark.parametrize("raw", [
-    {"target": "Default/sample-app"},
-    {"target": "default/sample_app"},
-    {"target": "default/../etc"},
-    {"target": "default/app", "versions": {"dark": {"revision": "App-V2", "image": "a:1"}}},
-    {"target": "default/app", "mirror": {"host": "bad host"}},
-    {"target": "default/app", "mirror": {"percent": 140}},
-    {"target": "default/app", "traffic": {"path": "no-slash"}},
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"target": "Default/sample-app"},
+        {"target": "default/sample_app"},
+        {"target": "default/../etc"},
+        {"target": "default/app", "versions": {"dark": {"revision": "App-V2", "image": "a:1"}}},
+        {"target": "default/app", "mirror": {"host": "bad host"}},
+        {"target": "default/app", "mirror": {"percent": 140}},
+        {"target": "default/app", "traffic": {"path": "no-slash"}},
+    ],
+)
 def test_invalid_specs_are_refused_by_build_spec(raw: dict[str, Any]) -> None:
     # build_spec is the only way to a Spec, so render never sees these (the CLI test checks the
     # same end to end).

@@ -20,8 +20,12 @@ SPECS = {
     "seed": {},
     "fractional-mirror-post-headers": {
         "mirror": {"percent": 12.5, "host": "api.shop.example.org"},
-        "traffic": {"rate": 350, "method": "POST", "path": "/cart/items?x=1",
-                    "headers": {"Authorization": "Bearer t", "X-Test": "1"}},
+        "traffic": {
+            "rate": 350,
+            "method": "POST",
+            "path": "/cart/items?x=1",
+            "headers": {"Authorization": "Bearer t", "X-Test": "1"},
+        },
     },
     "no-env-tiny-rate": {
         "versions": {"live": {"image": "r/a:1"}, "dark": {"image": "r/a@sha256:" + "a" * 64}},
@@ -30,8 +34,10 @@ SPECS = {
     },
     "longest-names": {
         "target": "team-" + "x" * 53 + "/" + "s" * 40,
-        "versions": {"live": {"image": "a:1", "revision": "s" * 40 + "-live"},
-                     "dark": {"image": "a:2", "revision": "s" * 40 + "-dark"}},
+        "versions": {
+            "live": {"image": "a:1", "revision": "s" * 40 + "-live"},
+            "dark": {"image": "a:2", "revision": "s" * 40 + "-dark"},
+        },
     },
 }
 RUN_IDS = ["run-a", "0f3c9a5e2b7d4c1a9e8f7a6b5c4d3e2f", "gw-" + "9" * 60]
@@ -41,7 +47,13 @@ RUN_IDS = ["run-a", "0f3c9a5e2b7d4c1a9e8f7a6b5c4d3e2f", "gw-" + "9" * 60]
 @pytest.mark.parametrize("name", list(SPECS))
 def test_every_rendered_manifest_validates(name: str, run_id: str) -> None:
     manifests = render(make_spec(**SPECS[name]), run_id, namespace="ci-42")
-    assert [m["kind"] for m in manifests] == ["Service", "Service", "VirtualService", "VirtualService", "Job"]
+    assert [m["kind"] for m in manifests] == [
+        "Service",
+        "Service",
+        "VirtualService",
+        "VirtualService",
+        "Job",
+    ]
     for manifest in manifests:
         assert manifest_errors(manifest) == [], manifest["metadata"]["name"]
 
@@ -59,11 +71,23 @@ def _knative(**change: Any) -> dict[str, Any]:
     return manifest
 
 
-@pytest.mark.parametrize("manifest, expected", [
-    (_knative(traffic=[{"revisionName": "sample-app-v1", "percent": "100"}]), r"'100' is not of type 'integer'"),
-    (_knative(traffic=[{"revisonName": "sample-app-v1", "percent": 100}]), r"unknown field spec.traffic\[0\].revisonName"),
-    (_knative(template={"spec": {"containers": "image: x"}}), r"'image: x' is not of type 'array'"),
-])
+@pytest.mark.parametrize(
+    "manifest, expected",
+    [
+        (
+            _knative(traffic=[{"revisionName": "sample-app-v1", "percent": "100"}]),
+            r"'100' is not of type 'integer'",
+        ),
+        (
+            _knative(traffic=[{"revisonName": "sample-app-v1", "percent": 100}]),
+            r"unknown field spec.traffic\[0\].revisonName",
+        ),
+        (
+            _knative(template={"spec": {"containers": "image: x"}}),
+            r"'image: x' is not of type 'array'",
+        ),
+    ],
+)
 def test_the_knative_check_catches_bad_manifests(manifest: dict[str, Any], expected: str) -> None:
     errors = crd_errors(manifest)
     assert any(re.search(expected, e) for e in errors), errors
@@ -77,11 +101,17 @@ def test_the_istio_check_catches_bad_manifests() -> None:
     assert "unknown field spec.http[0].mirrorPercentage.valeu" in crd_errors(mirror)
 
 
-@pytest.mark.parametrize("change, expected", [
-    (lambda job: job["spec"].update(activeDeadlineSecond=5), "spec.activeDeadlineSecond: 5 -> None"),
-    (lambda job: job["spec"].update(backoffLimit="0"), "Input should be a valid integer"),
-    (lambda job: job["spec"]["template"]["spec"]["containers"][0].pop("name"), "name"),
-])
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (
+            lambda job: job["spec"].update(activeDeadlineSecond=5),
+            "spec.activeDeadlineSecond: 5 -> None",
+        ),
+        (lambda job: job["spec"].update(backoffLimit="0"), "Input should be a valid integer"),
+        (lambda job: job["spec"]["template"]["spec"]["containers"][0].pop("name"), "name"),
+    ],
+)
 def test_the_job_check_catches_bad_manifests(change: Any, expected: str) -> None:
     job = copy.deepcopy(render(make_spec(), "run-a")[4])
     assert job_errors(job) == []
@@ -110,8 +140,9 @@ def test_vendored_schemas_are_the_published_files() -> None:
         assert _sha256(VENDORED / name) == recorded.group(1)
 
 
-def test_the_shared_schemas_dir_resolves_beside_the_repository(monkeypatch: pytest.MonkeyPatch,
-                                                               tmp_path: Path) -> None:
+def test_the_shared_schemas_dir_resolves_beside_the_repository(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.chdir(tmp_path)  # CI runs from anywhere: the path depends on this file only
     repo = Path(schema_check.__file__).resolve().parents[2]
     assert (repo / "pyproject.toml").is_file() and (repo / "pytest_darklaunch").is_dir()

@@ -27,7 +27,6 @@ from tenacity import (
     Retrying,
     retry_if_exception,
     stop_after_attempt,
-    stop_after_delay,
     wait_exponential,
 )
 
@@ -97,11 +96,13 @@ def load_api_client(context: Optional[str]) -> Any:
     try:
         if in_cluster:
             configuration = client.Configuration()
-            config.load_incluster_config(client_configuration=configuration)
+            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
             return client.ApiClient(configuration)
-        return config.new_client_from_config(context=context)
+        return config.new_client_from_config(context=context)  # type: ignore[no-untyped-call]
     except (ConfigException, OSError, ValueError) as exc:
-        where = "in-cluster config" if in_cluster else f"kubeconfig context {context or '(current)'}"
+        where = (
+            "in-cluster config" if in_cluster else f"kubeconfig context {context or '(current)'}"
+        )
         raise ProvisioningError(
             f"cannot load Kubernetes credentials from {where}: {exc}; "
             "set KUBECONFIG or --darklaunch-kube-context"
@@ -135,13 +136,17 @@ def server_message(exc: BaseException) -> str:
     return str(getattr(exc, "reason", None) or exc)
 
 
-def translate(exc: BaseException, verb: str, what: str, namespace: Optional[str]) -> ProvisioningError:
+def translate(
+    exc: BaseException, verb: str, what: str, namespace: Optional[str]
+) -> ProvisioningError:
     """A one-line :class:`ProvisioningError` for a failed API call.
 
     >>> class Denied(Exception):
     ...     status, body = 403, '{"message": "User \\\\"ci\\\\" cannot patch resource"}'
-    >>> str(translate(Denied(), "patch", "jobs.batch", "default"))  # doctest: +ELLIPSIS
-    'forbidden: cannot patch jobs.batch in namespace default; grant it (see examples/kubernetes/rbac.yaml) (API server: User "ci" cannot patch resource)'
+    >>> print(translate(Denied(), "patch", "jobs.batch", "default"))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    forbidden: cannot patch jobs.batch in namespace default; grant it
+    (see examples/kubernetes/rbac.yaml) (API server: User "ci" cannot patch resource)
     """
     where = f" in namespace {namespace}" if namespace else ""
     status = _status_of(exc)
@@ -168,7 +173,9 @@ class KubeApi:
     1
     """
 
-    def __init__(self, api_client: Any, retry: RetryPolicy = RetryPolicy(), cache_dir: str = "") -> None:
+    def __init__(
+        self, api_client: Any, retry: RetryPolicy = RetryPolicy(), cache_dir: str = ""
+    ) -> None:
         self.api_client = api_client
         self.retry = retry
         self._dynamic: Any = None
@@ -210,7 +217,10 @@ class KubeApi:
                 cache_dir = self._own_cache_dir = tempfile.mkdtemp(prefix="darklaunch-kube-")
             cache_file = os.path.join(cache_dir, "kube-discovery.json")
             self._dynamic = self.call(
-                "discover", "API groups", None, lambda: DynamicClient(self.api_client, cache_file=cache_file)
+                "discover",
+                "API groups",
+                None,
+                lambda: DynamicClient(self.api_client, cache_file=cache_file),  # type: ignore[no-untyped-call]
             )
         return self._dynamic
 
@@ -221,7 +231,9 @@ class KubeApi:
         client = self._client()
         try:
             return self.call(
-                "discover", kind.qualified, None,
+                "discover",
+                kind.qualified,
+                None,
                 lambda: client.resources.get(api_version=kind.api_version, kind=kind.kind),
             )
         except ResourceNotFoundError as exc:
@@ -232,15 +244,21 @@ class KubeApi:
             ) from exc
 
     def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        """Server-side apply ``manifest`` as field manager ``pytest-darklaunch``, forcing conflicts."""
+        """Server-side apply ``manifest`` as field manager ``pytest-darklaunch``, with ``force``."""
         kind = KINDS[(manifest["apiVersion"], manifest["kind"])]
         meta = manifest["metadata"]
         resource = self.resource(kind)
         result = self.call(
-            "patch", kind.qualified, meta["namespace"],
+            "patch",
+            kind.qualified,
+            meta["namespace"],
             lambda: self._client().server_side_apply(
-                resource, body=manifest, name=meta["name"], namespace=meta["namespace"],
-                field_manager=FIELD_MANAGER, force_conflicts=True,
+                resource,
+                body=manifest,
+                name=meta["name"],
+                namespace=meta["namespace"],
+                field_manager=FIELD_MANAGER,
+                force_conflicts=True,
             ),
         )
         return dict(result.to_dict())
@@ -252,7 +270,9 @@ class KubeApi:
         resource = self.resource(kind)
         try:
             result = self.call(
-                "get", kind.qualified, namespace,
+                "get",
+                kind.qualified,
+                namespace,
                 lambda: self._client().get(resource, name=name, namespace=namespace),
             )
         except ProvisioningError as exc:
@@ -262,32 +282,51 @@ class KubeApi:
         return dict(result.to_dict())
 
     def list(
-        self, kind: Kind, namespace: str, *, label_selector: Optional[str] = None,
+        self,
+        kind: Kind,
+        namespace: str,
+        *,
+        label_selector: Optional[str] = None,
         field_selector: Optional[str] = None,
     ) -> tuple[list[dict[str, Any]], str]:
         """Items matching the selectors, and the list's resourceVersion to watch from."""
         resource = self.resource(kind)
         result = self.call(
-            "list", kind.qualified, namespace,
+            "list",
+            kind.qualified,
+            namespace,
             lambda: self._client().get(
-                resource, namespace=namespace, label_selector=label_selector,
+                resource,
+                namespace=namespace,
+                label_selector=label_selector,
                 field_selector=field_selector,
             ),
         )
         data = result.to_dict()
-        return list(data.get("items") or []), str(data.get("metadata", {}).get("resourceVersion", ""))
+        return list(data.get("items") or []), str(
+            data.get("metadata", {}).get("resourceVersion", "")
+        )
 
     def watch(
-        self, kind: Kind, namespace: str, *, resource_version: str, timeout_s: int,
-        label_selector: Optional[str] = None, field_selector: Optional[str] = None,
+        self,
+        kind: Kind,
+        namespace: str,
+        *,
+        resource_version: str,
+        timeout_s: int,
+        label_selector: Optional[str] = None,
+        field_selector: Optional[str] = None,
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         """``(event type, object)`` pairs from ``resource_version`` on, for ``timeout_s``."""
         from kubernetes.client.exceptions import ApiException
 
         resource = self.resource(kind)
         events = self._client().watch(
-            resource, namespace=namespace, label_selector=label_selector,
-            field_selector=field_selector, resource_version=resource_version or None,
+            resource,
+            namespace=namespace,
+            label_selector=label_selector,
+            field_selector=field_selector,
+            resource_version=resource_version or None,
             timeout=timeout_s,
         )
         try:
@@ -307,9 +346,13 @@ class KubeApi:
         resource = self.resource(kind)
         try:
             self.call(
-                "deletecollection", kind.qualified, namespace,
+                "deletecollection",
+                kind.qualified,
+                namespace,
                 lambda: self._client().delete(
-                    resource, namespace=namespace, label_selector=label_selector,
+                    resource,
+                    namespace=namespace,
+                    label_selector=label_selector,
                     propagation_policy=propagation,
                 ),
             )

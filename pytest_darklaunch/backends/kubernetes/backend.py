@@ -15,7 +15,9 @@ Job (its pods with it), then the Knative Service (its revisions with it).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Optional
 
 from pytest_darklaunch.backends import Environment, RunContext, TrafficStats
@@ -85,7 +87,9 @@ class KubernetesBackend:
             parse_service(self.settings.prometheus_service)
         except ValueError:
             raise ConfigError(
-                "prometheus service", self.settings.prometheus_service, "backend settings",
+                "prometheus service",
+                self.settings.prometheus_service,
+                "backend settings",
                 "NAMESPACE/NAME[:PORT] such as istio-system/prometheus:9090",
             ) from None
         self._api_client = api_client
@@ -99,7 +103,7 @@ class KubernetesBackend:
         """Apply everything, wait until it runs, and return the environment to measure."""
         prometheus_url = self._prometheus_url()
         if self.run.provision == "none":
-            return self._environment(prometheus_url, {})
+            return self._environment(prometheus_url, {}, None)
         ksvc_live, ksvc_dark, mirror_vs, routing_vs, job = render(
             self.spec, self.run.run_id, namespace=self.run.namespace
         )
@@ -112,8 +116,10 @@ class KubernetesBackend:
         api.apply(routing_vs)
         api.apply(job)
         n = self.names
-        wait_for(
-            api, POD, n.namespace,
+        pods = wait_for(
+            api,
+            POD,
+            n.namespace,
             what=f"traffic Job {n.namespace}/{n.job}",
             label_selector=f"{n.selector},job-name={n.job}",
             check=job_pod_running,
@@ -121,7 +127,7 @@ class KubernetesBackend:
             timeout_s=self.settings.job_timeout_s,
             event_names=lambda pods: [n.job] + [p["metadata"]["name"] for p in pods],
         )
-        return self._environment(prometheus_url, _endpoints(service))
+        return self._environment(prometheus_url, _endpoints(service), _started_at(pods))
 
     def traffic_stats(self) -> Optional[TrafficStats]:
         """``None``: Fortio reports its counters only in its pod log, at the end of its run."""
@@ -174,12 +180,16 @@ class KubernetesBackend:
             "it as deployed with --darklaunch-provision none"
         )
 
-    def _apply_service(self, api: KubeApi, manifest: dict[str, Any], revision: str) -> dict[str, Any]:
+    def _apply_service(
+        self, api: KubeApi, manifest: dict[str, Any], revision: str
+    ) -> dict[str, Any]:
         n = self.names
         applied = api.apply(manifest)
         generation = int((applied.get("metadata") or {}).get("generation") or 1)
         items = wait_for(
-            api, KNATIVE_SERVICE, n.namespace,
+            api,
+            KNATIVE_SERVICE,
+            n.namespace,
             what=f"Knative Service {n.namespace}/{n.service} (revision {revision})",
             field_selector=f"metadata.name={n.service}",
             check=knative_service_ready(revision, generation),
@@ -221,7 +231,9 @@ class KubernetesBackend:
             self._forwarder = forwarder
         return self._forwarder.url
 
-    def _environment(self, prometheus_url: str, endpoints: dict[str, str]) -> Environment:
+    def _environment(
+        self, prometheus_url: str, endpoints: dict[str, str], traffic_started_at: Optional[float]
+    ) -> Environment:
         n = self.names
         labels = {
             role: {
@@ -240,6 +252,8 @@ class KubernetesBackend:
             "prometheus": self.run.prometheus_url
             or f"port-forward to service {self.settings.prometheus_service}",
         }
+        if traffic_started_at is not None:
+            details["traffic_started_at"] = f"{traffic_started_at:.6f}"
         if self.run.provision != "none":
             details.update(
                 job=n.job,
@@ -256,6 +270,19 @@ class KubernetesBackend:
             scrape_interval_s=self.settings.scrape_interval_s,
             details=details,
         )
+
+
+def _started_at(pods: list[dict[str, Any]]) -> float:
+    """When Fortio started: its container's ``startedAt`` as the cluster saw it, else now."""
+    for pod in pods:
+        for status in (pod.get("status") or {}).get("containerStatuses") or []:
+            started = ((status.get("state") or {}).get("running") or {}).get("startedAt")
+            if status.get("name") == "fortio" and started:
+                try:
+                    return datetime.fromisoformat(str(started).replace("Z", "+00:00")).timestamp()
+                except ValueError:
+                    break
+    return time.time()
 
 
 def _endpoints(service: dict[str, Any]) -> dict[str, str]:

@@ -59,27 +59,35 @@ class PortForwarder:
         from kubernetes.stream import ws_client
         from kubernetes.stream.stream import _websocket_request
 
+        # The client's own route to a WebSocket (as kubernetes.stream.portforward takes it), with
+        # the raw WebSocket handed back instead of its PortForward wrapper thread.
         def connect(configuration: Any, _method: str, url: str, **kwargs: Any) -> Any:
             query = kwargs.get("query_params") or parse_qsl(urlparse(url).query)
-            return ws_client.create_websocket(
-                configuration, ws_client.get_websocket_url(url, query), kwargs.get("headers")
+            ws_url = ws_client.get_websocket_url(url, query)  # type: ignore[no-untyped-call]
+            return ws_client.create_websocket(  # type: ignore[no-untyped-call]
+                configuration, ws_url, kwargs.get("headers")
             )
 
-        ws = _websocket_request(
-            connect, {"_preload_content": False},
+        ws = _websocket_request(  # type: ignore[no-untyped-call]
+            connect,
+            {"_preload_content": False},
             CoreV1Api(self.api_client).connect_get_namespaced_pod_portforward,
-            self.pod, self.namespace, ports=str(self.port),
+            self.pod,
+            self.namespace,
+            ports=str(self.port),
         )
-        greeted = set()
-        while greeted != {DATA, ERROR}:
+        # Each channel's first frame names the port; anything else is the server's error.
+        greeted: set[Optional[int]] = set()
+        for _ in (DATA, ERROR):
             channel, payload = _read(ws)
-            if channel is None:
-                ws.shutdown()
-                raise ConnectionError(f"port-forward to {self.pod} closed before it started")
             if len(payload) != 2 or struct.unpack("<H", payload)[0] != self.port:
                 ws.shutdown()
-                raise ConnectionError(f"port-forward to {self.pod}: {payload.decode(errors='replace')}")
+                detail = payload.decode(errors="replace") or "closed before it started"
+                raise ConnectionError(f"port-forward to {self.pod}: {detail}")
             greeted.add(channel)
+        if greeted != {DATA, ERROR}:
+            ws.shutdown()
+            raise ConnectionError(f"port-forward to {self.pod}: unexpected channels {greeted}")
         return ws
 
     def start(self) -> str:

@@ -61,7 +61,9 @@ OPEN_LOOP_LATENCY_BUDGET_S = 0.25
 JOB_SLACK_S = 120
 
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-RUN_ID_HINT = "a label value: at most 63 letters, digits, '-', '_' or '.', starting and ending alphanumeric"
+RUN_ID_HINT = (
+    "a label value: at most 63 letters, digits, '-', '_' or '.', starting and ending alphanumeric"
+)
 
 
 @dataclass(frozen=True)
@@ -191,14 +193,18 @@ def _check_version(spec: Spec, version: Version) -> None:
     field = f"versions.{version.role}"
     if version.image is None:
         raise ConfigError(
-            f"{field}.image", "", "spec",
+            f"{field}.image",
+            "",
+            "spec",
             "a container image for each version with the kubernetes backend "
             "(for example gcr.io/knative-samples/knative-route-demo:blue)",
         )
     prefix = f"{spec.target.name}-"
     if not version.revision.startswith(prefix):
         raise ConfigError(
-            f"{field}.revision", version.revision, "spec",
+            f"{field}.revision",
+            version.revision,
+            "spec",
             f"a revision name starting with {prefix!r} (Knative requires it of named revisions)",
         )
 
@@ -329,11 +335,15 @@ def fortio_args(spec: Spec) -> list[str]:
     connections = min(256, max(2, math.ceil(traffic.rate_rps * OPEN_LOOP_LATENCY_BUDGET_S)))
     args = [
         "load",
-        "-qps", f"{traffic.rate_rps:g}",
-        "-t", f"{seconds}s",
-        "-c", str(connections),
+        "-qps",
+        f"{traffic.rate_rps:g}",
+        "-t",
+        f"{seconds}s",
+        "-c",
+        str(connections),
         "-uniform",
-        "-timeout", format_duration(traffic.timeout_s),
+        "-timeout",
+        format_duration(traffic.timeout_s),
         # Errors are data here (the sampler counts them), never a reason to stop the load.
         "-allow-initial-errors",
     ]

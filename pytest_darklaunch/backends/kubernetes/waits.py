@@ -108,7 +108,10 @@ def wait_for(
         if remaining <= 0:
             raise NotYet()
         for kind_of_event, obj in api.watch(
-            kind, namespace, resource_version=version, timeout_s=max(1, math.ceil(remaining)),
+            kind,
+            namespace,
+            resource_version=version,
+            timeout_s=max(1, math.ceil(remaining)),
             **selectors,
         ):
             name = obj.get("metadata", {}).get("name", "")
@@ -162,14 +165,19 @@ def knative_service_ready(revision: str, generation: int) -> Check:
         if int(status.get("observedGeneration") or 0) < generation:
             return False
         ready = condition(svc, "Ready")
-        if ready and ready.get("status") == "False" and ready.get("reason") in TERMINAL_KNATIVE_REASONS:
+        if (
+            ready
+            and ready.get("status") == "False"
+            and ready.get("reason") in TERMINAL_KNATIVE_REASONS
+        ):
             meta = svc["metadata"]
             raise ProvisioningError(
                 f"Knative Service {meta.get('namespace')}/{meta['name']} failed: "
                 f"{format_condition(ready)}"
             )
         return bool(
-            ready and ready.get("status") == "True"
+            ready
+            and ready.get("status") == "True"
             and status.get("latestReadyRevisionName") == revision
         )
 
