@@ -22,6 +22,7 @@ the official client to drive the kubernetes backend against it:
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import threading
 import time
@@ -92,6 +93,8 @@ class Emulator:
         self.requests: list[Request] = []
         self.faults: list[Fault] = []
         self.hooks: list[Hook] = []
+        # (namespace, resource.group, verb) of every authorization, as RBAC would see them
+        self.authorized: list[tuple[str, str, str]] = []
         self.forwards: dict[tuple[str, str, int], tuple[str, int]] = {}
         self.controllers = Controllers(self)
         self._server: Optional[ThreadingHTTPServer] = None
@@ -277,6 +280,8 @@ class Emulator:
         }
 
     def check_faults(self, request: Request) -> None:
+        """The emulator's authorizer: records what was asked, answers injected faults."""
+        self.authorized.append((request.namespace, request.qualified, request.verb))
         for fault in self.faults:
             if (
                 fault.verb == request.verb
@@ -477,6 +482,8 @@ class Emulator:
                     for m in configs
                 ]
                 if current is None:
+                    # An apply that creates is authorized as create too, as the API server does.
+                    self.check_faults(dataclasses.replace(request, verb="create"))
                     merged["metadata"]["namespace"] = route.namespace
                     return 201, out(store.create(rt, merged))
                 merged["status"] = current.get("status")

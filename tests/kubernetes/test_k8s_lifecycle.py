@@ -355,3 +355,14 @@ def test_a_cluster_without_knative_is_named(tmp_path: Any) -> None:
         ):
             backend.provision()
         assert not bare.calls("patch")
+
+
+def test_an_apply_that_creates_needs_create_and_the_message_says_so(
+    emulator: Emulator, make_backend: BackendFactory
+) -> None:
+    emulator.fail("create", "jobs", 403, times=None)
+    with pytest.raises(ProvisioningError) as info:
+        make_backend().provision()
+    assert str(info.value).startswith(
+        "forbidden: cannot create jobs.batch in namespace default; grant it"
+    )

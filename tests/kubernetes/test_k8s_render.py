@@ -42,6 +42,7 @@ def test_two_service_documents_as_in_the_seed() -> None:
         {"revisionName": "sample-app-v2", "percent": 0, "tag": "dark"},
     ]
     for doc in (live, dark):
+        assert doc["spec"]["template"]["metadata"]["labels"]["sidecar.istio.io/inject"] == "true"
         assert doc["spec"]["template"]["metadata"]["annotations"] == {
             "autoscaling.knative.dev/min-scale": "1"
         }

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -36,6 +37,7 @@ T = TypeVar("T")
 FIELD_MANAGER = "pytest-darklaunch"
 RBAC_HINT = "grant it (see examples/kubernetes/rbac.yaml)"
 TRANSIENT_STATUS = frozenset({409, 429, 500, 502, 503, 504})
+_RBAC_DENIAL = re.compile(r'cannot (\w+) resource "')
 
 
 @dataclass(frozen=True)
@@ -152,6 +154,10 @@ def translate(
     status = _status_of(exc)
     detail = server_message(exc)
     if status == 403:
+        # RBAC says which verb was missing: an apply that creates also needs "create".
+        denied = _RBAC_DENIAL.search(detail)
+        if denied:
+            verb = denied.group(1)
         return ProvisioningError(
             f"forbidden: cannot {verb} {what}{where}; {RBAC_HINT} (API server: {detail})"
         )

@@ -227,7 +227,9 @@ def knative_service(spec: Spec, names: Names, role: str) -> dict[str, Any]:
         "template": {
             "metadata": {
                 "name": version.revision,
-                "labels": {**names.labels, ROLE_KEY: role},
+                # The sidecar reports the Istio metrics the sampler reads (reporter=destination);
+                # asking per pod spares users from labelling their namespace for injection.
+                "labels": {**names.labels, ROLE_KEY: role, "sidecar.istio.io/inject": "true"},
                 # Both revisions stay warm: dark must not pay cold starts on mirrored requests.
                 "annotations": {"autoscaling.knative.dev/min-scale": "1"},
             },
