@@ -22,10 +22,8 @@ the official client to drive the kubernetes backend against it:
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import threading
-import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Optional
@@ -35,7 +33,8 @@ import yaml
 
 from .emulator_controllers import Controllers
 from .emulator_portforward import serve_portforward
-from .emulator_store import RESOURCES, ApiError, ResourceType, Store, apply_config, merge_patch
+from .emulator_rest import discovery, perform, resource_list, watch
+from .emulator_store import RESOURCES, ApiError, ResourceType, Store
 
 
 @dataclass
@@ -192,12 +191,12 @@ class Emulator:
         elif parts[:1] == ["apis"]:
             group, rest = (parts[1], parts[2:]) if len(parts) > 1 else ("", [])
         else:
-            return Route(None, "", "", "", "", discovery=self._discovery(parts))
+            return Route(None, "", "", "", "", discovery=discovery(self, parts))
         if not rest or (not group and parts == ["api"]):
-            return Route(None, "", "", "", "", discovery=self._discovery(parts))
+            return Route(None, "", "", "", "", discovery=discovery(self, parts))
         version, rest = rest[0], rest[1:]
         if not rest:
-            return Route(None, version, "", "", "", discovery=self._resource_list(group, version))
+            return Route(None, version, "", "", "", discovery=resource_list(self, group, version))
         namespace = ""
         if rest[0] == "namespaces" and len(rest) >= 3:
             namespace, rest = rest[1], rest[2:]
@@ -213,71 +212,6 @@ class Emulator:
         if rt is None:
             raise ApiError(404, f"the server could not find the requested resource ({path})")
         return Route(rt, version, namespace, name, sub)
-
-    def _discovery(self, parts: list[str]) -> dict[str, Any]:
-        if parts == ["version"]:
-            return {
-                "major": "1",
-                "minor": "31",
-                "gitVersion": "v1.31.0-emulator",
-                "platform": "linux/amd64",
-            }
-        if parts == ["api"]:
-            return {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}
-        if parts == ["apis"]:
-            groups: dict[str, list[str]] = {}
-            for r in self.resources:
-                if r.group:
-                    groups.setdefault(r.group, [])
-                    groups[r.group] += [v for v in r.versions if v not in groups[r.group]]
-            return {
-                "kind": "APIGroupList",
-                "apiVersion": "v1",
-                "groups": [
-                    {
-                        "name": g,
-                        "versions": [{"groupVersion": f"{g}/{v}", "version": v} for v in vs],
-                        "preferredVersion": {"groupVersion": f"{g}/{vs[0]}", "version": vs[0]},
-                    }
-                    for g, vs in groups.items()
-                ],
-            }
-        raise ApiError(
-            404, f"the server could not find the requested resource (/{'/'.join(parts)})"
-        )
-
-    def _resource_list(self, group: str, version: str) -> dict[str, Any]:
-        found = [r for r in self.resources if r.group == group and version in r.versions]
-        if not found:
-            raise ApiError(
-                404, f"the server could not find the requested resource ({group}/{version})"
-            )
-        resources = [
-            {
-                "name": r.plural,
-                "singularName": r.kind.lower(),
-                "namespaced": r.namespaced,
-                "kind": r.kind,
-                "verbs": list(r.verbs),
-            }
-            for r in found
-        ]
-        if not group:
-            resources.append(
-                {
-                    "name": "pods/portforward",
-                    "singularName": "",
-                    "namespaced": True,
-                    "kind": "PodPortForwardOptions",
-                    "verbs": ["create", "get"],
-                }
-            )
-        return {
-            "kind": "APIResourceList",
-            "apiVersion": "v1",
-            "groupVersion": f"{group}/{version}" if group else version,
-            "resources": resources,
-        }
 
     def check_faults(self, request: Request) -> None:
         """The emulator's authorizer: records what was asked, answers injected faults."""
@@ -332,11 +266,11 @@ class Emulator:
             self.check_faults(request)
             if request.verb == "watch":
                 self.run_hooks(request)
-                return self._watch(h, route, query)
+                return watch(self, h, route, query)
             if request.resource == "pods/portforward":
                 self.run_hooks(request)
                 return serve_portforward(self, h, route.namespace, route.name, query)
-            code, body = self._perform(request, route)
+            code, body = perform(self, request, route)
             self.run_hooks(request)
             h.send_json(code, body)
         except ApiError as exc:
@@ -381,179 +315,6 @@ class Emulator:
             content_type,
             body,
         )
-
-    def _perform(self, request: Request, route: Route) -> tuple[int, Any]:
-        rt, store, q = route.rt, self.store, request.query
-        assert rt is not None
-        api_version = rt.api_version(route.version)
-
-        def out(obj: dict[str, Any]) -> dict[str, Any]:
-            obj["apiVersion"] = api_version
-            return obj
-
-        if request.verb == "get":
-            obj = store.get(rt, route.namespace, route.name)
-            if obj is None:
-                raise ApiError(
-                    404,
-                    f'{rt.qualified} "{route.name}" not found',
-                    details={"name": route.name, "group": rt.group, "kind": rt.plural},
-                )
-            return 200, out(obj)
-        if request.verb in ("list", "deletecollection"):
-            items = store.list(
-                rt, route.namespace or None, q.get("labelSelector"), q.get("fieldSelector")
-            )
-            if request.verb == "deletecollection":
-                items = [
-                    store.delete(
-                        rt,
-                        i["metadata"].get("namespace", ""),
-                        i["metadata"]["name"],
-                        q.get("propagationPolicy"),
-                    )
-                    for i in items
-                ]
-            with store.lock:
-                version = str(store.rv)
-            return 200, {
-                "kind": f"{rt.kind}List",
-                "apiVersion": api_version,
-                "metadata": {"resourceVersion": version},
-                "items": [out(i) for i in items],
-            }
-        if request.verb == "create":
-            body = dict(request.body or {})
-            body.setdefault("metadata", {})["namespace"] = route.namespace
-            return 201, out(store.create(rt, body))
-        if request.verb == "update":
-            body = dict(request.body or {})
-            current = store.get(rt, route.namespace, route.name)
-            given = body.get("metadata", {}).get("resourceVersion")
-            if current and given and given != current["metadata"]["resourceVersion"]:
-                raise ApiError(
-                    409,
-                    f'Operation cannot be fulfilled on {rt.qualified} "{route.name}": '
-                    "the object has been modified; please apply your changes to the latest version",
-                )
-            if current:
-                body["status"] = current.get("status")
-            return 200, out(store.replace(rt, body))
-        if request.verb == "patch":
-            return self._patch(request, route, out)
-        if request.verb == "delete":
-            obj = store.delete(rt, route.namespace, route.name, q.get("propagationPolicy"))
-            return 200, out(obj)
-        raise ApiError(405, f"method {request.method} not allowed")
-
-    def _patch(
-        self, request: Request, route: Route, out: Callable[[dict[str, Any]], dict[str, Any]]
-    ) -> tuple[int, Any]:
-        rt, store = route.rt, self.store
-        assert rt is not None
-        if not isinstance(request.body, dict):
-            raise ApiError(400, "the patch body must be an object")
-        key = (rt.group, rt.plural, route.namespace, route.name)
-        with store.lock:
-            current = store.get(rt, route.namespace, route.name)
-            if request.content_type == "application/apply-patch+yaml":
-                manager = request.query.get("fieldManager")
-                if not manager:
-                    raise ApiError(
-                        400,
-                        "PatchOptions.meta.k8s.io is invalid: fieldManager: Required value: "
-                        "is required for apply patch",
-                    )
-                body = request.body
-                if body.get("metadata", {}).get("name") != route.name:
-                    raise ApiError(400, "the name of the object does not match the name on the URL")
-                configs = store.configs.setdefault(key, {})
-                merged = apply_config(
-                    current, body, configs, manager, request.query.get("force") == "true"
-                )
-                merged.setdefault("metadata", {})["managedFields"] = [
-                    {
-                        "manager": m,
-                        "operation": "Apply",
-                        "apiVersion": body.get("apiVersion"),
-                        "fieldsType": "FieldsV1",
-                        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    }
-                    for m in configs
-                ]
-                if current is None:
-                    # An apply that creates is authorized as create too, as the API server does.
-                    self.check_faults(dataclasses.replace(request, verb="create"))
-                    merged["metadata"]["namespace"] = route.namespace
-                    return 201, out(store.create(rt, merged))
-                merged["status"] = current.get("status")
-                return 200, out(store.replace(rt, merged))
-            if request.content_type in (
-                "application/merge-patch+json",
-                "application/strategic-merge-patch+json",
-            ):
-                if current is None:
-                    raise ApiError(
-                        404,
-                        f'{rt.qualified} "{route.name}" not found',
-                        details={"name": route.name, "group": rt.group, "kind": rt.plural},
-                    )
-                return 200, out(store.replace(rt, merge_patch(current, request.body)))
-        raise ApiError(
-            415, f"the body of the request was in an unknown format: {request.content_type}"
-        )
-
-    def _watch(self, h: _Handler, route: Route, query: dict[str, str]) -> None:
-        rt, store = route.rt, self.store
-        assert rt is not None
-        from .emulator_store import field_matcher, label_matcher
-
-        labels, fields = (
-            label_matcher(query.get("labelSelector")),
-            field_matcher(query.get("fieldSelector")),
-        )
-        deadline = time.monotonic() + float(query.get("timeoutSeconds") or 1800)
-        since = query.get("resourceVersion") or "0"
-        h.start_chunked()
-
-        def send(kind: str, obj: dict[str, Any]) -> None:
-            obj = copy.deepcopy(obj)
-            obj["apiVersion"] = rt.api_version(route.version)
-            h.send_chunk(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
-
-        def wanted(obj: dict[str, Any]) -> bool:
-            ns = obj.get("metadata", {}).get("namespace", "")
-            return (not route.namespace or ns == route.namespace) and labels(obj) and fields(obj)
-
-        try:
-            with store.lock:
-                position = int(since)
-                if since == "0":
-                    initial = store.list(
-                        rt,
-                        route.namespace or None,
-                        query.get("labelSelector"),
-                        query.get("fieldSelector"),
-                    )
-                    position = store.rv
-            if since == "0":
-                for obj in initial:
-                    send("ADDED", obj)
-            while time.monotonic() < deadline:
-                with store.lock:
-                    pending = store.history_after(position)
-                    if not pending and not store.closed:
-                        store.changed.wait(timeout=max(0.0, deadline - time.monotonic()))
-                        pending = store.history_after(position)
-                    if store.closed:
-                        break
-                for event in pending:
-                    position = event.rv
-                    if (event.group, event.plural) == (rt.group, rt.plural) and wanted(event.obj):
-                        send(event.type, event.obj)
-            h.end_chunked()
-        except (BrokenPipeError, ConnectionResetError):
-            return  # the client went away
 
 
 def _matches(request: Request, resource: str) -> bool:
