@@ -366,3 +366,14 @@ def test_an_apply_that_creates_needs_create_and_the_message_says_so(
     assert str(info.value).startswith(
         "forbidden: cannot create jobs.batch in namespace default; grant it"
     )
+
+
+def test_a_spec_the_cluster_would_refuse_fails_before_any_api_call(
+    emulator: Emulator, make_backend: BackendFactory
+) -> None:
+    from pytest_darklaunch.errors import ConfigError
+
+    no_image = make_spec(versions={"live": {"image": "a:1"}, "dark": {"revision": "sample-app-v2"}})
+    with pytest.raises(ConfigError, match="versions.dark.image"):
+        make_backend(no_image)
+    assert emulator.requests == []

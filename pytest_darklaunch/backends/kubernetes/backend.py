@@ -83,6 +83,10 @@ class KubernetesBackend:
         self.run = run
         self.settings = settings or KubeSettings()
         self.names = names_for(spec, run.run_id, run.namespace)
+        # Pure and cheap: a spec the cluster would refuse fails here, before any API call.
+        self.manifests = (
+            [] if run.provision == "none" else render(spec, run.run_id, namespace=run.namespace)
+        )
         try:
             parse_service(self.settings.prometheus_service)
         except ValueError:
@@ -104,9 +108,7 @@ class KubernetesBackend:
         prometheus_url = self._prometheus_url()
         if self.run.provision == "none":
             return self._environment(prometheus_url, {}, None)
-        ksvc_live, ksvc_dark, mirror_vs, routing_vs, job = render(
-            self.spec, self.run.run_id, namespace=self.run.namespace
-        )
+        ksvc_live, ksvc_dark, mirror_vs, routing_vs, job = self.manifests
         api = self._kube()
         self._refuse_foreign_service(api)
         self._touched = True
