@@ -431,8 +431,10 @@ def _headers(r: _Reader, value: object) -> dict[str, str]:
 def _timeout(r: _Reader, value: object) -> float:
     timeout_s = r.convert(value, ("traffic", "timeout"), parse_duration, DURATION_HINT)
     # Envoy and the rendered manifests work in whole milliseconds: less would become 0.
-    if timeout_s < 0.001:
-        raise r.fail(("traffic", "timeout"), value, "a request timeout of at least 1ms")
+    if not 0.001 <= timeout_s <= 3600:
+        raise r.fail(
+            ("traffic", "timeout"), value, "a request timeout of at least 1ms and at most 1h"
+        )
     return timeout_s
 
 

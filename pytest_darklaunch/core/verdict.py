@@ -210,6 +210,18 @@ def judge(
     est = estimate(dark, obj.metric, conf)
     live_est = estimate(live, obj.metric, conf)
     if est.value is None:
+        answered_none = bool(dark.requests) and (dark.errors or 0.0) >= (dark.requests or 0.0)
+        is_latency = obj.metric == "mean-latency" or percentile_of(obj.metric) is not None
+        if answered_none and is_latency and (obj.upper is not None or obj.max_increase):
+            # A dark that answers nothing (timeouts, Envoy's 503s) records no latency at all:
+            # that is the worst latency there is, not missing data.
+            return replace(
+                base,
+                outcome=FAIL,
+                samples=int(dark.requests or 0),
+                reason=f"dark answered none of its {dark.requests:.0f} requests (every one an "
+                f"error: timed out or refused), so no latency can meet {bounds_text(obj)}",
+            )
         return replace(base, reason=f"no data: dark: {est.missing}", samples=est.samples)
     lo = est.lo if est.lo is not None else est.value
     hi = est.hi if est.hi is not None else est.value

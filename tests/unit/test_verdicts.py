@@ -161,3 +161,15 @@ def test_more_looks_need_more_evidence():
     one = judge(Objective("error-rate", upper=0.01), data, [], Context(0.95, 1, 40.0, None), True)
     many = judge(Objective("error-rate", upper=0.01), data, [], Context(0.95, 20, 40.0, None), True)
     assert one.outcome == "pass" and many.outcome == "inconclusive"
+
+
+def test_a_dark_that_answers_nothing_fails_latency_objectives_instead_of_no_data():
+    # Every mirrored request timed out (504 from Envoy): no latency observation at all.
+    hung = Window(100.0, 110.0, 400.0, 400.0, 0.0, 0.0, (), False, {}, {"504": 400.0})
+    for obj in (Objective("mean-latency", upper=50), Objective("p95", upper=100)):
+        v = judge(obj, (hung, win(1000)), [], CTX, final=True)
+        assert v.outcome == "fail" and "answered none of its 400 requests" in v.reason
+    # Requests with no latency and no errors stay "no data": nothing says dark was slow.
+    silent = Window(100.0, 110.0, 400.0, 0.0, 0.0, 0.0)
+    v = judge(Objective("mean-latency", upper=50), (silent, win(1000)), [], CTX, final=True)
+    assert v.outcome == "inconclusive" and v.reason.startswith("no data")

@@ -86,6 +86,23 @@ def tail(path: str, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(kept) if kept else "(log is empty)"
 
 
+# The Prometheus credentials are the plugin's, never the processes' it starts (the app under
+# test included). Named here rather than imported: core.prometheus loads requests.
+CREDENTIAL_VARIABLES = (
+    "PYTEST_DARKLAUNCH_PROMETHEUS_TOKEN",
+    "PYTEST_DARKLAUNCH_PROMETHEUS_USER",
+    "PYTEST_DARKLAUNCH_PROMETHEUS_PASSWORD",
+)
+
+
+def child_environment(env: Mapping[str, str] | None) -> dict[str, str]:
+    """``env`` (default: this process's) without the plugin's credentials."""
+    environ = dict(os.environ if env is None else env)
+    for name in CREDENTIAL_VARIABLES:
+        environ.pop(name, None)
+    return environ
+
+
 _ERROR_MARKERS = ("[critical]", "[error]", "error:", "exception", "traceback")
 
 
@@ -139,7 +156,7 @@ class ManagedProcess:
                     stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
-                    env=dict(env) if env is not None else None,
+                    env=child_environment(env),
                     cwd=cwd,
                     start_new_session=True,
                     close_fds=True,
