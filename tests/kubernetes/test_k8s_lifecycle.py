@@ -377,3 +377,22 @@ def test_a_spec_the_cluster_would_refuse_fails_before_any_api_call(
     with pytest.raises(ConfigError, match="versions.dark.image"):
         make_backend(no_image)
     assert emulator.requests == []
+
+
+def test_an_expired_or_broken_watch_is_listed_and_watched_again(
+    emulator: Emulator, make_backend: BackendFactory
+) -> None:
+    emulator.controllers.knative["sample-app-v2"] = pending()
+
+    def release(_: Any) -> None:
+        if emulator.controllers.knative.pop("sample-app-v2", None):
+            emulator.controllers.reconcile("default", "sample-app")
+
+    # the first watch of the dark wait answers 410 Gone, the second 500; the third succeeds
+    emulator.fail("watch", "services.serving.knative.dev", 410, times=1)
+    emulator.fail("watch", "services.serving.knative.dev", 500, times=1)
+    emulator.on("watch", "services.serving.knative.dev", release, times=None)
+    make_backend().provision()
+    watches = emulator.calls("watch", "services.serving.knative.dev")
+    assert len(watches) >= 3
+    assert len(emulator.calls("list", "services.serving.knative.dev")) >= 3

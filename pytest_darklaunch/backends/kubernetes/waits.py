@@ -23,7 +23,14 @@ from typing import Any, Callable, Optional
 
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
-from pytest_darklaunch.backends.kubernetes.api import EVENT, Kind, KubeApi, _is_transient
+from pytest_darklaunch.backends.kubernetes.api import (
+    EVENT,
+    Kind,
+    KubeApi,
+    _is_transient,
+    _status_of,
+    translate,
+)
 from pytest_darklaunch.errors import ProvisioningError
 
 Check = Callable[[list[dict[str, Any]]], bool]
@@ -128,7 +135,7 @@ def wait_for(
     retrying = Retrying(
         stop=stop_after_delay(timeout_s),
         wait=wait_exponential(multiplier=0.2, max=2.0),
-        retry=retry_if_exception(lambda exc: isinstance(exc, NotYet) or _is_transient(exc)),
+        retry=retry_if_exception(_worth_another_round),
         reraise=True,
     )
     last_error = ""
@@ -137,14 +144,19 @@ def wait_for(
     except NotYet:
         pass
     except _transport_errors() as exc:
-        if not _is_transient(exc):
-            raise
-        last_error = f"; last API error: {exc}"
+        if not _worth_another_round(exc):
+            raise translate(exc, "watch", kind.qualified, namespace) from exc
+        last_error = f"; last API error: {translate(exc, 'watch', kind.qualified, namespace)}"
     last = list(seen.values())
     events = recent_events(api, namespace, event_names(last))
     raise ProvisioningError(
         f"{what} not ready after {timeout_s:g}s: {describe(last)}; events: {events}{last_error}"
     )
+
+
+def _worth_another_round(exc: BaseException) -> bool:
+    """Not there yet, a transient answer, or an expired watch (410 Gone): list and watch again."""
+    return isinstance(exc, NotYet) or _is_transient(exc) or _status_of(exc) == 410
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:
