@@ -163,8 +163,9 @@ class DarklaunchSession:
             if self.backend is not None:
                 if self.resolved.settings.keep:
                     instructions = self.backend.keep_instructions()
-                else:
-                    self.backend.teardown()
+                # With keep, a backend's teardown stops only what must not outlive the run
+                # (the traffic, a port-forward) and leaves the rest to the instructions.
+                self.backend.teardown()
         finally:
             if self.workdir and not self.resolved.settings.keep:
                 shutil.rmtree(self.workdir, ignore_errors=True)
@@ -274,7 +275,7 @@ def _template_values(spec: Spec, env: Environment) -> dict[str, dict[str, str]]:
         out[role] = {
             "version": role,
             "revision": version.revision,
-            "namespace": spec.target.namespace,
+            "namespace": env.details.get("namespace", spec.target.namespace),
             "service": spec.target.name,
             "cluster": labels.get("envoy_cluster_name", role),
         }
