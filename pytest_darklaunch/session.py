@@ -77,6 +77,7 @@ class DarklaunchSession:
             workdir=os.path.join(self.workdir, "stack"),
             prometheus_url=settings.prometheus_url,
             prometheus_bin=settings.prometheus_bin,
+            prometheus_service=settings.prometheus_service,
             kube_context=settings.kube_context,
             namespace=settings.namespace,
             provision=settings.provision,

@@ -8,7 +8,7 @@ read), and removes all of it again. Backends never import pytest.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional, Protocol
 
 from pytest_darklaunch.core.spec import Spec
@@ -28,6 +28,7 @@ class RunContext:
     workdir: str
     prometheus_url: Optional[str] = None
     prometheus_bin: Optional[str] = None
+    prometheus_service: Optional[str] = None
     kube_context: Optional[str] = None
     namespace: Optional[str] = None
     provision: str = "all"
@@ -96,7 +97,10 @@ def create_backend(name: str, spec: Spec, run: RunContext) -> Backend:
 
         return LocalBackend(spec, run)
     if name == "kubernetes":
-        from pytest_darklaunch.backends.kubernetes import KubernetesBackend
+        from pytest_darklaunch.backends.kubernetes import KubernetesBackend, KubeSettings
 
-        return KubernetesBackend(spec, run)
+        settings = KubeSettings()
+        if run.prometheus_service:
+            settings = replace(settings, prometheus_service=run.prometheus_service)
+        return KubernetesBackend(spec, run, settings=settings)
     raise ValueError(name)

@@ -15,9 +15,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Optional
 
 from pytest_darklaunch.core.units import DNS1123_HINT, is_dns1123_label
 from pytest_darklaunch.errors import ConfigError
@@ -108,6 +106,12 @@ OPTIONS: tuple[OptionDef, ...] = (
     ),
     OptionDef("prometheus-url", "use this Prometheus instead of starting or forwarding one", "URL"),
     OptionDef(
+        "prometheus-service",
+        "kubernetes backend: the Prometheus service to port-forward to, NS/NAME[:PORT] "
+        "(default: istio-system/prometheus:9090)",
+        "NS/NAME[:PORT]",
+    ),
+    OptionDef(
         "prometheus-bin", "prometheus binary for the local backend (default: from PATH)", "PATH"
     ),
     OptionDef("report", "write the JSON report here", "PATH"),
@@ -160,6 +164,7 @@ class Settings:
     experiment_path: Optional[str] = None
     prometheus_url: Optional[str] = None
     prometheus_bin: Optional[str] = None
+    prometheus_service: Optional[str] = None
     report: Optional[str] = None
     plots: Optional[str] = None
     keep: bool = False
@@ -272,6 +277,14 @@ def resolve(
     ):
         _, label, source = picked["prometheus-url"]
         raise ConfigError(label, settings.prometheus_url, source, "an http:// or https:// URL")
+    if settings.prometheus_service is not None and not _is_service(settings.prometheus_service):
+        _, label, source = picked["prometheus-service"]
+        raise ConfigError(
+            label,
+            settings.prometheus_service,
+            source,
+            "NS/NAME[:PORT] of DNS-1123 labels, such as istio-system/prometheus:9090",
+        )
 
     target_given = picked["target"][0] is not None
     if not (target_given or settings.spec_path or settings.experiment_path):
@@ -339,6 +352,15 @@ def resolve(
             origin[opt.name] = "default" if src == "defaults" else f"{field_label} in {src}"
     values.update(_spec_values(spec))
     return Resolved(spec, settings, origin, values)
+
+
+def _is_service(text: str) -> bool:
+    """``namespace/name`` or ``namespace/name:port`` (both DNS-1123 labels, port 1..65535)."""
+    where, _, port = text.partition(":")
+    parts = where.split("/")
+    if port and not (port.isdigit() and 1 <= int(port) <= 65535):
+        return False
+    return len(parts) == 2 and all(is_dns1123_label(p) for p in parts)
 
 
 def _spec_values(spec: Spec) -> dict[str, str]:
