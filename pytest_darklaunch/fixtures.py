@@ -22,15 +22,18 @@ def darklaunch(request: pytest.FixtureRequest) -> Experiment:
     ...     darklaunch.assert_objective("error-rate", upper=0.01)
     """
     from pytest_darklaunch.assertions import NO_EXPERIMENT, Experiment
+    from pytest_darklaunch.errors import DarklaunchError
     from pytest_darklaunch.plugin import _session
     from pytest_darklaunch.report import progress_writer
 
     state = _session(request.config)
     if state is None or not state.resolved.active:
         pytest.skip(NO_EXPERIMENT)
-    if state.error:
+    try:
+        state.wait_provisioned()
+    except DarklaunchError as exc:
         # The message says it all (which process, its log tail): no traceback into the plugin.
-        pytest.fail(f"darklaunch: {state.error}", pytrace=False)
+        pytest.fail(f"darklaunch: {exc}", pytrace=False)
     return Experiment(state, uncaptured(request.config, progress_writer(request.config)))
 
 

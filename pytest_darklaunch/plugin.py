@@ -148,11 +148,12 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if config.option.collectonly or config.option.help:
         return
     _install_sigterm()
-    state.start()
     if config.pluginmanager.hasplugin("dsession"):
+        # xdist's controller runs no test that could print between intervals: print directly.
         reporter = config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None and config.get_verbosity() >= 0:
             state.progress_sink = reporter.write_line
+    state.start()
 
 
 _previous_sigterm: list[Any] = []

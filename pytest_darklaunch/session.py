@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # the modules behind a running experiment load only when one 
     from pytest_darklaunch.core.spec import Spec
     from pytest_darklaunch.core.verdict import Verdict
 RESULT_FILE = "result.json"
+PROVISIONING_FAILED = "provisioning failed"
 
 
 class DarklaunchSession:
@@ -48,6 +49,7 @@ class DarklaunchSession:
         self._thread: Optional[threading.Thread] = None
         self._stop = threading.Event()
         self._done = threading.Event()
+        self._provisioned = threading.Event()
         self._torn_down = False
         self.started_at = time.time()
 
@@ -64,13 +66,16 @@ class DarklaunchSession:
     # -- controller ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Provision and start the sampler thread; errors are kept for the tests to report."""
+        """Provision and run the experiment in a background thread.
+
+        Provisioning overlaps collection (and pytest-xdist starting its workers); its errors
+        are kept for the tests to report, and written to the result file for workers.
+        """
         settings = self.resolved.settings
         self.workdir = tempfile.mkdtemp(prefix=f"darklaunch-{self.run_id}-")
         self.result_path = os.path.join(self.workdir, RESULT_FILE)
         atexit.register(self.teardown)
         from pytest_darklaunch.backends import RunContext, create_backend
-        from pytest_darklaunch.core.experiment import Runner, new_data
 
         run = RunContext(
             run_id=self.run_id,
@@ -86,24 +91,63 @@ class DarklaunchSession:
         os.makedirs(run.workdir, mode=0o700)
         try:
             self.backend = create_backend(settings.backend, self.spec, run)
-            self.environment = self.backend.provision()
         except DarklaunchError as exc:
-            self.error = f"provisioning failed: {exc}"
-            self._done.set()
+            self._fail(f"{PROVISIONING_FAILED}: {exc}")
             return
-        env = self.environment
+        self._thread = threading.Thread(target=self._run, name="darklaunch", daemon=True)
+        self._thread.start()
+
+    def _fail(self, message: str) -> None:
+        """Record an error that ends the experiment before it ran; workers read it from the file."""
+        from pytest_darklaunch.core.experiment import new_data
+
+        self.error = message
+        settings = self.resolved.settings
+        self.data = new_data(self.spec, "envoy", {"live": {}, "dark": {}},
+                             settings.full_duration)
+        self.data.error, self.data.stage = message, "failed"
+        self._provisioned.set()
+        self._save_and_finish()
+
+    def _save_and_finish(self) -> None:
+        if self.data is not None and self.result_path:
+            self.data.save(self.result_path)
+        self._done.set()
+
+    def _run(self) -> None:
+        assert self.backend is not None
+        try:
+            self.environment = self.backend.provision()
+        except Exception as exc:  # noqa: BLE001 - reported to every test, never swallowed
+            what = "" if isinstance(exc, DarklaunchError) else f"{type(exc).__name__}: "
+            self._fail(f"{PROVISIONING_FAILED}: {what}{exc}")
+            return
+        self._provisioned.set()
+        try:
+            runner = self._runner(self.environment)
+            runner.run()
+        except Exception as exc:  # noqa: BLE001 - reported to every test, never swallowed
+            if self.data is None:
+                self._fail(f"{type(exc).__name__}: {exc}")
+                return
+            self.data.error = f"{type(exc).__name__}: {exc}"
+            self.data.stage = "failed"
+        self._save_and_finish()
+
+    def _runner(self, env: Environment) -> Runner:
+        from pytest_darklaunch.core.experiment import Runner, new_data
         from pytest_darklaunch.core.prometheus import PrometheusClient
 
-        generated = settings.provision != "none"
+        settings = self.resolved.settings
         self.data = new_data(
             self.spec,
             env.metric_source,
             env.labels,
             settings.full_duration,
-            generated,
+            settings.provision != "none",
             settings.fail_fast,
         )
-        runner = Runner(
+        return Runner(
             self.spec,
             self.data,
             PrometheusClient(env.prometheus_url),
@@ -116,22 +160,6 @@ class DarklaunchSession:
             scrape_interval_s=env.scrape_interval_s,
             counters_start_at_zero=env.counters_start_at_zero,
         )
-        self._thread = threading.Thread(
-            target=self._run, args=(runner,), name="darklaunch", daemon=True
-        )
-        self._thread.start()
-
-    def _run(self, runner: Runner) -> None:
-        try:
-            runner.run()
-        except Exception as exc:  # noqa: BLE001 - reported to every test, never swallowed
-            assert self.data is not None
-            self.data.error = f"{type(exc).__name__}: {exc}"
-            self.data.stage = "failed"
-        finally:
-            if self.data is not None and self.result_path:
-                self.data.save(self.result_path)
-            self._done.set()
 
     def _traffic_stats(self) -> Optional[dict[str, Any]]:
         stats = self.backend.traffic_stats() if self.backend is not None else None
@@ -174,20 +202,25 @@ class DarklaunchSession:
         return instructions
 
     def workerinput(self) -> dict[str, Any]:
-        """What an xdist worker needs: the run id, the result file, or the provisioning error."""
+        """What an xdist worker needs: the run id and the result file to read.
+
+        Provisioning is still under way when workers start; its outcome, errors included,
+        reaches them through the result file.
+        """
         return {
             "run_id": self.run_id,
             "result_path": self.result_path,
-            "error": self.error,
             "deadline_s": self.max_duration_s(),
-            "environment": None
-            if self.environment is None
-            else {
-                "backend": self.environment.backend,
-                "prometheus_url": self.environment.prometheus_url,
-                "endpoints": dict(self.environment.endpoints),
-            },
         }
+
+    def wait_provisioned(self) -> None:
+        """Block until provisioning ended (controller); raise its error, if any."""
+        if self._thread is not None and not self._provisioned.wait(self.max_duration_s()):
+            raise ProvisioningError(
+                f"provisioning did not end within {self.max_duration_s():.0f} s"
+            )
+        if self.error:
+            raise ProvisioningError(self.error)
 
     # -- both sides -----------------------------------------------------------------------------
 
@@ -252,6 +285,8 @@ class DarklaunchSession:
                 f"{self.max_duration_s():.0f} s"
             )
         self.data = ExperimentData.load(path)
+        if self.data.error.startswith(PROVISIONING_FAILED):
+            raise ProvisioningError(self.data.error)
         return self.data
 
     @classmethod

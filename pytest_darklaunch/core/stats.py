@@ -255,12 +255,50 @@ def quantile_interval(q: float, buckets: Buckets, confidence: float) -> tuple[fl
     if prepared is None:
         return math.nan, math.nan
     n = prepared[-1][1]
-    spread = z * math.sqrt(n * q * (1.0 - q))
-    lower_rank = math.floor(n * q - spread)
-    upper_rank = math.ceil(n * q + spread) + 1
+    if 0.0 < q < 1.0 and n * q * (1.0 - q) < _EXACT_BELOW:
+        lower_rank, upper_rank = _exact_ranks(int(round(n)), q, confidence)
+    else:
+        spread = z * math.sqrt(n * q * (1.0 - q))
+        lower_rank = math.floor(n * q - spread)
+        upper_rank = math.ceil(n * q + spread) + 1
     lo = _lower_edge(prepared, _search(prepared, lower_rank) if lower_rank >= 1 else 0)
     hi = math.inf if upper_rank > n else prepared[_search(prepared, upper_rank)][0]
     return lo, hi
+
+
+# Below this n*q*(1-q) the normal approximation of the rank distribution is poor in the tails
+# (a p99 on a few hundred samples): ranks come from the exact binomial distribution instead.
+_EXACT_BELOW = 50.0
+
+
+def _exact_ranks(n: int, q: float, confidence: float) -> tuple[int, int]:
+    """Order-statistic ranks ``(l, u)`` of an exact distribution-free interval for a quantile.
+
+    With ``B ~ Binomial(n, q)`` observations at or below the quantile, the ``u``-th smallest
+    observation lies above it unless ``B >= u``, and the ``l``-th lies below it unless
+    ``B <= l - 1``: ``u`` is the smallest rank with ``P(B <= u - 1) >= 1 - alpha/2`` (``n + 1``
+    when none is, an unbounded end) and ``l`` the largest with ``P(B <= l - 1) <= alpha/2``
+    (``0`` when none is).
+
+    >>> _exact_ranks(400, 0.99, 0.95)  # the largest of 400 bounds a p99 at 98.2% > 97.5%
+    (392, 400)
+    """
+    tail = (1.0 - confidence) / 2.0
+    logs = [
+        math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+        + k * math.log(q) + (n - k) * math.log1p(-q)
+        for k in range(n + 1)
+    ]
+    top = max(logs)
+    weights = [math.exp(v - top) for v in logs]
+    total = sum(weights)
+    cdf, acc = [], 0.0
+    for w in weights:
+        acc += w
+        cdf.append(acc / total)
+    upper = next((u for u in range(1, n + 1) if cdf[u - 1] >= 1.0 - tail), n + 1)
+    lower = max((lo for lo in range(1, n + 1) if cdf[lo - 1] <= tail), default=0)
+    return lower, upper
 
 
 def histogram_mean_interval(

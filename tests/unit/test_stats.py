@@ -347,3 +347,25 @@ def test_decide_rejects_meaningless_input() -> None:
         decide(3, 2, upper=5)
     with pytest.raises(ValueError):
         decide(1, 2, upper=1, lower=5)
+
+
+def test_exact_ranks_bound_a_tail_quantile_with_a_few_hundred_samples():
+    # 400 observations, all under 75 ms: the largest bounds p99 at 1 - 0.99**400 = 98.2%,
+    # so a p99 <= 500 bound is decidable at 95% (the normal approximation said +Inf).
+    buckets = [(70.0, 0.0), (75.0, 400.0), (500.0, 400.0), (math.inf, 400.0)]
+    lo, hi = quantile_interval(0.99, buckets, 0.95)
+    assert hi == 75.0 and lo == 70.0
+    # At 99.9% the same 400 cannot bound it: the upper end stays open.
+    assert quantile_interval(0.99, buckets, 0.999)[1] == math.inf
+
+
+def test_exact_rank_interval_covers_the_true_quantile():
+    rng = random.Random(7)
+    edges = [float(e) for e in range(1, 200)] + [math.inf]
+    covered = 0
+    for _ in range(300):
+        sample = [rng.expovariate(1 / 20) for _ in range(150)]
+        buckets = [(le, float(sum(1 for x in sample if x <= le))) for le in edges]
+        lo, hi = quantile_interval(0.95, buckets, 0.95)
+        covered += lo <= 20 * math.log(20) <= hi  # true p95 of Exp(mean 20)
+    assert covered / 300 >= 0.93
