@@ -85,8 +85,9 @@ def role(argv):
     return "other: " + " ".join(argv)
 
 
-def test_census():
+def test_census(darklaunch):
     """While the stack runs: the workdirs under TMPDIR and the processes in their pids file."""
+    darklaunch.data  # provisioning runs in the background: wait for the experiment first
     dirs = sorted(glob.glob(os.path.join(os.environ["TMPDIR"], "darklaunch-*")))
     processes = []
     for d in dirs:
