@@ -177,7 +177,13 @@ class DarklaunchSession:
             self.progress.put(line)
 
     def stop_experiment(self) -> None:
+        """End the experiment (and a provisioning still under way) and wait for its thread."""
         self._stop.set()
+        provisioning = self._thread is not None and not self._provisioned.is_set()
+        if provisioning and self.backend is not None and not self.resolved.settings.keep:
+            # Provisioning may wait many seconds on a version that never answers: stopping
+            # what it started makes those waits fail at once.
+            self.backend.teardown()
         if self._thread is not None:
             self._thread.join(timeout=30)
 

@@ -23,6 +23,7 @@ import os
 import shlex
 import shutil
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -97,6 +98,8 @@ class LocalBackend:
         self._environment: Environment | None = None
         self._final_traffic: dict[str, Any] | None = None
         self._torn_down = False
+        # provision() may run in another thread than teardown(): see _track.
+        self._lock = threading.Lock()
 
     # -- protocol -------------------------------------------------------------------------
 
@@ -159,9 +162,10 @@ class LocalBackend:
         :meth:`keep_instructions`. Safe to call twice, after a failed provision, and while a
         SIGINT arrives (signals are held until the processes are reaped).
         """
-        if self._torn_down:
-            return
-        self._torn_down = True
+        with self._lock:
+            if self._torn_down:
+                return
+            self._torn_down = True
         with signals_deferred():
             self.stop_traffic()
             if self.run.keep:
@@ -267,8 +271,14 @@ class LocalBackend:
         return ports
 
     def _track(self, role: str, proc: ManagedProcess) -> None:
-        self._procs[role] = proc
-        self._pids.append(proc.pid)
+        with self._lock:
+            self._procs[role] = proc
+            self._pids.append(proc.pid)
+            cancelled = self._torn_down
+        if cancelled:
+            # teardown() ran while provisioning (in another thread) was starting processes.
+            proc.stop()
+            raise ProvisioningError("provisioning was interrupted: the run is being torn down")
 
     def _write_pids(self) -> None:
         with open(os.path.join(self.workdir, "pids"), "w", encoding="utf-8") as handle:
