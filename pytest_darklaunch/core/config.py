@@ -30,7 +30,7 @@ _FALSE = ("0", "false", "no", "off", "")
 
 @dataclass(frozen=True)
 class OptionDef:
-    """One setting: ``--darklaunch-NAME``, ini ``darklaunch_NAME``, env ``PYTEST_DARKLAUNCH_NAME``."""
+    """One setting: ``--darklaunch-NAME``, ini ``darklaunch_NAME``, env ``PYTEST_DARKLAUNCH_*``."""
 
     name: str
     help: str
@@ -215,7 +215,7 @@ def resolve(
     ini_source: str,
     rootdir: str | os.PathLike[str],
 ) -> Resolved:
-    """Merge all sources; raise :class:`ConfigError` naming field, value, source and what is allowed.
+    """Merge all sources; a :class:`ConfigError` names field, value, source and what is allowed.
 
     ``cli`` and ``ini`` are keyed by option name (``"mirror-percent"``); missing or ``None``
     means not given.
@@ -431,7 +431,8 @@ def _merge(
 def load_spec(spec_path: str | None = None, experiment_path: str | None = None) -> Spec:
     """The spec in a ``darklaunch.yaml`` and/or an Iter8 Experiment, without pytest.
 
-    >>> load_spec(experiment_path="examples/iter8/experiment.yaml").duration.iterations  # doctest: +SKIP
+    >>> spec = load_spec(experiment_path="examples/iter8/experiment.yaml")  # doctest: +SKIP
+    >>> spec.duration.iterations  # doctest: +SKIP
     10
     """
     resolved = resolve(

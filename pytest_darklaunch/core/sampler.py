@@ -114,7 +114,8 @@ def window_between(first: Snapshot, last: Snapshot, errors: str, source: MetricS
 class SnapshotReader:
     """Reads :class:`Snapshot` s of one version from Prometheus.
 
-    >>> reader = SnapshotReader(client, SOURCES["envoy"], {"envoy_cluster_name": "dark"})  # doctest: +SKIP
+    >>> labels = {"envoy_cluster_name": "dark"}
+    >>> reader = SnapshotReader(client, SOURCES["envoy"], labels)  # doctest: +SKIP
     >>> reader.read(at=time.time()).codes  # doctest: +SKIP
     {'2': 412.0}
     """

@@ -11,7 +11,10 @@ DURATION_HINT = "a positive duration such as 500ms, 10s or 1m"
 # Kubernetes DNS-1123 label (namespaces, services, revisions) and subdomain (hosts). Matched
 # with fullmatch: "$" alone also matches before a trailing newline.
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-DNS1123_HINT = "a DNS-1123 label: lower-case letters, digits and '-', starting and ending alphanumeric, at most 63 characters"
+DNS1123_HINT = (
+    "a DNS-1123 label: lower-case letters, digits and '-', starting and ending alphanumeric, "
+    "at most 63 characters"
+)
 _HOST = re.compile(
     r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 )
@@ -19,7 +22,7 @@ HOST_HINT = "a DNS-1123 host name such as customdomain.com"
 
 
 def parse_duration(value: object) -> float:
-    """Seconds in a duration given as ``500ms``, ``10s``, ``1m``, ``1h`` or a bare number of seconds.
+    """Seconds in a duration: ``500ms``, ``10s``, ``1m``, ``1h`` or a bare number of seconds.
 
     >>> parse_duration("500ms"), parse_duration("1m"), parse_duration(10)
     (0.5, 60.0, 10.0)

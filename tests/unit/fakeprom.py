@@ -92,7 +92,7 @@ def steady(
         live_n += live_rps
         live_lat = live_lat + [live_latency] * live_rps
         new_dark = int(round(live_rps * dark_share))
-        for i in range(new_dark):
+        for _ in range(new_dark):
             dark_n += 1
             if dark_error_every and dark_n % dark_error_every == 0:
                 dark_err += 1
