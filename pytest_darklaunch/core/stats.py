@@ -41,15 +41,18 @@ def _z(confidence: float) -> float:
 def binomial_interval(k: float, n: float, confidence: float) -> tuple[float, float]:
     """Two-sided confidence interval for a proportion after ``k`` events in ``n`` trials.
 
-    Wilson's score interval: unlike the textbook normal interval it stays inside [0, 1] and
-    keeps its coverage near the nominal level for small ``n`` and rates near 0, which is where
-    error rates live. At the boundaries Wilson is not exact, so the open end uses the exact
-    Clopper-Pearson bound instead: ``hi = 1 - (alpha/2) ** (1/n)`` for ``k == 0`` and
-    ``lo = (alpha/2) ** (1/n)`` for ``k == n``. ``n == 0`` tells nothing: ``(0.0, 1.0)``.
-    Counts may be floats (Prometheus returns floats) but must satisfy ``0 <= k <= n``.
+    Clopper-Pearson, the exact interval: each end is the rate at which ``k`` (or a more extreme
+    count) has probability ``alpha / 2``, so each one-sided statement errs at most that often
+    for every ``n`` and every rate, also after a handful of errors in a few hundred requests
+    (where the approximate Wilson interval is too narrow: a true 1% shows 6 errors in 190
+    requests 1.3% of the time, and Wilson would call that a breach at 99.5%). The ends are
+    quantiles of Beta distributions: ``lo = Beta(k, n-k+1).ppf(alpha/2)``,
+    ``hi = Beta(k+1, n-k).ppf(1-alpha/2)``; ``k == 0`` gives ``hi = 1 - (alpha/2) ** (1/n)``.
+    ``n == 0`` tells nothing: ``(0.0, 1.0)``. Counts may be floats (Prometheus returns floats;
+    they are rounded) but must satisfy ``0 <= k <= n``.
 
     >>> [round(x, 4) for x in binomial_interval(10, 100, 0.95)]
-    [0.0552, 0.1744]
+    [0.049, 0.1762]
     >>> round(binomial_interval(0, 300, 0.90)[1], 5)  # the rule of three: about 3/n
     0.00994
     """
@@ -58,16 +61,68 @@ def binomial_interval(k: float, n: float, confidence: float) -> tuple[float, flo
         raise ValueError(f"binomial_interval needs 0 <= k <= n, got k={k!r}, n={n!r}")
     if n == 0:
         return 0.0, 1.0
-    if k == 0:
-        return 0.0, 1.0 - (alpha / 2.0) ** (1.0 / n)
-    if k == n:
-        return (alpha / 2.0) ** (1.0 / n), 1.0
-    z = _z(confidence)
-    p = k / n
-    denominator = 1.0 + z * z / n
-    center = (p + z * z / (2.0 * n)) / denominator
-    half = z * math.sqrt(p * (1.0 - p) / n + z * z / (4.0 * n * n)) / denominator
-    return max(0.0, center - half), min(1.0, center + half)
+    events, trials = round(k), round(n)
+    if trials == 0:
+        return 0.0, 1.0
+    if events == 0:
+        lo = 0.0
+    elif events == trials:
+        lo = (alpha / 2.0) ** (1.0 / trials)
+    else:
+        lo = _beta_ppf(alpha / 2.0, events, trials - events + 1)
+    if events == trials:
+        hi = 1.0
+    elif events == 0:
+        hi = 1.0 - (alpha / 2.0) ** (1.0 / trials)
+    else:
+        hi = _beta_ppf(1.0 - alpha / 2.0, events + 1, trials - events)
+    return lo, hi
+
+
+def _beta_cdf(x: float, a: float, b: float) -> float:
+    """The regularized incomplete beta function ``I_x(a, b)`` (Lentz's continued fraction)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    log_front = (
+        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
+        + a * math.log(x) + b * math.log1p(-x)
+    )
+    # The continued fraction converges fast for x < (a + 1) / (a + b + 2); else use symmetry.
+    if x > (a + 1.0) / (a + b + 2.0):
+        return 1.0 - _beta_cdf(1.0 - x, b, a)
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    fraction = d
+    for m in range(1, 1000):
+        for numerator in (
+            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
+        ):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            fraction *= c * d
+        if abs(c * d - 1.0) < 1e-15:
+            break
+    return math.exp(log_front) * fraction / a
+
+
+def _beta_ppf(p: float, a: float, b: float) -> float:
+    """The ``p``-quantile of ``Beta(a, b)``, by bisection on :func:`_beta_cdf`."""
+    lo, hi = 0.0, 1.0
+    for _ in range(100):
+        mid = (lo + hi) / 2.0
+        if _beta_cdf(mid, a, b) < p:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo < 1e-12:
+            break
+    return (lo + hi) / 2.0
 
 
 def min_samples_for_upper(bound: float, confidence: float) -> int:

@@ -28,11 +28,26 @@ _NORMAL = NormalDist()
 # --- binomial bounds ----------------------------------------------------------------------------
 
 
-def test_wilson_matches_hand_computed_case() -> None:
-    # p = 0.1, n = 100, z = 1.959964: center = 0.119207 / 1.038415, half = 0.059568.
+def test_clopper_pearson_matches_published_values() -> None:
+    # Clopper-Pearson for 10 of 100 at 95%: 0.0490..0.1762 (e.g. R's binom.test).
     lo, hi = binomial_interval(10, 100, 0.95)
-    assert lo == pytest.approx(0.055229, abs=1e-6)
-    assert hi == pytest.approx(0.174366, abs=1e-6)
+    assert lo == pytest.approx(0.04900, abs=1e-5)
+    assert hi == pytest.approx(0.17622, abs=1e-5)
+
+
+def test_each_end_errs_at_most_alpha_half_even_for_a_few_errors() -> None:
+    # Exactly: P(X >= k | p = lo) = alpha/2 and P(X <= k | p = hi) = alpha/2.
+    from math import comb
+
+    def cdf(k: int, n: int, p: float) -> float:
+        return sum(comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k + 1))
+
+    for k, n in ((6, 190), (3, 50), (30, 1000)):
+        lo, hi = binomial_interval(k, n, 0.99)
+        assert 1 - cdf(k - 1, n, lo) == pytest.approx(0.005, rel=1e-6)
+        assert cdf(k, n, hi) == pytest.approx(0.005, rel=1e-6)
+    # A true 1% yields 6 errors in 190 requests 1.3% of the time: no breach at 99.5% per side.
+    assert binomial_interval(6, 190, 0.99)[0] < 0.01
 
 
 def test_zero_events_use_the_exact_bound_and_follow_the_rule_of_three() -> None:
