@@ -1,4 +1,7 @@
-"""Output: report header, live progress, the terminal summary, JSON, JUnit, GitHub, plots.
+"""Output: report header, live progress, the terminal summary, JUnit properties.
+
+The JSON report is in ``report_json``, GitHub Actions output in ``report_github``, charts in
+``plots``.
 
 Everything here reads the session's :class:`ExperimentData` after the fact; nothing judges on
 its own. The objective outcomes shown are the ones the tests saw (:func:`final_verdicts`).
@@ -457,117 +460,11 @@ def terminal_summary(reporter: Any, state: Any) -> None:
             kv(label, text)
         for text in outputs.get("errors", []):
             kv("error", text, red=True)
+    from pytest_darklaunch.report_github import _in_github, github_annotations
+
     if _in_github():
         for line in github_annotations(verdicts, settings.inconclusive):
             write(line)
-
-
-# -- GitHub Actions -------------------------------------------------------------------------------
-
-
-def _in_github() -> bool:
-    return bool(os.environ.get("GITHUB_STEP_SUMMARY")) or os.environ.get("GITHUB_ACTIONS") == "true"
-
-
-def _escape_data(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def _escape_property(text: str) -> str:
-    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
-
-
-def github_annotations(verdicts: Sequence[Verdict], inconclusive: str = "fail") -> list[str]:
-    """``::error title=darklaunch <metric>::<reason>`` for each failed objective (an
-    inconclusive one is an error too when it fails its test, else a warning)."""
-    out = []
-    for v in verdicts:
-        if v.outcome == PASS:
-            continue
-        kind = "error" if v.outcome == FAIL or inconclusive == "fail" else "warning"
-        title = _escape_property(f"darklaunch {v.objective.metric}")
-        message = _escape_data(f"{v.objective.label}: {v.outcome}: {v.reason}")
-        out.append(f"::{kind} title={title}::{message}")
-    return out
-
-
-def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-_ICON = {PASS: "✅ pass", FAIL: "❌ fail", INCONCLUSIVE: "⚠️ inconclusive"}
-
-
-def markdown_summary(
-    state: Any, verdicts: Sequence[Verdict], plots: Sequence[tuple[str, str]]
-) -> str:
-    """The GitHub job summary: a headline, the objective and metrics assessment, plot links."""
-    spec: Spec = state.spec
-    data: Optional[ExperimentData] = state.data
-    m = mirror_facts(spec, data)
-    observed = "" if m["observed_percent"] is None else f" (observed {m['observed_percent']:.1f}%)"
-    done = (
-        f"{len(data.intervals)} of {data.planned}" if data else f"0 of {spec.duration.iterations}"
-    )
-    why = (data.stop_reason or data.stage) if data else "did not run"
-    lines = [
-        f"### darklaunch {spec.target}: {_summary_counts(verdicts)}",
-        "",
-        f"live `{spec.versions.live.revision}`, dark `{spec.versions.dark.revision}` · backend "
-        f"{state.resolved.settings.backend} · mirror {spec.mirror.percent:g}%{observed} · "
-        f"{spec.traffic.rate_rps:g} requests/s · {done} intervals of "
-        f"{spec.duration.interval_s:g} s ({_md(why)})",
-        "",
-    ]
-    error = state.error or (data.error if data else "")
-    if error:
-        lines += [f"**Error:** {_md(error)}", ""]
-    lines += [
-        "#### Objective assessment",
-        "",
-        "| Objective | Limit | Dark | Live | Samples | Outcome | Reason |",
-        "| --- | --- | ---: | ---: | ---: | --- | --- |",
-    ]
-    for v in verdicts:
-        units = metric_units(spec, v.objective.metric)
-        dark, live = shown_values(v, data)
-        lines.append(
-            f"| {_md(v.objective.metric)} | {_md(limit_text(v.objective, units))} | "
-            f"{fmt(dark, units)} | {fmt(live, units)} | {v.samples} | "
-            f"{_ICON.get(v.outcome, v.outcome)} | {_md(v.reason)} |"
-        )
-    rows = metric_rows(spec, data)
-    if rows:
-        lines += [
-            "",
-            "#### Metrics assessment (cumulative window)",
-            "",
-            "| Metric | Dark | Live | Dark vs live | Units | Samples (dark / live) |",
-            "| --- | ---: | ---: | ---: | --- | ---: |",
-        ]
-        lines += [
-            f"| {_md(r.metric)} | {fmt(r.dark.value)} | {fmt(r.live.value)} | "
-            f"{_change(r)} | {r.units} | {r.dark.samples} / {r.live.samples} |"
-            for r in rows
-        ]
-    if plots:
-        run = _run_url()
-        lines += ["", "#### Plots", ""]
-        lines += [
-            f"- [{_md(label)}]({run or path.replace(' ', '%20')}) `{path}`" for label, path in plots
-        ]
-        if run:
-            lines += ["", "(the chart files are in this run's artifacts)"]
-    return "\n".join(lines) + "\n\n"
-
-
-def _run_url() -> str:
-    """This workflow run's artifacts, where the chart files end up once uploaded."""
-    env = os.environ
-    keys = ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID")
-    if not all(env.get(k) for k in keys):
-        return ""
-    return "{}/{}/actions/runs/{}#artifacts".format(*(env[k] for k in keys))
 
 
 # -- JUnit XML ------------------------------------------------------------------------------------
@@ -610,129 +507,15 @@ def junit_recording(item: pytest.Item) -> Iterator[None]:
         _RECORDER.remove(record)
 
 
-# -- JSON -----------------------------------------------------------------------------------------
-
-
-def _clean(value: Any) -> Any:
-    """JSON has no NaN or infinity: those become null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
-
-
-def _estimate_json(e: Estimate) -> dict[str, Any]:
-    return {
-        "value": e.value,
-        "lo": e.lo,
-        "hi": e.hi,
-        "samples": e.samples,
-        "missing": e.missing or None,
-    }
-
-
-def report_document(state: Any, plots: Optional[dict[str, str]] = None) -> dict[str, Any]:
-    """The JSON report (keys documented in docs/report.md, kept stable)."""
-    spec: Spec = state.spec
-    data: Optional[ExperimentData] = state.data
-    env = state.environment
-    verdicts = [
-        {
-            "metric": v.objective.metric,
-            "label": v.objective.label,
-            "outcome": v.outcome,
-            "value": v.value,
-            "live_value": v.live_value,
-            "lo": v.lo,
-            "hi": v.hi,
-            "upper": v.objective.upper,
-            "lower": v.objective.lower,
-            "max_increase": None
-            if v.objective.max_increase is None
-            else str(v.objective.max_increase),
-            "judge": v.objective.judge,
-            "reason": v.reason,
-            "samples": v.samples,
-            "query": v.query,
-            "window": list(v.window) if v.window != (0.0, 0.0) else None,
-            "units": metric_units(spec, v.objective.metric),
-        }
-        for v in final_verdicts(state)
-    ]
-    series: dict[str, dict[str, list[dict[str, Any]]]] = {}
-    rows = metric_rows(spec, data)
-    for row in rows:
-        assert data is not None  # rows are empty without data
-        series[row.metric] = {role: [] for role in ("dark", "live")}
-        for i in data.intervals:
-            for role, points in series[row.metric].items():
-                e = estimate(i.windows[role], row.metric, data.confidence)
-                points.append(
-                    {"start": i.start, "end": i.end, "value": e.value, "samples": e.samples}
-                )
-    url = (env.prometheus_url if env else None) or state.resolved.settings.prometheus_url
-    gen = generator_facts(spec, data)
-    gen.pop("generated")
-    document: dict[str, Any] = _clean(
-        {
-            "version": REPORT_VERSION,
-            "run_id": state.run_id,
-            "spec": spec_json(spec),
-            "backend": state.resolved.settings.backend,
-            "prometheus_url": redact_url(url) if url else None,
-            "metric_source": env.metric_source if env else None,
-            "started_at": (data.started_at or None) if data else None,
-            "finished_at": (data.finished_at or None) if data else None,
-            "stage": data.stage if data else "not started",
-            "stop_reason": data.stop_reason if data else "",
-            "error": state.error or (data.error if data else "") or None,
-            "intervals": {
-                "completed": len(data.intervals) if data else 0,
-                "planned": spec.duration.iterations,
-                "interval_s": spec.duration.interval_s,
-            },
-            "verdicts": verdicts,
-            "metrics": {
-                r.metric: {
-                    "units": r.units,
-                    "dark": _estimate_json(r.dark),
-                    "live": _estimate_json(r.live),
-                }
-                for r in rows
-            },
-            "series": series,
-            "mirror": mirror_facts(spec, data),
-            "generator": gen,
-            "plots": plots or {},
-        }
-    )
-    return document
-
-
-def spec_json(spec: Spec) -> dict[str, Any]:
-    """The effective spec as JSON, with secret-looking header and env values hidden."""
-    import dataclasses
-
-    out: dict[str, Any] = json.loads(json.dumps(dataclasses.asdict(spec), default=str))
-    out["traffic"]["headers"] = _hide(out["traffic"].get("headers") or {})
-    for role in ("live", "dark"):
-        out["versions"][role]["env"] = _hide(out["versions"][role].get("env") or {})
-    return out
-
-
-def _hide(values: dict[str, str]) -> dict[str, str]:
-    return {k: HIDDEN if _SENSITIVE.search(k) else v for k, v in values.items()}
-
-
 # -- writing everything ---------------------------------------------------------------------------
 
 
 def write_reports(config: pytest.Config, state: Any) -> None:
     """Plots, the JSON report and the GitHub step summary, as configured; what was written (or
     could not be) is shown in the terminal summary."""
+    from pytest_darklaunch.report_github import markdown_summary
+    from pytest_darklaunch.report_json import report_document
+
     settings = state.resolved.settings
     verdicts = final_verdicts(state)
     outputs: dict[str, Any] = {"written": [], "errors": []}

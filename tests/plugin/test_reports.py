@@ -28,14 +28,9 @@ from typing import Any
 import pytest
 import yaml
 
-from pytest_darklaunch.report import (
-    BUILTIN_ROWS,
-    fmt,
-    github_annotations,
-    markdown_summary,
-    report_document,
-    terminal_summary,
-)
+from pytest_darklaunch.report import BUILTIN_ROWS, fmt, terminal_summary
+from pytest_darklaunch.report_github import github_annotations, markdown_summary
+from pytest_darklaunch.report_json import report_document
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "conformance"
 DOC = Path(__file__).resolve().parents[2] / "docs" / "report.md"

@@ -1,0 +1,126 @@
+"""GitHub Actions output: ``::error`` annotations and the job summary in Markdown."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any, Optional
+
+from pytest_darklaunch.core.experiment import ExperimentData
+from pytest_darklaunch.core.spec import Spec
+from pytest_darklaunch.core.verdict import FAIL, INCONCLUSIVE, PASS, Verdict
+from pytest_darklaunch.report import (
+    _change,
+    _summary_counts,
+    fmt,
+    limit_text,
+    metric_rows,
+    metric_units,
+    mirror_facts,
+    shown_values,
+)
+
+
+def _in_github() -> bool:
+    return bool(os.environ.get("GITHUB_STEP_SUMMARY")) or os.environ.get("GITHUB_ACTIONS") == "true"
+
+
+def _escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def github_annotations(verdicts: Sequence[Verdict], inconclusive: str = "fail") -> list[str]:
+    """``::error title=darklaunch <metric>::<reason>`` for each failed objective (an
+    inconclusive one is an error too when it fails its test, else a warning)."""
+    out = []
+    for v in verdicts:
+        if v.outcome == PASS:
+            continue
+        kind = "error" if v.outcome == FAIL or inconclusive == "fail" else "warning"
+        title = _escape_property(f"darklaunch {v.objective.metric}")
+        message = _escape_data(f"{v.objective.label}: {v.outcome}: {v.reason}")
+        out.append(f"::{kind} title={title}::{message}")
+    return out
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+_ICON = {PASS: "✅ pass", FAIL: "❌ fail", INCONCLUSIVE: "⚠️ inconclusive"}
+
+
+def markdown_summary(
+    state: Any, verdicts: Sequence[Verdict], plots: Sequence[tuple[str, str]]
+) -> str:
+    """The GitHub job summary: a headline, the objective and metrics assessment, plot links."""
+    spec: Spec = state.spec
+    data: Optional[ExperimentData] = state.data
+    m = mirror_facts(spec, data)
+    observed = "" if m["observed_percent"] is None else f" (observed {m['observed_percent']:.1f}%)"
+    done = (
+        f"{len(data.intervals)} of {data.planned}" if data else f"0 of {spec.duration.iterations}"
+    )
+    why = (data.stop_reason or data.stage) if data else "did not run"
+    lines = [
+        f"### darklaunch {spec.target}: {_summary_counts(verdicts)}",
+        "",
+        f"live `{spec.versions.live.revision}`, dark `{spec.versions.dark.revision}` · backend "
+        f"{state.resolved.settings.backend} · mirror {spec.mirror.percent:g}%{observed} · "
+        f"{spec.traffic.rate_rps:g} requests/s · {done} intervals of "
+        f"{spec.duration.interval_s:g} s ({_md(why)})",
+        "",
+    ]
+    error = state.error or (data.error if data else "")
+    if error:
+        lines += [f"**Error:** {_md(error)}", ""]
+    lines += [
+        "#### Objective assessment",
+        "",
+        "| Objective | Limit | Dark | Live | Samples | Outcome | Reason |",
+        "| --- | --- | ---: | ---: | ---: | --- | --- |",
+    ]
+    for v in verdicts:
+        units = metric_units(spec, v.objective.metric)
+        dark, live = shown_values(v, data)
+        lines.append(
+            f"| {_md(v.objective.metric)} | {_md(limit_text(v.objective, units))} | "
+            f"{fmt(dark, units)} | {fmt(live, units)} | {v.samples} | "
+            f"{_ICON.get(v.outcome, v.outcome)} | {_md(v.reason)} |"
+        )
+    rows = metric_rows(spec, data)
+    if rows:
+        lines += [
+            "",
+            "#### Metrics assessment (cumulative window)",
+            "",
+            "| Metric | Dark | Live | Dark vs live | Units | Samples (dark / live) |",
+            "| --- | ---: | ---: | ---: | --- | ---: |",
+        ]
+        lines += [
+            f"| {_md(r.metric)} | {fmt(r.dark.value)} | {fmt(r.live.value)} | "
+            f"{_change(r)} | {r.units} | {r.dark.samples} / {r.live.samples} |"
+            for r in rows
+        ]
+    if plots:
+        run = _run_url()
+        lines += ["", "#### Plots", ""]
+        lines += [
+            f"- [{_md(label)}]({run or path.replace(' ', '%20')}) `{path}`" for label, path in plots
+        ]
+        if run:
+            lines += ["", "(the chart files are in this run's artifacts)"]
+    return "\n".join(lines) + "\n\n"
+
+
+def _run_url() -> str:
+    """This workflow run's artifacts, where the chart files end up once uploaded."""
+    env = os.environ
+    keys = ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY", "GITHUB_RUN_ID")
+    if not all(env.get(k) for k in keys):
+        return ""
+    return "{}/{}/actions/runs/{}#artifacts".format(*(env[k] for k in keys))

@@ -1,0 +1,136 @@
+"""The JSON report (``--darklaunch-report``): its keys are documented in docs/report.md."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Optional
+
+from pytest_darklaunch.core.experiment import ExperimentData
+from pytest_darklaunch.core.spec import Spec
+from pytest_darklaunch.core.verdict import Estimate, estimate
+from pytest_darklaunch.report import (
+    _SENSITIVE,
+    HIDDEN,
+    REPORT_VERSION,
+    final_verdicts,
+    generator_facts,
+    metric_rows,
+    metric_units,
+    mirror_facts,
+    redact_url,
+)
+
+
+def _clean(value: Any) -> Any:
+    """JSON has no NaN or infinity: those become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _estimate_json(e: Estimate) -> dict[str, Any]:
+    return {
+        "value": e.value,
+        "lo": e.lo,
+        "hi": e.hi,
+        "samples": e.samples,
+        "missing": e.missing or None,
+    }
+
+
+def report_document(state: Any, plots: Optional[dict[str, str]] = None) -> dict[str, Any]:
+    """The JSON report (keys documented in docs/report.md, kept stable)."""
+    spec: Spec = state.spec
+    data: Optional[ExperimentData] = state.data
+    env = state.environment
+    verdicts = [
+        {
+            "metric": v.objective.metric,
+            "label": v.objective.label,
+            "outcome": v.outcome,
+            "value": v.value,
+            "live_value": v.live_value,
+            "lo": v.lo,
+            "hi": v.hi,
+            "upper": v.objective.upper,
+            "lower": v.objective.lower,
+            "max_increase": None
+            if v.objective.max_increase is None
+            else str(v.objective.max_increase),
+            "judge": v.objective.judge,
+            "reason": v.reason,
+            "samples": v.samples,
+            "query": v.query,
+            "window": list(v.window) if v.window != (0.0, 0.0) else None,
+            "units": metric_units(spec, v.objective.metric),
+        }
+        for v in final_verdicts(state)
+    ]
+    series: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    rows = metric_rows(spec, data)
+    for row in rows:
+        assert data is not None  # rows are empty without data
+        series[row.metric] = {role: [] for role in ("dark", "live")}
+        for i in data.intervals:
+            for role, points in series[row.metric].items():
+                e = estimate(i.windows[role], row.metric, data.confidence)
+                points.append(
+                    {"start": i.start, "end": i.end, "value": e.value, "samples": e.samples}
+                )
+    url = (env.prometheus_url if env else None) or state.resolved.settings.prometheus_url
+    gen = generator_facts(spec, data)
+    gen.pop("generated")
+    document: dict[str, Any] = _clean(
+        {
+            "version": REPORT_VERSION,
+            "run_id": state.run_id,
+            "spec": spec_json(spec),
+            "backend": state.resolved.settings.backend,
+            "prometheus_url": redact_url(url) if url else None,
+            "metric_source": env.metric_source if env else None,
+            "started_at": (data.started_at or None) if data else None,
+            "finished_at": (data.finished_at or None) if data else None,
+            "stage": data.stage if data else "not started",
+            "stop_reason": data.stop_reason if data else "",
+            "error": state.error or (data.error if data else "") or None,
+            "intervals": {
+                "completed": len(data.intervals) if data else 0,
+                "planned": spec.duration.iterations,
+                "interval_s": spec.duration.interval_s,
+            },
+            "verdicts": verdicts,
+            "metrics": {
+                r.metric: {
+                    "units": r.units,
+                    "dark": _estimate_json(r.dark),
+                    "live": _estimate_json(r.live),
+                }
+                for r in rows
+            },
+            "series": series,
+            "mirror": mirror_facts(spec, data),
+            "generator": gen,
+            "plots": plots or {},
+        }
+    )
+    return document
+
+
+def spec_json(spec: Spec) -> dict[str, Any]:
+    """The effective spec as JSON, with secret-looking header and env values hidden."""
+    import dataclasses
+
+    out: dict[str, Any] = json.loads(json.dumps(dataclasses.asdict(spec), default=str))
+    out["traffic"]["headers"] = _hide(out["traffic"].get("headers") or {})
+    for role in ("live", "dark"):
+        out["versions"][role]["env"] = _hide(out["versions"][role].get("env") or {})
+    return out
+
+
+def _hide(values: dict[str, str]) -> dict[str, str]:
+    return {k: HIDDEN if _SENSITIVE.search(k) else v for k, v in values.items()}
