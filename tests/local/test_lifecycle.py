@@ -16,7 +16,7 @@ from typing import Any, Callable
 import pytest
 import requests
 
-from pytest_darklaunch.backends.local import LocalBackend
+from pytest_darklaunch.backends.local import LocalBackend, processes
 from pytest_darklaunch.backends.local import envoy as envoy_module
 from pytest_darklaunch.errors import ProvisioningError
 from tests.local.helpers import make_spec, pid_alive, read_jsonl, wait_for, wait_for_sent
@@ -234,14 +234,13 @@ def test_keep_leaves_the_stack_and_says_how_to_remove_it(
     assert f"rm -rf {backend.workdir}" in kill_line
     assert sorted(int(p) for p in kill_line.split("&&")[0].split()[1:]) == sorted(kept)
     subprocess.run(kill_line.strip(), shell=True, check=True)  # noqa: S602 - the user's command
-    # They are this test process's children: reap them as init would once pytest has exited.
-    waiting = set(kept)
+    # They are this test process's children: reap them (as init would once pytest has exited)
+    # through their kept handles, so those know they ended.
+    handles = [p for p in processes._DETACHED if p.pid in kept]
+    assert sorted(p.pid for p in handles) == sorted(kept)
 
     def all_reaped() -> bool:
-        for pid in list(waiting):
-            if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                waiting.discard(pid)
-        return not waiting
+        return all(p.poll() is not None for p in handles)
 
     wait_for(all_reaped, "kept processes ended after the kill command")
     assert [pid for pid in kept if pid_alive(pid)] == []
