@@ -157,25 +157,44 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 _previous_sigterm: list[Any] = []
+_finishing: list[bool] = []
+_late_signals: list[int] = []
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtestloop(session: pytest.Session) -> Any:
+    try:
+        return (yield)
+    finally:
+        _finishing.append(True)
 
 
 def _install_sigterm() -> None:
-    """SIGTERM ends the run like Ctrl-C does, so teardown runs in both cases."""
+    """SIGTERM ends the run like Ctrl-C does, so teardown runs in both cases; once the tests
+    are over, either signal lets teardown finish and marks the run interrupted."""
 
     def interrupt(signum: int, frame: Any) -> None:
+        if _finishing:
+            # The tests are over and teardown is under way: let it finish, then report the
+            # run as interrupted (raising now could escape from any sessionfinish hook).
+            _late_signals.append(signum)
+            return
         raise KeyboardInterrupt(f"signal {signum}")
 
     try:
-        _previous_sigterm.append(signal.signal(signal.SIGTERM, interrupt))
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            _previous_sigterm.append((signum, signal.signal(signum, interrupt)))
     except ValueError:  # not the main thread (pytest embedded somewhere): leave it alone
         pass
 
 
 def _restore_sigterm() -> None:
+    _finishing.clear()
+    _late_signals.clear()
     while _previous_sigterm:
-        previous = _previous_sigterm.pop()
+        signum, previous = _previous_sigterm.pop()
         try:
-            signal.signal(signal.SIGTERM, previous)
+            signal.signal(signum, previous)
         except (ValueError, TypeError):
             pass
 
@@ -247,6 +266,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         except KeyboardInterrupt:
             # Ctrl-C or SIGTERM during teardown: the backend finished tearing down first.
             session.exitstatus = pytest.ExitCode.INTERRUPTED
+    if _late_signals:
+        session.exitstatus = pytest.ExitCode.INTERRUPTED
     if instructions:
         reporter = config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:

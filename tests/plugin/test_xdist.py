@@ -70,6 +70,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import tenacity
 
 OUT = Path(__file__).parent / "out"
 METRICS = (("mean-latency", 50), ("95th-percentile-tail-latency", 100), ("error-rate", 0.05))
@@ -85,9 +86,13 @@ def role(argv):
     return "other: " + " ".join(argv)
 
 
-def test_census(darklaunch):
+def test_census():
     """While the stack runs: the workdirs under TMPDIR and the processes in their pids file."""
-    darklaunch.data  # provisioning runs in the background: wait for the experiment first
+    # Provisioning runs in the background: wait until it has written its pids file.
+    tenacity.Retrying(
+        stop=tenacity.stop_after_delay(30), wait=tenacity.wait_fixed(0.05),
+        retry=tenacity.retry_if_result(lambda found: not found), reraise=True,
+    )(lambda: glob.glob(os.path.join(os.environ["TMPDIR"], "darklaunch-*", "stack", "pids")))
     dirs = sorted(glob.glob(os.path.join(os.environ["TMPDIR"], "darklaunch-*")))
     processes = []
     for d in dirs:
