@@ -166,7 +166,9 @@ def pytest_runtestloop(session: pytest.Session) -> Any:
     try:
         return (yield)
     finally:
-        _finishing.append(True)
+        state = _session(session.config)
+        if state is not None and state.started:
+            _finishing.append(True)
 
 
 def _install_sigterm() -> None:
