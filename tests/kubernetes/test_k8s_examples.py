@@ -96,7 +96,7 @@ def test_the_kind_workflow_runs_the_example_with_the_kubernetes_backend() -> Non
     assert any(step.get("uses", "").startswith("helm/kind-action@") for step in steps)
     assert "kubectl apply -f examples/kubernetes/rbac.yaml" in scripts
     assert "net-istio.yaml" in scripts and "samples/addons/prometheus.yaml" in scripts
-    assert "--darklaunch-kube-context darklaunch" in scripts
+    assert "--darklaunch-kube-context=darklaunch" in scripts
     assert "python -m pytest_darklaunch render" in scripts
     ini = (EXAMPLE / "pytest.ini").read_text()
     assert "darklaunch_backend = kubernetes" in ini
