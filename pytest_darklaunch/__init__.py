@@ -52,11 +52,17 @@ def assert_objective(
     The same as the ``darklaunch`` fixture's method; skips when no experiment is configured.
     """
     __tracebackhide__ = True
-    from pytest_darklaunch.assertions import module_assert_objective
+    import pytest
+
+    from pytest_darklaunch.assertions import NO_EXPERIMENT, Experiment
     from pytest_darklaunch.plugin import current_session
 
-    check = module_assert_objective(current_session)
-    return check(metric, upper, lower, max_increase, judge, failure_limit)
+    session = current_session()
+    if session is None or not session.resolved.active:
+        pytest.skip(NO_EXPERIMENT)
+    return Experiment(session).assert_objective(
+        metric, upper, lower, max_increase, judge, failure_limit
+    )
 
 
 def __getattr__(name: str) -> Any:

@@ -193,28 +193,6 @@ def explain(verdict: Verdict, data: ExperimentData) -> str:
     return "\n".join(lines)
 
 
-def module_assert_objective(
-    get_session: Callable[[], Optional[DarklaunchSession]],
-) -> Callable[..., Verdict]:
-    def assert_objective(
-        metric: Union[str, Objective],
-        upper: Optional[Number] = None,
-        lower: Optional[Number] = None,
-        max_increase: Optional[Number] = None,
-        judge: str = "experiment",
-        failure_limit: int = 0,
-    ) -> Verdict:
-        __tracebackhide__ = True
-        session = get_session()
-        if session is None or not session.resolved.active:
-            pytest.skip(NO_EXPERIMENT)
-        return Experiment(session).assert_objective(
-            metric, upper, lower, max_increase, judge, failure_limit
-        )
-
-    return assert_objective
-
-
 NO_EXPERIMENT = (
     "darklaunch: no experiment configured (give --darklaunch-target NS/NAME, a darklaunch.yaml "
     "in the rootdir, --darklaunch-spec PATH or --darklaunch-experiment PATH)"
