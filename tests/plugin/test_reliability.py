@@ -35,6 +35,8 @@ import pytest
 import tenacity
 import yaml
 
+from tests.local.helpers import wait_for
+
 TAG_VAR = "DARKLAUNCH_RELIABILITY_RUN"
 RUN_DEADLINE_S = 90.0
 GONE_WITHIN_S = 10.0
@@ -182,22 +184,8 @@ def tagged_pids(tag: str) -> dict[int, int]:
 
 
 def poll(check: Callable[[], Any], what: str, deadline_s: float, interval_s: float = 0.02) -> Any:
-    """Call ``check`` until it returns something truthy; fail with its last value after the
-    deadline."""
-    last: dict[str, Any] = {}
-
-    def attempt() -> Any:
-        last["value"] = check()
-        return last["value"]
-
-    try:
-        return tenacity.Retrying(
-            retry=tenacity.retry_if_result(lambda value: not value),
-            stop=tenacity.stop_after_delay(deadline_s),
-            wait=tenacity.wait_fixed(interval_s),
-        )(attempt)
-    except tenacity.RetryError:
-        pytest.fail(f"{what}: not within {deadline_s:g} s (last: {last.get('value')!r})")
+    """:func:`tests.local.helpers.wait_for`, polling faster: these tests watch live runs."""
+    return wait_for(check, what, deadline_s, interval_s)
 
 
 # -- a project and its run --------------------------------------------------------------------
