@@ -14,9 +14,40 @@ import requests
 import tenacity
 
 from pytest_darklaunch.backends.local import LocalBackend
+from pytest_darklaunch.backends.local.processes import (
+    ManagedProcess,
+    NotReady,
+    free_port,
+    wait_until,
+)
 from pytest_darklaunch.core.spec import Sources, Spec, build_spec
 
 SAMPLEAPP = [sys.executable, "-m", "pytest_darklaunch.sampleapp"]
+
+
+def start_sampleapp(
+    log_path: str, *flags: str, env: dict[str, str] | None = None
+) -> tuple[ManagedProcess, str]:
+    """A sample app with ``flags`` on a free port, once it answers: its process and URL."""
+    port = free_port()
+    proc = ManagedProcess.start(
+        "sampleapp", [*SAMPLEAPP, "--port", str(port), *flags], log_path=log_path,
+        env={**os.environ, **(env or {})},
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> None:
+        try:
+            requests.get(f"{url}/healthz", timeout=1).close()
+        except requests.ConnectionError as exc:
+            raise NotReady(str(exc)) from exc
+
+    try:
+        wait_until(ready, what="sample app answering", deadline_s=15, process=proc)
+    except BaseException:
+        proc.stop()
+        raise
+    return proc, url
 
 
 def make_spec(**overrides: Any) -> Spec:

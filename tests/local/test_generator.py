@@ -11,16 +11,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-import requests
 
 from pytest_darklaunch.backends.local.generator import LogHistogram
 from pytest_darklaunch.backends.local.processes import (
     ManagedProcess,
-    NotReady,
     free_port,
-    wait_until,
 )
-from tests.local.helpers import SAMPLEAPP, pid_alive, wait_for
+from tests.local.helpers import pid_alive, start_sampleapp, wait_for
 
 GENERATOR = [sys.executable, "-m", "pytest_darklaunch.backends.local.generator"]
 
@@ -63,20 +60,8 @@ def procs(tmp_path: Path) -> Iterator[Procs]:
     started: list[ManagedProcess] = []
 
     def app(*flags: str) -> str:
-        port = free_port()
-        proc = ManagedProcess.start(
-            "app", [*SAMPLEAPP, "--port", str(port), *flags], log_path=str(tmp_path / "app.log")
-        )
+        proc, url = start_sampleapp(str(tmp_path / "app.log"), *flags)
         started.append(proc)
-        url = f"http://127.0.0.1:{port}"
-
-        def ready() -> None:
-            try:
-                requests.get(f"{url}/healthz", timeout=1).close()
-            except requests.ConnectionError as exc:
-                raise NotReady(str(exc)) from exc
-
-        wait_until(ready, what="app answering", deadline_s=15, process=proc)
         return url
 
     def generator(url: str, rate: float, *flags: str) -> Run:

@@ -19,7 +19,13 @@ from pytest_darklaunch.backends.local.processes import (
     wait_until,
 )
 from pytest_darklaunch.sampleapp import Knobs, parse_args
-from tests.local.helpers import SAMPLEAPP, binomial_acceptance, pid_alive, read_jsonl
+from tests.local.helpers import (
+    SAMPLEAPP,
+    binomial_acceptance,
+    pid_alive,
+    read_jsonl,
+    start_sampleapp,
+)
 
 Serve = Callable[..., str]
 
@@ -30,22 +36,8 @@ def serve(tmp_path: Path) -> Iterator[Serve]:
     procs: list[ManagedProcess] = []
 
     def start(*flags: str, env: dict[str, str] | None = None) -> str:
-        port = free_port()
-        argv = [*SAMPLEAPP, "--port", str(port), *flags]
-        proc = ManagedProcess.start(
-            "sampleapp", argv, log_path=str(tmp_path / f"app-{port}.log"),
-            env={**os.environ, **(env or {})},
-        )
+        proc, url = start_sampleapp(str(tmp_path / f"app-{len(procs)}.log"), *flags, env=env)
         procs.append(proc)
-        url = f"http://127.0.0.1:{port}"
-
-        def ready() -> None:
-            try:
-                requests.get(f"{url}/healthz", timeout=1).close()
-            except requests.ConnectionError as exc:
-                raise NotReady(str(exc)) from exc
-
-        wait_until(ready, what="sample app answering", deadline_s=15, process=proc)
         return url
 
     yield start
