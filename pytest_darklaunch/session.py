@@ -9,7 +9,6 @@ workers own a session too, but only read the controller's result file, named in
 from __future__ import annotations
 
 import atexit
-import json
 import os
 import queue
 import shutil
@@ -103,8 +102,7 @@ class DarklaunchSession:
 
         self.error = message
         settings = self.resolved.settings
-        self.data = new_data(self.spec, "envoy", {"live": {}, "dark": {}},
-                             settings.full_duration)
+        self.data = new_data(self.spec, "envoy", {"live": {}, "dark": {}}, settings.full_duration)
         self.data.error, self.data.stage = message, "failed"
         self._provisioned.set()
         self._save_and_finish()
@@ -302,10 +300,6 @@ class DarklaunchSession:
         session.error = info.get("error")
         session._torn_down = True  # the controller tears down, never a worker
         return session
-
-    def report_json(self) -> dict[str, Any]:
-        """Plain facts for the reports (JSON, terminal)."""
-        return json.loads(json.dumps(self.data.to_json())) if self.data else {}
 
 
 def _template_values(spec: Spec, env: Environment) -> dict[str, dict[str, str]]:
