@@ -29,6 +29,9 @@ if TYPE_CHECKING:  # the modules behind a running experiment load only when one 
     from pytest_darklaunch.core.verdict import Verdict
 RESULT_FILE = "result.json"
 PROVISIONING_FAILED = "provisioning failed"
+# How often an xdist worker looks for the result file: a stat call, so cheap enough to keep the
+# wait after the experiment's end short (half of this on average).
+RESULT_POLL_S = 0.05
 
 
 class DarklaunchSession:
@@ -86,6 +89,7 @@ class DarklaunchSession:
             namespace=settings.namespace,
             provision=settings.provision,
             keep=settings.keep,
+            run_dir=self.workdir,
         )
         os.makedirs(run.workdir, mode=0o700)
         try:
@@ -279,7 +283,7 @@ class DarklaunchSession:
 
         retrying = Retrying(
             stop=stop_after_delay(self.max_duration_s()),
-            wait=wait_fixed(0.2),
+            wait=wait_fixed(RESULT_POLL_S),
             retry=retry_if_result(lambda found: not found),
             retry_error_callback=lambda state: False,
         )
