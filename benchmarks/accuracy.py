@@ -53,7 +53,7 @@ from dataclasses import dataclass
 from pytest_darklaunch.backends.local.envoy import bin_edges_ms, upstream_time_buckets
 from pytest_darklaunch.core.config import Resolved, Settings
 from pytest_darklaunch.core.experiment import ExperimentData
-from pytest_darklaunch.core.metrics import SOURCES, freshness_query, snapshot_queries
+from pytest_darklaunch.core.metrics import SOURCES, freshness_selector, snapshot_queries
 from pytest_darklaunch.core.prometheus import PrometheusClient
 from pytest_darklaunch.core.spec import Sources, build_spec
 from pytest_darklaunch.core.stats import histogram_quantile
@@ -141,7 +141,7 @@ def boundary(client: PrometheusClient, at: float, first: bool = False) -> Bounda
     scrape, from counters known to be zero (a fresh Envoy); no series then means zero."""
     source = SOURCES["envoy"]
     queries = snapshot_queries(source, DARK)
-    scrape_at = client.query(freshness_query(source, DARK), at).scalar()
+    scrape_at = client.last_scrape(freshness_selector(source, DARK), at)
     requests = sum(client.query(queries["requests"], at).by_label(source.code_label).values())
     latency_count = client.query(queries["latency_count"], at).scalar()
     if first and scrape_at is None:

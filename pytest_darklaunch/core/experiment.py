@@ -19,8 +19,9 @@ from tenacity import Retrying, retry_if_result, wait_fixed
 
 from pytest_darklaunch.core.metrics import (
     SOURCES,
-    freshness_query,
+    freshness_selector,
     render_template,
+    scrape_time_query,
     window_expression,
 )
 from pytest_darklaunch.core.sampler import Snapshot, SnapshotReader, Window, window_between
@@ -206,7 +207,7 @@ class Runner:
         self._seen_scrape = not counters_start_at_zero
         source = SOURCES[data.source]
         self.readers = {r: SnapshotReader(client, source, data.labels[r]) for r in ROLES}
-        self._fresh_query = freshness_query(source, data.labels["live"])
+        self._fresh_selector = freshness_selector(source, data.labels["live"])
 
     def _sleep(self, seconds: float) -> None:
         self.stop.wait(seconds)
@@ -222,7 +223,7 @@ class Runner:
         def newest() -> float:
             if self.stop.is_set():
                 return float("inf")
-            value = self.client.query(self._fresh_query, self.clock()).scalar()
+            value = self.client.last_scrape(self._fresh_selector, self.clock())
             return -1.0 if value is None else value
 
         started = self.clock()
@@ -240,7 +241,7 @@ class Runner:
             raise MetricsError(
                 f"no Prometheus scrape within {format_duration(timeout_s)} after {at:.3f} ({seen})",
                 url=self.client.url,
-                query=self._fresh_query,
+                query=scrape_time_query(self._fresh_selector),
             )
         return ts
 

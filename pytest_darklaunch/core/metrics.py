@@ -127,9 +127,14 @@ def snapshot_queries(source: MetricSource, labels: Mapping[str, str]) -> dict[st
     }
 
 
-def freshness_query(source: MetricSource, labels: Mapping[str, str]) -> str:
-    """Timestamp of the newest scrape of a version's request counter."""
-    return f"max(timestamp({source.requests}{selector(labels)}))"
+def scrape_time_query(series: str) -> str:
+    """The query whose samples are the scrape times of the series ``series`` selects."""
+    return f"timestamp({series})"
+
+
+def freshness_selector(source: MetricSource, labels: Mapping[str, str]) -> str:
+    """A version's request counters, whose sample timestamps are the times of its scrapes."""
+    return f"{source.requests}{selector(labels)}"
 
 
 def is_error(code: str, source: MetricSource, errors: str) -> bool:

@@ -35,6 +35,7 @@ import tenacity
 from requests.auth import AuthBase, HTTPBasicAuth
 from urllib3.exceptions import InsecureRequestWarning
 
+from pytest_darklaunch.core.metrics import scrape_time_query
 from pytest_darklaunch.errors import ConfigError, MetricsError
 
 ENV_TOKEN = "PYTEST_DARKLAUNCH_PROMETHEUS_TOKEN"
@@ -357,7 +358,7 @@ class PrometheusClient:
         >>> client.last_scrape('up{job="envoy"}', at=1.7e9)  # doctest: +SKIP
         1699999998.5
         """
-        result = self.query(f"timestamp({selector})", at)
+        result = self.query(scrape_time_query(selector), at)
         if result.is_empty:
             return None
         return min(sample.value for sample in result.samples)

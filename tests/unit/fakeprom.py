@@ -10,8 +10,13 @@ import bisect
 import math
 from dataclasses import dataclass, field
 
-from pytest_darklaunch.core.metrics import SOURCES, freshness_query, snapshot_queries
-from pytest_darklaunch.core.prometheus import QueryResult, Sample
+from pytest_darklaunch.core.metrics import (
+    SOURCES,
+    freshness_selector,
+    scrape_time_query,
+    snapshot_queries,
+)
+from pytest_darklaunch.core.prometheus import PrometheusClient, QueryResult, Sample
 
 LE = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, math.inf)
 LABELS = {"live": {"envoy_cluster_name": "live"}, "dark": {"envoy_cluster_name": "dark"}}
@@ -29,6 +34,7 @@ class Scrape:
 
 class FakePrometheus:
     url = "http://prometheus.invalid"
+    last_scrape = PrometheusClient.last_scrape  # the real method, over the fake's query()
 
     def __init__(self) -> None:
         self.scrapes: dict[str, list[Scrape]] = {"live": [], "dark": []}
@@ -38,7 +44,7 @@ class FakePrometheus:
         for role, labels in LABELS.items():
             for kind, q in snapshot_queries(src, labels).items():
                 self._by_query[q] = (role, kind)
-        self.fresh = freshness_query(src, LABELS["live"])
+        self.fresh = scrape_time_query(freshness_selector(src, LABELS["live"]))
 
     def add(self, role: str, at: float, codes: dict[str, float], latencies: list[float]) -> None:
         self.scrapes[role].append(Scrape(at, dict(codes), list(latencies)))
