@@ -136,7 +136,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         return []
     from pytest_darklaunch.report import header_lines
 
-    return header_lines(session.resolved, config.get_verbosity())
+    return header_lines(session.resolved, config.get_verbosity(), session.run_id)
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -60,8 +60,9 @@ def redact_url(url: str) -> str:
 # -- header and progress --------------------------------------------------------------------------
 
 
-def header_lines(resolved: Resolved, verbosity: int) -> list[str]:
-    """``darklaunch: target=default/sample-app (--darklaunch-target), ...``"""
+def header_lines(resolved: Resolved, verbosity: int, run_id: str = "") -> list[str]:
+    """``darklaunch: target=default/sample-app (--darklaunch-target), ...``, the objectives and
+    the run id (what names the temp dir and labels the Kubernetes objects)."""
     if not resolved.active:
         return (
             ["darklaunch: inactive (no target, spec file or Iter8 experiment)"]
@@ -78,7 +79,10 @@ def header_lines(resolved: Resolved, verbosity: int) -> list[str]:
     spec = resolved.spec
     assert spec is not None
     objectives = ", ".join(o.label for o in spec.objectives) or "none in the spec"
-    return ["darklaunch: " + ", ".join(parts), f"darklaunch objectives: {objectives}"]
+    lines = ["darklaunch: " + ", ".join(parts), f"darklaunch objectives: {objectives}"]
+    if run_id:
+        lines.append(f"darklaunch run id: {run_id}")
+    return lines
 
 
 def fmt(value: Optional[float], units: str = "") -> str:

@@ -33,6 +33,9 @@ class RunContext:
     namespace: Optional[str] = None
     provision: str = "all"
     keep: bool = False
+    # The run's own private directory around ``workdir``, if any: removed with it by the local
+    # backend's guardian should pytest die before teardown.
+    run_dir: Optional[str] = None
 
 
 @dataclass(frozen=True)

@@ -33,5 +33,10 @@ def stack(tmp_path: Path) -> Iterator[Callable[..., LocalBackend]]:
     yield factory
     for backend in made:
         backend.teardown()
-    leaked = [pid for backend in made for pid in backend.started_pids if pid_alive(pid)]
+    leaked = [
+        pid
+        for backend in made
+        for pid in (*backend.started_pids, backend.guardian_pid or 0)
+        if pid and pid_alive(pid)
+    ]
     assert not leaked, f"processes left alive after teardown: {leaked}"

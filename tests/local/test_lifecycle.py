@@ -77,10 +77,13 @@ def test_teardown_stops_every_process_and_removes_workdir(
     env = backend.provision()
     pids = read_pids(backend.workdir)
     assert len(pids) == 5 and all(pid_alive(pid) for pid in pids)
+    guardian = backend.guardian_pid
+    assert guardian is not None and guardian not in pids and pid_alive(guardian)
 
     backend.teardown()
 
     assert [pid for pid in pids if pid_alive(pid)] == []
+    assert not pid_alive(guardian)  # dismissed: it exits without acting, and is reaped
     assert not os.path.exists(backend.workdir)
     assert set(pids) == set(env.pids)
     # The final counters survive teardown.
@@ -221,6 +224,7 @@ def test_keep_leaves_the_stack_and_says_how_to_remove_it(
 ) -> None:
     backend = stack(make_spec(traffic={"rate": 20}), keep=True)
     env = backend.provision()
+    assert backend.guardian_pid is None  # what is kept must outlive pytest, however it ends
 
     backend.teardown()
 

@@ -128,6 +128,8 @@ def test_header_shows_each_value_with_its_origin(
     assert h["inconclusive"] == ("skip", "darklaunch_inconclusive in pytest.ini")
     assert h["keep"] == ("false", "default")
     assert objectives_line(result) == "error-rate <= 0.02"
+    run_ids = [line for line in result.outlines if line.startswith("darklaunch run id: ")]
+    assert len(run_ids) == 1 and re.fullmatch(r"darklaunch run id: [0-9a-f]{10}", run_ids[0])
     # --collect-only provisions nothing.
     assert starts == []
     assert list(Path(tempfile.gettempdir()).iterdir()) == []

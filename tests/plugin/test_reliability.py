@@ -268,7 +268,8 @@ class Run:
             self.scan_pids_file()
             if self.popen.poll() is not None:
                 pytest.fail(f"the run ended before starting its processes:\n{self.output}")
-            running = {p: s for p, s in self.pids.items() if alive(p, s)}
+            # A copy: the watcher thread adds to self.pids meanwhile.
+            running = {p: s for p, s in dict(self.pids).items() if alive(p, s)}
             return dict(running) if len(running) >= count else None
 
         pids: dict[int, int] = poll(
@@ -799,3 +800,21 @@ def test_signal_leaves_nothing_behind(project: Project, point: str, sig: int) ->
     if stage is not None:
         assert run.report()["stage"] == stage
     run.assert_nothing_left()
+
+
+@pytest.mark.parametrize("point", list(POINTS))
+def test_sigkill_of_pytest_leaves_nothing_behind(project: Project, point: str) -> None:
+    """pytest killed outright (SIGKILL, the OOM killer) runs no teardown at all: the run's
+    guardian sees pytest's end of its pipe close, stops every process of the ``pids`` file,
+    itself last, and removes the run's directories."""
+    reach, _ = POINTS[point]
+    run = reach(project)
+    pids = dict(run.pids)
+    assert len(pids) == 5
+
+    run.popen.kill()
+    code = run.finish()
+    run.assert_nothing_left(deadline_s=GONE_WITHIN_S)
+
+    assert code == -signal.SIGKILL
+    assert not [p for p, start in pids.items() if alive(p, start)]

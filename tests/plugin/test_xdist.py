@@ -287,8 +287,11 @@ def test_run_id_is_xdists_testrun_uid(
     uid = "5eed0123456789abcdef0123456789ab"
     path = project("uid")
     spawned = run(spawn, path, "-n", "2", "--testrunuid", uid)
-    spawned.result().assert_outcomes(passed=INNER_PASSED)
+    result = spawned.result()
+    result.assert_outcomes(passed=INNER_PASSED)
     run_id = json.loads((path / "report.json").read_text())["run_id"]
     workdir = os.path.basename(census(path)["dirs"][0])
     assert len(run_id) >= 8 and uid.startswith(run_id), (run_id, uid)
     assert workdir.startswith(f"darklaunch-{run_id}-"), workdir
+    # The header says it first: a run killed outright can still be found by it.
+    assert f"darklaunch run id: {run_id}" in result.outlines

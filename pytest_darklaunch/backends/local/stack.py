@@ -17,6 +17,7 @@ kernel, so two runs on one machine never collide.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -31,6 +32,7 @@ from typing import Any
 import tenacity
 
 from pytest_darklaunch.backends import Environment, RunContext, TrafficStats
+from pytest_darklaunch.backends.local import guardian
 from pytest_darklaunch.backends.local.envoy import (
     EnvoyAddresses,
     envoy_binary,
@@ -60,6 +62,7 @@ from pytest_darklaunch.errors import ProvisioningError
 APP_READY_DEADLINE_S = 15.0
 GENERATOR_START_DEADLINE_S = 15.0
 PORT_ATTEMPTS = 3
+PIDS_FILE = "pids"
 ROLES = ("live", "dark")
 # Where `python -m pytest_darklaunch...` finds this package, installed or not.
 _PACKAGE_PARENT = os.path.dirname(
@@ -94,6 +97,10 @@ class LocalBackend:
         self.stats_path = os.path.join(self.workdir, "traffic.json")
         self.timings: dict[str, float] = {}
         self._procs: dict[str, ManagedProcess] = {}
+        self._guardian: ManagedProcess | None = None
+        # The guardian's PID once started (kept after teardown, for leak checks); not in
+        # started_pids, which lists the stack's processes (the pids file).
+        self.guardian_pid: int | None = None
         self._pids: list[int] = []
         self._environment: Environment | None = None
         self._final_traffic: dict[str, Any] | None = None
@@ -123,6 +130,8 @@ class LocalBackend:
         envoy_bin = envoy_binary()
         make_private_dir(self.workdir)
         try:
+            if not self.run.keep:
+                self._start_guardian()
             retrying = tenacity.Retrying(
                 retry=tenacity.retry_if_exception_type(PortInUse),
                 stop=tenacity.stop_after_attempt(PORT_ATTEMPTS),
@@ -133,6 +142,7 @@ class LocalBackend:
         except BaseException:
             with signals_deferred():
                 self._stop_started()
+                self._dismiss_guardian()
                 if not self.run.keep:
                     shutil.rmtree(self.workdir, ignore_errors=True)
             self._torn_down = True
@@ -173,6 +183,7 @@ class LocalBackend:
                     proc.detach()
                 return
             self._stop_started()
+            self._dismiss_guardian()
             shutil.rmtree(self.workdir, ignore_errors=True)
             if os.path.exists(self.workdir):
                 raise ProvisioningError(f"could not remove the run's directory {self.workdir}")
@@ -246,7 +257,6 @@ class LocalBackend:
         self._track("envoy", envoy_proc)
         if prometheus_bin is not None:
             self._track("prometheus", start_prometheus(prometheus_bin, self.workdir, ports[2]))
-        self._write_pids()
 
         envoy = wait_for_envoy(envoy_proc, admin_path)
         if prometheus_bin is not None:
@@ -274,6 +284,7 @@ class LocalBackend:
         with self._lock:
             self._procs[role] = proc
             self._pids.append(proc.pid)
+            self._write_pids()
             cancelled = self._torn_down
         if cancelled:
             # teardown() ran while provisioning (in another thread) was starting processes.
@@ -281,8 +292,46 @@ class LocalBackend:
             raise ProvisioningError("provisioning was interrupted: the run is being torn down")
 
     def _write_pids(self) -> None:
-        with open(os.path.join(self.workdir, "pids"), "w", encoding="utf-8") as handle:
+        """The ``pids`` file: what the guardian stops should pytest die, and users can kill."""
+        path = os.path.join(self.workdir, PIDS_FILE)
+        with open(f"{path}.tmp", "w", encoding="utf-8") as handle:
             handle.write("".join(f"{p.pid}\n" for p in self._procs.values()))
+        os.replace(f"{path}.tmp", path)
+
+    def _start_guardian(self) -> None:
+        """Start the process that stops this run's processes should pytest die (SIGKILL, OOM)
+        before :meth:`teardown`; see :mod:`~pytest_darklaunch.backends.local.guardian`."""
+        argv = [
+            sys.executable, "-I", "-S", guardian.__file__,
+            "--pids", os.path.join(self.workdir, PIDS_FILE),
+            "--remove", self.workdir,
+        ]
+        if self.run.run_dir:
+            argv += ["--remove", self.run.run_dir]
+        proc = ManagedProcess.start(
+            "guardian", argv, log_path=os.path.join(self.workdir, "guardian.log"),
+            stdin_pipe=True,
+        )
+        with self._lock:
+            self._guardian = proc
+            self.guardian_pid = proc.pid
+            cancelled = self._torn_down
+        if cancelled:  # as in _track
+            self._dismiss_guardian()
+            raise ProvisioningError("provisioning was interrupted: the run is being torn down")
+
+    def _dismiss_guardian(self) -> None:
+        """Tell the guardian the run was torn down (it exits without acting), and reap it."""
+        with self._lock:
+            proc, self._guardian = self._guardian, None
+        if proc is None:
+            return
+        stdin = proc.popen.stdin
+        if stdin is not None:
+            with contextlib.suppress(OSError):  # it may be gone already
+                stdin.write(guardian.DONE)
+                stdin.close()
+        proc.stop()
 
     def _start_app(self, role: str, port: int) -> None:
         version: Version = getattr(self.spec.versions, role)
