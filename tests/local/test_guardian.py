@@ -1,0 +1,112 @@
+"""The guardian on real processes: it stops a run's process groups when pytest's end of its
+pipe closes without ``done``, and touches nothing when told ``done``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pytest_darklaunch.backends.local import guardian
+from tests.local.helpers import pid_alive, wait_for
+
+# A process group whose leader ignores SIGTERM and has a child: the guardian must SIGKILL the
+# whole group after its grace period.
+STUBBORN = (
+    "import signal, subprocess, sys, time\n"
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+    "print(child.pid, flush=True)\n"
+    "time.sleep(60)\n"
+)
+
+
+@pytest.fixture
+def groups() -> Iterator[list[subprocess.Popen[str]]]:
+    """Process-group leaders started for a test; killed and reaped afterwards, whatever
+    happened."""
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def start_group(groups: list[subprocess.Popen[str]], code: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(  # noqa: S603 - argv list
+        [sys.executable, "-c", code], start_new_session=True, stdout=subprocess.PIPE, text=True
+    )
+    groups.append(proc)
+    return proc
+
+
+def start_guardian(pids_file: Path, *remove: Path, grace_s: float = 0.5) -> subprocess.Popen[bytes]:
+    argv = [sys.executable, "-I", "-S", guardian.__file__, "--pids", str(pids_file),
+            "--grace", str(grace_s)]
+    for directory in remove:
+        argv += ["--remove", str(directory)]
+    return subprocess.Popen(  # noqa: S603 - argv list
+        argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, start_new_session=True
+    )
+
+
+def test_pipe_closed_without_done_stops_every_group_and_removes_the_dirs(
+    tmp_path: Path, groups: list[subprocess.Popen[str]]
+) -> None:
+    polite = start_group(groups, "import time; time.sleep(60)")
+    stubborn = start_group(groups, STUBBORN)
+    assert stubborn.stdout is not None
+    grandchild = int(stubborn.stdout.readline())
+    run_dir = tmp_path / "darklaunch-run"
+    (run_dir / "stack").mkdir(parents=True)
+    pids_file = run_dir / "stack" / "pids"
+    pids_file.write_text(f"{polite.pid}\n{stubborn.pid}\n", encoding="utf-8")
+    watcher = start_guardian(pids_file, run_dir / "stack", run_dir)
+
+    assert watcher.stdin is not None
+    watcher.stdin.close()  # what pytest's death does to the pipe
+
+    assert watcher.wait(timeout=10) == 0
+    wait_for(lambda: polite.poll() is not None, "the process that obeys SIGTERM ended")
+    wait_for(lambda: stubborn.poll() is not None, "the process that ignores SIGTERM ended")
+    assert polite.returncode == -15 and stubborn.returncode == -9
+    wait_for(lambda: not pid_alive(grandchild), "its child, in its group, ended too")
+    assert not run_dir.exists()
+
+
+def test_done_leaves_everything_alone(
+    tmp_path: Path, groups: list[subprocess.Popen[str]]
+) -> None:
+    sleeper = start_group(groups, "import time; time.sleep(60)")
+    pids_file = tmp_path / "pids"
+    pids_file.write_text(f"{sleeper.pid}\n", encoding="utf-8")
+    watcher = start_guardian(pids_file, tmp_path)
+
+    watcher.communicate(guardian.DONE, timeout=10)
+
+    assert watcher.returncode == 0
+    assert sleeper.poll() is None and pids_file.exists()
+
+
+def test_missing_pids_file_still_removes_the_dirs(tmp_path: Path) -> None:
+    """pytest may die before the first process was recorded."""
+    run_dir = tmp_path / "darklaunch-run"
+    run_dir.mkdir()
+    watcher = start_guardian(run_dir / "pids", run_dir)
+
+    watcher.communicate(b"", timeout=10)
+
+    assert watcher.returncode == 0 and not run_dir.exists()
+
+
+def test_read_pids_skips_what_is_not_a_pid(tmp_path: Path) -> None:
+    path = tmp_path / "pids"
+    path.write_text("12\n\nabc\n34\n", encoding="utf-8")
+    assert guardian.read_pids(str(path)) == [12, 34]
+    assert guardian.read_pids(str(tmp_path / "missing")) == []
