@@ -22,8 +22,8 @@ from pytest_darklaunch.fixtures import (  # noqa: F401 - fixtures and a hook, by
 )
 
 STATE = pytest.StashKey["Any"]()
+# The module-level assert_objective gets no config: it finds the running session here.
 _current: list[Any] = []
-_config: list[pytest.Config] = []
 
 
 def current_session() -> Optional[Any]:
@@ -91,9 +91,10 @@ def pytest_configure(config: pytest.Config) -> None:
         session = DarklaunchSession(resolved, run_id=safe or None)
     config.stash[STATE] = session
     _current.append(session)
-    _config.append(config)
-    if resolved.active and workerinput is None and config.pluginmanager.hasplugin("xdist"):
-        config.pluginmanager.register(_XdistHooks(session), "darklaunch-xdist")
+    if resolved.active and workerinput is None:
+        config.pluginmanager.register(_ProgressHooks(config, session), "darklaunch-progress")
+        if config.pluginmanager.hasplugin("xdist"):
+            config.pluginmanager.register(_XdistHooks(session), "darklaunch-xdist")
 
 
 def _native_ini(config: pytest.Config, name: str) -> Any:
@@ -116,6 +117,21 @@ class _XdistHooks:
 
     def pytest_configure_node(self, node: Any) -> None:
         node.workerinput["darklaunch"] = self.session.workerinput()
+
+
+class _ProgressHooks:
+    """Registered on the controller of an active run: prints the progress lines the sampler
+    produced while a test ran (``pytest_runtest_logfinish`` is given no config)."""
+
+    def __init__(self, config: pytest.Config, session: Any) -> None:
+        self.config = config
+        self.session = session
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_runtest_logfinish(self, nodeid: str, location: Any) -> None:
+        from pytest_darklaunch.report import progress_writer
+
+        self.session._drain(progress_writer(self.config))
 
 
 def _session(config: pytest.Config) -> Any:
@@ -201,19 +217,6 @@ def _restore_sigterm() -> None:
             pass
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_runtest_logfinish(nodeid: str, location: Any) -> None:
-    """Between tests, print the progress lines the sampler produced meanwhile."""
-    if not _config:
-        return
-    config = _config[-1]
-    state = _session(config)
-    if state is not None and state.resolved.active and _is_controller(config):
-        from pytest_darklaunch.report import progress_writer
-
-        state._drain(progress_writer(config))
-
-
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Any:
     state = _session(item.config)
@@ -285,5 +288,3 @@ def pytest_unconfigure(config: pytest.Config) -> None:
             _restore_sigterm()
         if state in _current:
             _current.remove(state)
-    if config in _config:
-        _config.remove(config)

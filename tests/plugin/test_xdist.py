@@ -88,11 +88,16 @@ def role(argv):
 
 def test_census():
     """While the stack runs: the workdirs under TMPDIR and the processes in their pids file."""
-    # Provisioning runs in the background: wait until it has written its pids file.
+    # Provisioning runs in the background and adds each process to the pids file as it starts:
+    # wait until the file names all five.
+    def started():
+        files = glob.glob(os.path.join(os.environ["TMPDIR"], "darklaunch-*", "stack", "pids"))
+        return files and len(Path(files[0]).read_text().split()) >= 5
+
     tenacity.Retrying(
         stop=tenacity.stop_after_delay(30), wait=tenacity.wait_fixed(0.05),
         retry=tenacity.retry_if_result(lambda found: not found), reraise=True,
-    )(lambda: glob.glob(os.path.join(os.environ["TMPDIR"], "darklaunch-*", "stack", "pids")))
+    )(started)
     dirs = sorted(glob.glob(os.path.join(os.environ["TMPDIR"], "darklaunch-*")))
     processes = []
     for d in dirs:
