@@ -1,9 +1,10 @@
 """The local backend: live and dark as processes, Envoy mirroring, Prometheus, open-loop load.
 
-Everything starts at once (the apps, Envoy, Prometheus and the generator's interpreter), then
-each is waited for; traffic starts once live, dark and Envoy answer. Every file lives in
-``run.workdir`` (private, removed at teardown unless ``run.keep``), every port comes from the
-kernel, so two runs on one machine never collide.
+A guardian starts first (it stops everything should pytest be killed without tearing down, see
+:mod:`~pytest_darklaunch.backends.local.guardian`). Then everything starts at once (the apps,
+Envoy, Prometheus and the generator's interpreter), and each is waited for; traffic starts once
+live, dark and Envoy answer. Every file lives in ``run.workdir`` (private, removed at teardown
+unless ``run.keep``), every port comes from the kernel, so two runs on one machine never collide.
 
 >>> from pytest_darklaunch.backends import RunContext
 >>> from pytest_darklaunch.core.spec import Sources, build_spec
