@@ -7,6 +7,7 @@ read), and removes all of it again. Backends never import pytest.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Optional, Protocol
@@ -14,6 +15,30 @@ from typing import Optional, Protocol
 from pytest_darklaunch.core.spec import Spec
 
 BACKENDS = ("local", "kubernetes")
+# The Prometheus credentials are the plugin's, never the processes' it starts (the app under
+# test included). Named here rather than imported: core.prometheus loads requests.
+CREDENTIAL_VARIABLES = (
+    "PYTEST_DARKLAUNCH_PROMETHEUS_TOKEN",
+    "PYTEST_DARKLAUNCH_PROMETHEUS_USER",
+    "PYTEST_DARKLAUNCH_PROMETHEUS_PASSWORD",
+)
+# Where `python -m pytest_darklaunch...` finds this package, installed or not.
+_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def child_environment(env: Mapping[str, str] | None) -> dict[str, str]:
+    """``env`` (default: this process's) without the plugin's credentials."""
+    environ = dict(os.environ if env is None else env)
+    for name in CREDENTIAL_VARIABLES:
+        environ.pop(name, None)
+    return environ
+
+
+def with_package_path(env: dict[str, str]) -> dict[str, str]:
+    """``env`` with this package's parent first on ``PYTHONPATH`` (for ``python -m``)."""
+    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env["PYTHONPATH"] = os.pathsep.join([_PACKAGE_PARENT] + paths)
+    return env
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
-"""The guardian on real processes: it stops a run's process groups when pytest's end of its
-pipe closes without ``done``, and touches nothing when told ``done``."""
+"""The guardian on real processes: when pytest's end of its pipe closes without ``done`` it stops
+a run's process groups, runs the backend's command and removes the run's directories; told
+``done``, it touches nothing."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -10,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_darklaunch.backends.local import guardian
+from pytest_darklaunch.backends import guardian
 from tests.local.helpers import pid_alive, wait_for
 
 # A process group whose leader ignores SIGTERM and has a child: the guardian must SIGKILL the
@@ -46,14 +48,24 @@ def start_group(groups: list[subprocess.Popen[str]], code: str) -> subprocess.Po
     return proc
 
 
-def start_guardian(pids_file: Path, *remove: Path, grace_s: float = 0.5) -> subprocess.Popen[bytes]:
+def start_guardian(
+    pids_file: Path, *remove: Path, grace_s: float = 0.5, then: tuple[str, ...] = ()
+) -> subprocess.Popen[bytes]:
     argv = [sys.executable, "-I", "-S", guardian.__file__, "--pids", str(pids_file),
             "--grace", str(grace_s)]
     for directory in remove:
         argv += ["--remove", str(directory)]
+    if then:
+        argv += ["--then", *then]
     return subprocess.Popen(  # noqa: S603 - argv list
         argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, start_new_session=True
     )
+
+
+def marker_command(path: Path) -> tuple[str, ...]:
+    """A command that records that it ran, with its arguments, in ``path``."""
+    code = "import sys, pathlib; pathlib.Path(sys.argv[1]).write_text(' '.join(sys.argv[2:]))"
+    return (sys.executable, "-c", code, str(path), "--run-id", "r1")
 
 
 def test_pipe_closed_without_done_stops_every_group_and_removes_the_dirs(
@@ -86,12 +98,58 @@ def test_done_leaves_everything_alone(
     sleeper = start_group(groups, "import time; time.sleep(60)")
     pids_file = tmp_path / "pids"
     pids_file.write_text(f"{sleeper.pid}\n", encoding="utf-8")
-    watcher = start_guardian(pids_file, tmp_path)
+    marker = tmp_path / "then-ran"
+    watcher = start_guardian(pids_file, tmp_path, then=marker_command(marker))
 
     watcher.communicate(guardian.DONE, timeout=10)
 
     assert watcher.returncode == 0
-    assert sleeper.poll() is None and pids_file.exists()
+    assert sleeper.poll() is None and pids_file.exists() and not marker.exists()
+
+
+def test_done_is_enough_while_another_process_holds_the_pipe(tmp_path: Path) -> None:
+    """A process forked by a test inherits pytest's end of the pipe: ``done`` must still end
+    the guardian at teardown, without waiting for end of file."""
+    watcher = start_guardian(tmp_path / "pids", tmp_path)
+    assert watcher.stdin is not None
+    held = os.dup(watcher.stdin.fileno())  # the forked process's copy
+    try:
+        watcher.stdin.write(guardian.DONE)
+        watcher.stdin.flush()
+        assert watcher.wait(timeout=10) == 0
+    finally:
+        os.close(held)
+        watcher.stdin.close()
+    assert tmp_path.exists()
+
+
+def test_then_runs_the_backends_command_before_removing_the_dirs(tmp_path: Path) -> None:
+    """The kubernetes backend's cleanup is a command (``python -m pytest_darklaunch delete``)."""
+    run_dir = tmp_path / "darklaunch-run"
+    run_dir.mkdir()
+    marker = tmp_path / "then-ran"
+    watcher = start_guardian(run_dir / "pids", run_dir, then=marker_command(marker))
+
+    watcher.communicate(b"", timeout=10)
+
+    assert watcher.returncode == 0
+    assert marker.read_text() == "--run-id r1"
+    assert not run_dir.exists()
+
+
+def test_launcher_dismisses_and_reaps(tmp_path: Path) -> None:
+    """What a backend uses: start with a log, dismiss at teardown; nothing is touched."""
+    marker = tmp_path / "then-ran"
+    started = guardian.Guardian.start(
+        str(tmp_path / "guardian.log"), then=marker_command(marker), remove=[str(tmp_path)]
+    )
+    assert pid_alive(started.pid)
+
+    started.dismiss()
+
+    assert started.popen.returncode == 0 and not pid_alive(started.pid)
+    assert not marker.exists() and tmp_path.exists()
+    assert (tmp_path / "guardian.log").stat().st_mode & 0o777 == 0o600
 
 
 def test_missing_pids_file_still_removes_the_dirs(tmp_path: Path) -> None:

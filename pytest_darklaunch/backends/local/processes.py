@@ -28,6 +28,7 @@ from typing import Any, Callable, TypeVar
 
 import tenacity
 
+from pytest_darklaunch.backends import child_environment
 from pytest_darklaunch.errors import ProvisioningError
 
 T = TypeVar("T")
@@ -84,23 +85,6 @@ def tail(path: str, lines: int = LOG_TAIL_LINES) -> str:
         return f"(no log: {exc.strerror})"
     kept = [line for line in text.splitlines() if line.strip()][-lines:]
     return "\n".join(kept) if kept else "(log is empty)"
-
-
-# The Prometheus credentials are the plugin's, never the processes' it starts (the app under
-# test included). Named here rather than imported: core.prometheus loads requests.
-CREDENTIAL_VARIABLES = (
-    "PYTEST_DARKLAUNCH_PROMETHEUS_TOKEN",
-    "PYTEST_DARKLAUNCH_PROMETHEUS_USER",
-    "PYTEST_DARKLAUNCH_PROMETHEUS_PASSWORD",
-)
-
-
-def child_environment(env: Mapping[str, str] | None) -> dict[str, str]:
-    """``env`` (default: this process's) without the plugin's credentials."""
-    environ = dict(os.environ if env is None else env)
-    for name in CREDENTIAL_VARIABLES:
-        environ.pop(name, None)
-    return environ
 
 
 _ERROR_MARKERS = ("[critical]", "[error]", "error:", "exception", "traceback")

@@ -1,7 +1,7 @@
 """The local backend: live and dark as processes, Envoy mirroring, Prometheus, open-loop load.
 
 A guardian starts first (it stops everything should pytest be killed without tearing down, see
-:mod:`~pytest_darklaunch.backends.local.guardian`). Then everything starts at once (the apps,
+:mod:`~pytest_darklaunch.backends.guardian`). Then everything starts at once (the apps,
 Envoy, Prometheus and the generator's interpreter), and each is waited for; traffic starts once
 live, dark and Envoy answer. Every file lives in ``run.workdir`` (private, removed at teardown
 unless ``run.keep``), every port comes from the kernel, so two runs on one machine never collide.
@@ -18,7 +18,6 @@ unless ``run.keep``), every port comes from the kernel, so two runs on one machi
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
 import os
@@ -32,8 +31,8 @@ from typing import Any
 
 import tenacity
 
-from pytest_darklaunch.backends import Environment, RunContext, TrafficStats
-from pytest_darklaunch.backends.local import guardian
+from pytest_darklaunch.backends import Environment, RunContext, TrafficStats, with_package_path
+from pytest_darklaunch.backends.guardian import Guardian
 from pytest_darklaunch.backends.local.envoy import (
     EnvoyAddresses,
     envoy_binary,
@@ -65,21 +64,11 @@ GENERATOR_START_DEADLINE_S = 15.0
 PORT_ATTEMPTS = 3
 PIDS_FILE = "pids"
 ROLES = ("live", "dark")
-# Where `python -m pytest_darklaunch...` finds this package, installed or not.
-_PACKAGE_PARENT = os.path.dirname(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-)
 
 
 def default_command() -> tuple[str, ...]:
     """The bundled sample app, for a version without a ``command``."""
     return (sys.executable, "-m", "pytest_darklaunch.sampleapp", "--port", "{port}")
-
-
-def _with_package_path(env: dict[str, str]) -> dict[str, str]:
-    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    env["PYTHONPATH"] = os.pathsep.join([_PACKAGE_PARENT] + paths)
-    return env
 
 
 class LocalBackend:
@@ -98,7 +87,7 @@ class LocalBackend:
         self.stats_path = os.path.join(self.workdir, "traffic.json")
         self.timings: dict[str, float] = {}
         self._procs: dict[str, ManagedProcess] = {}
-        self._guardian: ManagedProcess | None = None
+        self._guardian: Guardian | None = None
         # The guardian's PID once started (kept after teardown, for leak checks); not in
         # started_pids, which lists the stack's processes (the pids file).
         self.guardian_pid: int | None = None
@@ -301,17 +290,11 @@ class LocalBackend:
 
     def _start_guardian(self) -> None:
         """Start the process that stops this run's processes should pytest die (SIGKILL, OOM)
-        before :meth:`teardown`; see :mod:`~pytest_darklaunch.backends.local.guardian`."""
-        argv = [
-            sys.executable, "-I", "-S", guardian.__file__,
-            "--pids", os.path.join(self.workdir, PIDS_FILE),
-            "--remove", self.workdir,
-        ]
-        if self.run.run_dir:
-            argv += ["--remove", self.run.run_dir]
-        proc = ManagedProcess.start(
-            "guardian", argv, log_path=os.path.join(self.workdir, "guardian.log"),
-            stdin_pipe=True,
+        before :meth:`teardown`; see :mod:`~pytest_darklaunch.backends.guardian`."""
+        proc = Guardian.start(
+            os.path.join(self.workdir, "guardian.log"),
+            pids_file=os.path.join(self.workdir, PIDS_FILE),
+            remove=[self.workdir, *([self.run.run_dir] if self.run.run_dir else [])],
         )
         with self._lock:
             self._guardian = proc
@@ -322,17 +305,10 @@ class LocalBackend:
             raise ProvisioningError("provisioning was interrupted: the run is being torn down")
 
     def _dismiss_guardian(self) -> None:
-        """Tell the guardian the run was torn down (it exits without acting), and reap it."""
         with self._lock:
             proc, self._guardian = self._guardian, None
-        if proc is None:
-            return
-        stdin = proc.popen.stdin
-        if stdin is not None:
-            with contextlib.suppress(OSError):  # it may be gone already
-                stdin.write(guardian.DONE)
-                stdin.close()
-        proc.stop()
+        if proc is not None:
+            proc.dismiss()
 
     def _start_app(self, role: str, port: int) -> None:
         version: Version = getattr(self.spec.versions, role)
@@ -342,7 +318,7 @@ class LocalBackend:
         command = version.command
         if command is None:
             command = default_command()
-            _with_package_path(env)
+            with_package_path(env)
         argv = [arg.replace("{port}", str(port)) for arg in command]
         log_path = os.path.join(self.workdir, f"{role}.log")
         self._track(role, ManagedProcess.start(role, argv, log_path=log_path, env=env))
@@ -392,7 +368,7 @@ class LocalBackend:
             argv += ["--host", self.spec.mirror.host]
         proc = ManagedProcess.start(
             "generator", argv, log_path=os.path.join(self.workdir, "generator.log"),
-            env=_with_package_path(dict(os.environ)), stdin_pipe=True,
+            env=with_package_path(dict(os.environ)), stdin_pipe=True,
         )
         self._track("generator", proc)
         return proc
