@@ -1,9 +1,13 @@
-"""The command line beside the plugin: ``python -m pytest_darklaunch render``.
+"""The command line beside the plugin: ``python -m pytest_darklaunch render|delete``.
 
 ``render`` prints the multi-document YAML the kubernetes backend would apply, as ``helm
-template`` does, for review and GitOps. Bad input is one line on stderr and exit code 2.
+template`` does, for review and GitOps. ``delete`` removes a run's objects from the cluster by
+its run id, as teardown does (what the guardian runs when pytest was killed before teardown).
+Bad input is one line on stderr and exit code 2; a deletion that fails, one line and exit 1.
 
 >>> main(["render", "--spec", "darklaunch.yaml", "--run-id", "review"])  # doctest: +SKIP
+0
+>>> main(["delete", "--run-id", "5eed0123", "--namespace", "shop"])  # doctest: +SKIP
 0
 """
 
@@ -15,7 +19,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn, Optional
 
-from pytest_darklaunch.errors import DarklaunchError
+from pytest_darklaunch.errors import ConfigError, DarklaunchError
 
 DEFAULT_SPEC = "darklaunch.yaml"
 DEFAULT_RUN_ID = "manual"
@@ -57,6 +61,21 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"the run id in labels and names (default: {DEFAULT_RUN_ID})",
     )
     render.add_argument("--namespace", help="namespace instead of the target's")
+    delete = commands.add_parser(
+        "delete",
+        help="delete a run's objects from the cluster (as teardown does)",
+        description=(
+            "Delete, by the run's label only, the Istio VirtualServices (mirroring stops first), "
+            "the traffic Job and the Knative Service of a kubernetes-backend run: what "
+            "--darklaunch-keep left, or a run whose pytest was killed. The run id is in the "
+            "header line 'darklaunch run id: ...'."
+        ),
+    )
+    delete.add_argument("--run-id", required=True, help="the run's id")
+    delete.add_argument(
+        "--namespace", default="default", help="the run's namespace (default: default)"
+    )
+    delete.add_argument("--context", help="kubeconfig context (default: the current one)")
     return parser
 
 
@@ -65,18 +84,37 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        text = _render(args)
-    except DarklaunchError as exc:
+        text = _delete(args) if args.command == "delete" else _render(args)
+    except ConfigError as exc:
         sys.stderr.write(f"{parser.prog} {args.command}: error: {exc}\n")
         return 2
+    except DarklaunchError as exc:
+        sys.stderr.write(f"{parser.prog} {args.command}: error: {exc}\n")
+        return 1
     sys.stdout.write(text)
     return 0
+
+
+def _delete(args: argparse.Namespace) -> str:
+    from pytest_darklaunch.backends.kubernetes.api import KubeApi, load_api_client
+    from pytest_darklaunch.backends.kubernetes.backend import delete_run
+    from pytest_darklaunch.backends.kubernetes.render import check_run_id
+    from pytest_darklaunch.core.units import DNS1123_HINT, is_dns1123_label
+
+    check_run_id(args.run_id, "--run-id")
+    if not is_dns1123_label(args.namespace):
+        raise ConfigError("--namespace", args.namespace, "command line", DNS1123_HINT)
+    api = KubeApi(load_api_client(args.context, "--context"))
+    try:
+        delete_run(api, args.namespace, args.run_id)
+    finally:
+        api.close()
+    return f"deleted the objects of run {args.run_id} in namespace {args.namespace}\n"
 
 
 def _render(args: argparse.Namespace) -> str:
     from pytest_darklaunch.backends.kubernetes.render import check_run_id, names_for, render_yaml
     from pytest_darklaunch.core.config import load_spec
-    from pytest_darklaunch.errors import ConfigError
 
     check_run_id(args.run_id, "--run-id")
     spec_path, experiment_path = args.spec, args.experiment

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+import yaml
 
 from pytest_darklaunch.backends import RunContext
 from pytest_darklaunch.backends.kubernetes import KubernetesBackend, KubeSettings
@@ -57,6 +58,29 @@ def spec() -> Spec:
 def emulator() -> Iterator[Emulator]:
     with Emulator() as api:
         yield api
+
+
+@pytest.fixture
+def kubeconfig(emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A kubeconfig whose current context is the emulator, in ``KUBECONFIG``: what a process
+    that loads credentials itself (the guardian's ``delete``, a pytest run) finds."""
+    path = tmp_path / "kubeconfig"
+    path.write_text(
+        yaml.safe_dump({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "emulator", "cluster": {"server": emulator.url}}],
+            "users": [{"name": "tester", "user": {}}],
+            "contexts": [
+                {"name": "emulator", "context": {"cluster": "emulator", "user": "tester"}}
+            ],
+            "current-context": "emulator",
+        }),
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("KUBECONFIG", str(path))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    return path
 
 
 @pytest.fixture

@@ -81,11 +81,13 @@ class RetryPolicy:
     max_s: float = 8.0
 
 
-def load_api_client(context: Optional[str]) -> Any:
+def load_api_client(
+    context: Optional[str], context_option: str = "--darklaunch-kube-context"
+) -> Any:
     """An ``ApiClient`` from kubeconfig (``context`` or the current one) or in-cluster config.
 
     In a pod (``KUBERNETES_SERVICE_HOST`` set, no ``KUBECONFIG``, no context) the pod's service
-    account is used.
+    account is used. ``context_option`` is the option that chose ``context``, for the message.
     """
     from kubernetes import client, config
     from kubernetes.config.config_exception import ConfigException
@@ -100,14 +102,17 @@ def load_api_client(context: Optional[str]) -> Any:
             configuration = client.Configuration()
             config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
             return client.ApiClient(configuration)
-        return config.new_client_from_config(context=context)  # type: ignore[no-untyped-call]
+        # KUBECONFIG as it is now: the client reads it once, when it is first imported.
+        return config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=os.environ.get("KUBECONFIG") or None, context=context
+        )
     except (ConfigException, OSError, ValueError) as exc:
         where = (
             "in-cluster config" if in_cluster else f"kubeconfig context {context or '(current)'}"
         )
         raise ProvisioningError(
             f"cannot load Kubernetes credentials from {where}: {exc}; "
-            "set KUBECONFIG or --darklaunch-kube-context"
+            f"set KUBECONFIG or {context_option}"
         ) from exc
 
 

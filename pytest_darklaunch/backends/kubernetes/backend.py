@@ -15,12 +15,15 @@ Job (its pods with it), then the Knative Service (its revisions with it).
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Optional
 
 from pytest_darklaunch.backends import Environment, RunContext, TrafficStats
+from pytest_darklaunch.backends.guardian import Guardian
 from pytest_darklaunch.backends.kubernetes.api import (
     JOB,
     KNATIVE_SERVICE,
@@ -35,7 +38,13 @@ from pytest_darklaunch.backends.kubernetes.portforward import (
     parse_service,
     resolve_service_pod,
 )
-from pytest_darklaunch.backends.kubernetes.render import RUN_ID_KEY, names_for, render
+from pytest_darklaunch.backends.kubernetes.render import (
+    RUN_ID_KEY,
+    delete_command,
+    names_for,
+    render,
+    run_selector,
+)
 from pytest_darklaunch.backends.kubernetes.waits import (
     describe_knative_service,
     describe_pods,
@@ -99,6 +108,7 @@ class KubernetesBackend:
         self._api_client = api_client
         self._api: Optional[KubeApi] = None
         self._forwarder: Optional[PortForwarder] = None
+        self._guardian: Optional[Guardian] = None
         self._touched = False
 
     # -- the protocol -------------------------------------------------------------------------
@@ -111,6 +121,7 @@ class KubernetesBackend:
         ksvc_live, ksvc_dark, mirror_vs, routing_vs, job = self.manifests
         api = self._kube()
         self._refuse_foreign_service(api)
+        self._start_guardian()
         self._touched = True
         self._apply_service(api, ksvc_live, self.names.live_revision)
         service = self._apply_service(api, ksvc_dark, self.names.dark_revision)
@@ -144,6 +155,9 @@ class KubernetesBackend:
             if self._touched and not self.run.keep:
                 self._delete_all()
         finally:
+            if self._guardian is not None:
+                self._guardian.dismiss()
+                self._guardian = None
             if self._api is not None:
                 self._api.close()
 
@@ -201,25 +215,25 @@ class KubernetesBackend:
         )
         return items[0]
 
-    def _delete_all(self) -> None:
-        api = self._kube()
+    def _start_guardian(self) -> None:
+        """Should pytest die before teardown (SIGKILL, the OOM killer), a guardian process runs
+        ``python -m pytest_darklaunch delete`` for this run. Only with the kubeconfig or
+        in-cluster credentials, which that command loads too (not with an injected client)."""
+        if self.run.keep or self._api_client is not None:
+            return
         n = self.names
-        failures = []
-        for kind, propagation in (
-            (VIRTUAL_SERVICE, "Background"),
-            # Foreground: the Job goes only once its pods are gone.
-            (JOB, "Foreground"),
-            (KNATIVE_SERVICE, "Background"),
-        ):
-            try:
-                api.delete_collection(kind, n.namespace, n.selector, propagation)
-            except ProvisioningError as exc:
-                failures.append(str(exc))
-        if failures:
-            raise ProvisioningError(
-                f"teardown of run {n.run_id} incomplete: {' | '.join(failures)}; "
-                f"remove the rest with: {n.delete_command()}"
-            )
+        then = [sys.executable, "-m", "pytest_darklaunch", "delete", "--run-id", n.run_id,
+                "--namespace", n.namespace]
+        if self.run.kube_context:
+            then += ["--context", self.run.kube_context]
+        os.makedirs(self.run.workdir, mode=0o700, exist_ok=True)
+        remove = [self.run.run_dir] if self.run.run_dir else []
+        self._guardian = Guardian.start(
+            os.path.join(self.run.workdir, "guardian.log"), then=then, remove=remove
+        )
+
+    def _delete_all(self) -> None:
+        delete_run(self._kube(), self.names.namespace, self.names.run_id)
 
     def _prometheus_url(self) -> str:
         if self.run.prometheus_url:
@@ -271,6 +285,30 @@ class KubernetesBackend:
             endpoints=endpoints,
             scrape_interval_s=self.settings.scrape_interval_s,
             details=details,
+        )
+
+
+def delete_run(api: KubeApi, namespace: str, run_id: str) -> None:
+    """Delete every object of run ``run_id`` in ``namespace``, by its label only: the
+    VirtualServices first (mirroring stops), then the Job once its pods are gone, then the
+    Knative Service (its revisions follow). What cannot be deleted is reported once the rest
+    is gone, with the command that removes it."""
+    selector = run_selector(run_id)
+    failures = []
+    for kind, propagation in (
+        (VIRTUAL_SERVICE, "Background"),
+        # Foreground: the Job goes only once its pods are gone.
+        (JOB, "Foreground"),
+        (KNATIVE_SERVICE, "Background"),
+    ):
+        try:
+            api.delete_collection(kind, namespace, selector, propagation)
+        except ProvisioningError as exc:
+            failures.append(str(exc))
+    if failures:
+        raise ProvisioningError(
+            f"teardown of run {run_id} incomplete: {' | '.join(failures)}; "
+            f"remove the rest with: {delete_command(namespace, run_id)}"
         )
 
 

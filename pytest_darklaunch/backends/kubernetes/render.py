@@ -99,16 +99,30 @@ class Names:
 
     @property
     def labels(self) -> dict[str, str]:
-        return {MANAGED_BY_KEY: MANAGED_BY, RUN_ID_KEY: self.run_id}
+        return run_labels(self.run_id)
 
     @property
     def selector(self) -> str:
-        return ",".join(f"{k}={v}" for k, v in self.labels.items())
+        return run_selector(self.run_id)
 
     def delete_command(self) -> str:
-        """The kubectl command that removes every object of this run, mirroring rules first."""
-        kinds = "virtualservices.networking.istio.io,jobs.batch,services.serving.knative.dev"
-        return f"kubectl delete {kinds} -n {self.namespace} -l {RUN_ID_KEY}={self.run_id}"
+        return delete_command(self.namespace, self.run_id)
+
+
+def run_labels(run_id: str) -> dict[str, str]:
+    """The labels on every object of run ``run_id``."""
+    return {MANAGED_BY_KEY: MANAGED_BY, RUN_ID_KEY: run_id}
+
+
+def run_selector(run_id: str) -> str:
+    """The label selector of every object of run ``run_id`` (and of nothing else)."""
+    return ",".join(f"{k}={v}" for k, v in run_labels(run_id).items())
+
+
+def delete_command(namespace: str, run_id: str) -> str:
+    """The kubectl command that removes every object of a run, mirroring rules first."""
+    kinds = "virtualservices.networking.istio.io,jobs.batch,services.serving.knative.dev"
+    return f"kubectl delete {kinds} -n {namespace} -l {RUN_ID_KEY}={run_id}"
 
 
 def run_suffix(run_id: str) -> str:
