@@ -94,6 +94,7 @@ class DarklaunchSession:
         os.makedirs(run.workdir, mode=0o700)
         try:
             self.backend = create_backend(settings.backend, self.spec, run)
+            _import_for_background(settings.backend)
         except DarklaunchError as exc:
             self._fail(f"{PROVISIONING_FAILED}: {exc}")
             return
@@ -304,6 +305,24 @@ class DarklaunchSession:
         session.error = info.get("error")
         session._torn_down = True  # the controller tears down, never a worker
         return session
+
+
+def _import_for_background(backend: str) -> None:
+    """Import, in the main thread, the packages the experiment's thread needs.
+
+    pytest goes on collecting test modules while that thread provisions, and they may import the
+    same packages (requests, kubernetes, ...): a package imported for the first time by two
+    threads at once can be seen half initialised ("cannot import name ... from partially
+    initialized module"). Imported here, every one is complete before the thread starts.
+    """
+    import pytest_darklaunch.core.experiment
+    import pytest_darklaunch.core.prometheus  # requests
+    import pytest_darklaunch.report  # noqa: F401
+
+    if backend == "kubernetes":
+        from pytest_darklaunch.backends.kubernetes.api import import_client
+
+        import_client()
 
 
 def _template_values(spec: Spec, env: Environment) -> dict[str, dict[str, str]]:

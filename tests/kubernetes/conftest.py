@@ -49,6 +49,17 @@ def make_spec(**overrides: Any) -> Spec:
     return build_spec(raw, Sources("test"))
 
 
+def other_app_spec() -> Spec:
+    """A second app in the same namespace, for runs side by side."""
+    return make_spec(
+        target="default/shop",
+        versions={
+            "live": {"image": "a:1", "revision": "shop-v1"},
+            "dark": {"image": "a:2", "revision": "shop-v2"},
+        },
+    )
+
+
 @pytest.fixture
 def spec() -> Spec:
     return make_spec()

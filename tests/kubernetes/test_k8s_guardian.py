@@ -21,8 +21,9 @@ from pytest_darklaunch.backends import RunContext
 from pytest_darklaunch.backends.kubernetes import KubernetesBackend
 from tests.local.helpers import wait_for
 
-from .conftest import FAST, RUN_LABEL, BackendFactory, make_spec, run_objects
+from .conftest import FAST, RUN_LABEL, BackendFactory, make_spec, other_app_spec, run_objects
 from .emulator import Emulator
+from .test_k8s_cli import SPEC as CLI_SPEC
 
 
 def test_delete_command_removes_one_run_and_leaves_the_other(
@@ -30,17 +31,7 @@ def test_delete_command_removes_one_run_and_leaves_the_other(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     make_backend(make_spec(target="default/cart"), run_id="run-a", keep=True).provision()
-    make_backend(
-        make_spec(
-            target="default/shop",
-            versions={
-                "live": {"image": "a:1", "revision": "shop-v1"},
-                "dark": {"image": "a:2", "revision": "shop-v2"},
-            },
-        ),
-        run_id="run-b",
-        keep=True,
-    ).provision()
+    make_backend(other_app_spec(), run_id="run-b", keep=True).provision()
     other = sorted(run_objects(emulator, "run-b"))
 
     code = cli.main(["delete", "--run-id", "run-a", "--namespace", "default"])
@@ -132,16 +123,7 @@ def test_guardian_is_dismissed_by_teardown_and_not_started_for_keep(
     assert os.path.isdir(tmp_path / "normal")  # no run_dir given: nothing of ours removed
 
 
-SPEC = """\
-target: default/sample-app
-versions:
-  live: {image: "gcr.io/knative-samples/knative-route-demo:blue", env: {T_VERSION: blue}}
-  dark: {image: "gcr.io/knative-samples/knative-route-demo:green", env: {T_VERSION: green}}
-mirror: {percent: 40, host: customdomain.com}
-traffic: {rate: 20}
-duration: {interval: 1s, iterations: 30}
-objectives: [{metric: error-rate, upper: 0.01}]
-"""
+SPEC = CLI_SPEC + "duration: {interval: 1s, iterations: 30}\n"
 
 
 def test_pytest_killed_mid_run_leaves_nothing_in_the_cluster(
@@ -162,13 +144,21 @@ def test_pytest_killed_mid_run_leaves_nothing_in_the_cluster(
     tmpdir.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
     env["TMPDIR"] = str(tmpdir)
-    run = subprocess.Popen(  # noqa: S603 - argv list
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--darklaunch-backend",
-         "kubernetes", "--darklaunch-prometheus-url", "http://127.0.0.1:9"],
-        cwd=project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    output = tmp_path / "pytest-output.txt"
+    with open(output, "wb") as out:
+        run = subprocess.Popen(  # noqa: S603 - argv list
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--darklaunch-backend",
+             "kubernetes", "--darklaunch-prometheus-url", "http://127.0.0.1:9"],
+            cwd=project, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )
+
+    def job() -> list[dict[str, object]]:
+        if run.poll() is not None:
+            pytest.fail(f"the run ended before it was killed:\n{output.read_text()}")
+        return emulator.objects("jobs", "batch")
+
     try:
-        jobs = wait_for(lambda: emulator.objects("jobs", "batch"), "the run's traffic Job", 60)
+        jobs = wait_for(job, "the run's traffic Job", 60)
         run_id = jobs[0]["metadata"]["labels"][RUN_LABEL]
         wait_for(lambda: len(run_objects(emulator, run_id)) == 9, "the run's objects", 30)
         run.kill()

@@ -13,7 +13,7 @@ from pytest_darklaunch.backends.kubernetes import KubeSettings
 from pytest_darklaunch.backends.kubernetes.render import render
 from pytest_darklaunch.errors import ProvisioningError
 
-from .conftest import FAST, RUN_LABEL, BackendFactory, make_spec, run_objects
+from .conftest import FAST, RUN_LABEL, BackendFactory, make_spec, other_app_spec, run_objects
 from .emulator import Emulator
 from .emulator_controllers import failed, pending
 
@@ -261,16 +261,7 @@ def test_two_concurrent_runs_never_touch_each_others_objects(
     emulator: Emulator, make_backend: BackendFactory
 ) -> None:
     one = make_backend(make_spec(target="default/cart"), run_id="run-a")
-    two = make_backend(
-        make_spec(
-            target="default/shop",
-            versions={
-                "live": {"image": "a:1", "revision": "shop-v1"},
-                "dark": {"image": "a:2", "revision": "shop-v2"},
-            },
-        ),
-        run_id="run-b",
-    )
+    two = make_backend(other_app_spec(), run_id="run-b")
     errors: list[BaseException] = []
 
     def provision(backend: Any) -> None:

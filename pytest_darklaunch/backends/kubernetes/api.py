@@ -81,6 +81,21 @@ class RetryPolicy:
     max_s: float = 8.0
 
 
+def import_client() -> None:
+    """Import the parts of the ``kubernetes`` client this backend uses (it imports them lazily,
+    so that ``render`` and an inert plugin never load the client)."""
+    try:
+        import kubernetes.client.exceptions  # noqa: F401
+        import kubernetes.config.config_exception  # noqa: F401
+        import kubernetes.dynamic.exceptions  # noqa: F401
+        import kubernetes.stream.stream  # noqa: F401
+    except ImportError as exc:
+        raise ProvisioningError(
+            f"the kubernetes backend needs the kubernetes client ({exc}): "
+            "pip install 'pytest-darklaunch[kubernetes]'"
+        ) from exc
+
+
 def load_api_client(
     context: Optional[str], context_option: str = "--darklaunch-kube-context"
 ) -> Any:
