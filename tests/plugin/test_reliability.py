@@ -818,3 +818,23 @@ def test_sigkill_of_pytest_leaves_nothing_behind(project: Project, point: str) -
 
     assert code == -signal.SIGKILL
     assert not [p for p, start in pids.items() if alive(p, start)]
+
+
+def test_sigkill_of_the_xdist_controller_leaves_nothing_behind(project: Project) -> None:
+    """With ``-n 2`` the controller owns the stack and its guardian; killed outright, the
+    guardian cleans up and the workers, which lose their channel to it, end too (they carry the
+    run's tag, so the leftover check counts them)."""
+    project.spec(iterations=10)
+    project.write("test_dark.py", FIXTURE_TESTS)
+    run = project.start("-n", "2", "--darklaunch-full-duration")
+    run.wait_for_pids()
+    run.wait_for_line(PROGRESS % 10)
+    # Besides pytest and the stack: the guardian and the two workers.
+    others = set(tagged_pids(run.tag)) - set(run.pids) - {run.popen.pid}
+    assert len(others) == 3, [cmdline(pid) for pid in others]
+
+    run.popen.kill()
+    code = run.finish()
+    run.assert_nothing_left(deadline_s=GONE_WITHIN_S)
+
+    assert code == -signal.SIGKILL
