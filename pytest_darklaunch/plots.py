@@ -188,8 +188,9 @@ def _path(
 def write_plots(directory: str, state: Any, verdicts: Sequence[Verdict]) -> dict[str, str]:
     """One SVG per spec objective of the session ``state``, named by the objective's test id
     (``mean-latency.svg``); returns ``{id: path}``."""
+    from pytest_darklaunch.core.units import format_value as fmt
     from pytest_darklaunch.core.verdict import estimate
-    from pytest_darklaunch.report import _ids, fmt, limit_text, metric_units, shown_values
+    from pytest_darklaunch.report import _ids, limit_text, metric_units, shown_values
 
     spec = state.spec
     data = state.data

@@ -11,7 +11,6 @@ The JSON report's keys are documented in ``docs/report.md`` and kept stable.
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import textwrap
@@ -28,7 +27,16 @@ from pytest_darklaunch.core.config import OPTIONS, Resolved
 from pytest_darklaunch.core.experiment import ExperimentData, Interval
 from pytest_darklaunch.core.metrics import units_of
 from pytest_darklaunch.core.spec import Objective, Spec
-from pytest_darklaunch.core.verdict import FAIL, INCONCLUSIVE, PASS, Estimate, Verdict, estimate
+from pytest_darklaunch.core.units import format_value as fmt
+from pytest_darklaunch.core.verdict import (
+    FAIL,
+    INCONCLUSIVE,
+    PASS,
+    Estimate,
+    Verdict,
+    bounds_text,
+    estimate,
+)
 
 REPORT_VERSION = 1
 # The metrics assessment always shows these, then custom metrics and other objective metrics.
@@ -83,19 +91,6 @@ def header_lines(resolved: Resolved, verbosity: int, run_id: str = "") -> list[s
     if run_id:
         lines.append(f"darklaunch run id: {run_id}")
     return lines
-
-
-def fmt(value: Optional[float], units: str = "") -> str:
-    """``7.075 ms``, ``1400``, ``n/a``: four significant digits, integers as integers."""
-    if value is None or not math.isfinite(value):
-        return "n/a"
-    if float(value).is_integer() and abs(value) < 1e12:
-        text = str(int(value))
-    elif abs(value) >= 1000:
-        text = f"{value:.1f}"
-    else:
-        text = f"{value:.4g}"
-    return f"{text} {units}" if units and units not in ("requests", "errors") else text
 
 
 def progress_line(data: ExperimentData, interval: Interval, verdicts: list[Verdict]) -> str:
@@ -174,16 +169,8 @@ def metric_units(spec: Spec, metric: str) -> str:
 
 
 def limit_text(obj: Objective, units: str = "") -> str:
-    """``<= 50 ms``, ``>= 10 and <= 50 ms``, ``<= +10% over live``."""
-    unit = f" {units}" if units and units not in ("requests", "errors") else ""
-    parts = []
-    if obj.lower is not None:
-        parts.append(f">= {obj.lower:g}{unit}")
-    if obj.upper is not None:
-        parts.append(f"<= {obj.upper:g}{unit}")
-    if obj.max_increase is not None:
-        parts.append(f"<= +{obj.max_increase} over live")
-    text = " and ".join(parts)
+    """The objective's bounds, and how they are judged when not on the whole experiment."""
+    text = bounds_text(obj, units)
     if obj.judge == "interval":
         text += f" per interval ({obj.failure_limit} may fail)"
     return text

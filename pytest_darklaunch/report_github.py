@@ -8,11 +8,11 @@ from typing import Any, Optional
 
 from pytest_darklaunch.core.experiment import ExperimentData
 from pytest_darklaunch.core.spec import Spec
+from pytest_darklaunch.core.units import format_value as fmt
 from pytest_darklaunch.core.verdict import FAIL, INCONCLUSIVE, PASS, Verdict
 from pytest_darklaunch.report import (
     _change,
     _summary_counts,
-    fmt,
     limit_text,
     metric_rows,
     metric_units,

@@ -1,8 +1,11 @@
-"""Parsing of durations, quantities and Kubernetes names, shared by every input source."""
+"""Parsing of durations, quantities and Kubernetes names, shared by every input source; the
+one way values are printed."""
 
 from __future__ import annotations
 
+import math
 import re
+from typing import Optional
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -43,6 +46,30 @@ def parse_duration(value: object) -> float:
     if not seconds > 0 or seconds != seconds or seconds == float("inf"):
         raise ValueError(value)
     return seconds
+
+
+def format_value(value: Optional[float], units: str = "") -> str:
+    """``7.075 ms``, ``1400``, ``n/a``: four significant digits, integers as integers; counts
+    (``requests``, ``errors``) without their unit.
+
+    >>> format_value(7.07512, "ms"), format_value(1400.0, "requests"), format_value(None)
+    ('7.075 ms', '1400', 'n/a')
+    """
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    if float(value).is_integer() and abs(value) < 1e12:
+        text = str(int(value))
+    elif abs(value) >= 1000:
+        text = f"{value:.1f}"
+    else:
+        text = f"{value:.4g}"
+    unit = shown_units(units)
+    return f"{text} {unit}" if unit else text
+
+
+def shown_units(units: str) -> str:
+    """The unit printed after a value: none for counts (``requests``, ``errors``)."""
+    return "" if units in ("requests", "errors") else units
 
 
 def format_duration(seconds: float) -> str:

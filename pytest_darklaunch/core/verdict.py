@@ -19,6 +19,7 @@ from pytest_darklaunch.core import stats
 from pytest_darklaunch.core.metrics import percentile_of, units_of
 from pytest_darklaunch.core.sampler import Window
 from pytest_darklaunch.core.spec import Objective
+from pytest_darklaunch.core.units import format_value, shown_units
 
 PASS, FAIL, INCONCLUSIVE, UNDECIDED = "pass", "fail", "inconclusive", "undecided"
 # The generator must deliver this share of its target rate for a verdict to count.
@@ -122,21 +123,16 @@ class Context:
     query: str = ""
 
 
-def _fmt(value: Optional[float], units: str = "") -> str:
-    if value is None:
-        return "n/a"
-    text = f"{value:.4g}"
-    return f"{text} {units}".strip() if units and units not in ("requests", "errors") else text
-
-
-def bounds_text(obj: Objective) -> str:
+def bounds_text(obj: Objective, units: str = "") -> str:
+    """``<= 50``, ``>= 10 and <= 50 ms``, ``<= +10% over live``."""
+    unit = f" {shown_units(units)}" if shown_units(units) else ""
     parts = []
-    if obj.upper is not None:
-        parts.append(f"<= {obj.upper:g}")
     if obj.lower is not None:
-        parts.append(f">= {obj.lower:g}")
+        parts.append(f">= {obj.lower:g}{unit}")
+    if obj.upper is not None:
+        parts.append(f"<= {obj.upper:g}{unit}")
     if obj.max_increase is not None:
-        parts.append(f"at most +{obj.max_increase} over live")
+        parts.append(f"<= +{obj.max_increase} over live")
     return " and ".join(parts)
 
 
@@ -240,10 +236,11 @@ def judge(
     base = replace(
         base, value=est.value, live_value=live_est.value, lo=lo, hi=hi, samples=est.samples
     )
-    ci = f"{_fmt(lo)}..{_fmt(hi)}, one-sided {(1 - alpha) * 100:.2f}% per look"
+    ci = f"{format_value(lo)}..{format_value(hi)}, one-sided {(1 - alpha) * 100:.2f}% per look"
     if est.bucket is not None:
-        ci += f"; histogram bucket {_fmt(est.bucket[0])}..{_fmt(est.bucket[1])} {units}"
-    value = _fmt(est.value, units)
+        low, high = (format_value(edge) for edge in est.bucket)
+        ci += f"; histogram bucket {low}..{high} {units}"
+    value = format_value(est.value, units)
     if FAIL in outcomes:
         return replace(
             base,

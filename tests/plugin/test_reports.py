@@ -28,7 +28,8 @@ from typing import Any
 import pytest
 import yaml
 
-from pytest_darklaunch.report import BUILTIN_ROWS, fmt, terminal_summary
+from pytest_darklaunch.core.units import format_value as fmt
+from pytest_darklaunch.report import BUILTIN_ROWS, terminal_summary
 from pytest_darklaunch.report_github import github_annotations, markdown_summary
 from pytest_darklaunch.report_json import report_document
 
