@@ -21,6 +21,7 @@ from pytest_darklaunch.backends.local.processes import (
     wait_until,
 )
 from pytest_darklaunch.core.spec import Sources, Spec, build_spec
+from tests.procfs import proc_stat
 
 SAMPLEAPP = [sys.executable, "-m", "pytest_darklaunch.sampleapp"]
 
@@ -63,12 +64,10 @@ def make_spec(**overrides: Any) -> Spec:
 def pid_alive(pid: int) -> bool:
     """Whether ``pid`` exists and is not a zombie (a zombie of ours would be an unreaped leak,
     so zombies count as alive when they are our children)."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
-            fields = handle.read().rsplit(")", 1)[1].split()
-    except FileNotFoundError:
+    stat = proc_stat(pid)
+    if stat is None:
         return False
-    state, ppid = fields[0], int(fields[1])
+    state, ppid, _ = stat
     return state != "Z" or ppid == os.getpid()
 
 

@@ -22,6 +22,8 @@ from typing import Any, Callable
 import pytest
 import yaml
 
+from tests.procfs import cmdline, processes_whose_environ
+
 SEED_OBJECTIVES = (
     {"metric": "mean-latency", "upper": 50},
     {"metric": "95th-percentile-tail-latency", "upper": 100},
@@ -54,22 +56,12 @@ def spec_text(
 def processes_under(tmp: Path) -> list[int]:
     """PIDs of live (non-zombie) processes whose ``TMPDIR`` is ``tmp`` or below it."""
     prefix = f"\0TMPDIR={tmp}".encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as fh:
-                environ = b"\0" + fh.read()
-            with open(f"/proc/{entry}/stat", encoding="utf-8") as fh:
-                state = fh.read().rsplit(")", 1)[1].split()[0]
-        except OSError:  # gone meanwhile, or not ours to read
-            continue
+
+    def under(environ: bytes) -> bool:
         at = environ.find(prefix)
-        if at >= 0 and environ[at + len(prefix): at + len(prefix) + 1] in (b"\0", b"/") \
-                and state != "Z":
-            found.append(int(entry))
-    return found
+        return at >= 0 and environ[at + len(prefix): at + len(prefix) + 1] in (b"\0", b"/")
+
+    return list(processes_whose_environ(under))
 
 
 def leftovers(tmp: Path) -> list[str]:
@@ -77,14 +69,6 @@ def leftovers(tmp: Path) -> list[str]:
     left = [f"pid {pid}: {cmdline(pid)}" for pid in processes_under(tmp)]
     left += [f"directory {p}" for p in sorted(tmp.rglob("darklaunch-*")) if p.is_dir()]
     return left
-
-
-def cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return fh.read().replace(b"\0", b" ").decode(errors="replace").strip()
-    except OSError:
-        return "(gone)"
 
 
 class Spawned:

@@ -36,6 +36,7 @@ import tenacity
 import yaml
 
 from tests.local.helpers import wait_for
+from tests.procfs import cmdline, proc_stat, processes_whose_environ
 
 TAG_VAR = "DARKLAUNCH_RELIABILITY_RUN"
 RUN_DEADLINE_S = 90.0
@@ -146,41 +147,11 @@ def test_unrelated():
 # -- processes --------------------------------------------------------------------------------
 
 
-def proc_identity(pid: int) -> Optional[tuple[str, int]]:
-    """(state, start time in clock ticks) of ``pid``, or ``None`` when it does not exist."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
-            fields = handle.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return fields[0], int(fields[19])
-
-
-def cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            return handle.read().replace(b"\0", b" ").decode(errors="replace").strip()
-    except OSError:
-        return "(gone)"
-
-
 def tagged_pids(tag: str) -> dict[int, int]:
-    """PID -> start time of every process whose environment has ``TAG_VAR=tag`` (the pytest run
-    and everything it started inherit it)."""
+    """PID -> start time of every running process whose environment has ``TAG_VAR=tag`` (the
+    pytest run and everything it started inherit it)."""
     needle = f"\0{TAG_VAR}={tag}\0".encode()
-    found: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as handle:
-                environ = b"\0" + handle.read()
-        except OSError:
-            continue
-        ident = proc_identity(int(entry))
-        if needle in environ and ident is not None:
-            found[int(entry)] = ident[1]
-    return found
+    return processes_whose_environ(lambda environ: needle in environ)
 
 
 def poll(check: Callable[[], Any], what: str, deadline_s: float, interval_s: float = 0.02) -> Any:
@@ -242,9 +213,9 @@ class Run:
                 continue
             for line in lines:
                 pid = int(line)
-                ident = proc_identity(pid)
-                if pid not in self.pids and ident is not None:
-                    self.pids[pid] = ident[1]
+                stat = proc_stat(pid)
+                if pid not in self.pids and stat is not None:
+                    self.pids[pid] = stat[2]
 
     @property
     def output(self) -> str:
@@ -358,10 +329,10 @@ class Run:
 
 def alive(pid: int, start: Optional[int] = None) -> bool:
     """Whether ``pid`` runs (a zombie does not) and is the process that had ``start``."""
-    ident = proc_identity(pid)
-    if ident is None or ident[0] in ("Z", "X"):
+    stat = proc_stat(pid)
+    if stat is None or stat[0] in ("Z", "X"):
         return False
-    return start is None or ident[1] == start
+    return start is None or stat[2] == start
 
 
 class Project:

@@ -32,6 +32,7 @@ from pytest_darklaunch.core.units import format_value as fmt
 from pytest_darklaunch.report import BUILTIN_ROWS, terminal_summary
 from pytest_darklaunch.report_github import github_annotations, markdown_summary
 from pytest_darklaunch.report_json import report_document
+from tests.procfs import processes_with_env
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "conformance"
 DOC = Path(__file__).resolve().parents[2] / "docs" / "report.md"
@@ -83,22 +84,6 @@ def _clean_env(tmp: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def _processes_with_env(name: str, value: str) -> list[int]:
-    needle = f"\0{name}={value}\0".encode()
-    found = []
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as fh:
-                environ = b"\0" + fh.read()
-            with open(f"/proc/{entry}/stat", encoding="utf-8") as fh:
-                state = fh.read().rsplit(")", 1)[1].split()[0]
-        except OSError:  # gone meanwhile, or not ours to read
-            continue
-        if needle in environ and state != "Z":
-            found.append(int(entry))
-    return found
-
-
 def _start(directory: Path, args: list[str], **env: str) -> tuple[subprocess.Popen[bytes], Path]:
     tmp = directory / "tmp"
     tmp.mkdir()
@@ -123,9 +108,9 @@ def _finish(directory: Path, proc: subprocess.Popen[bytes], out: Path) -> Run:
         proc.wait()
         raise
     tmp = directory / "tmp"
-    left = [f"pid {pid}" for pid in _processes_with_env("TMPDIR", str(tmp))]
+    left = [f"pid {pid}" for pid in processes_with_env("TMPDIR", str(tmp))]
     left += [f"directory {p}" for p in sorted(tmp.glob("darklaunch-*"))]
-    for pid in _processes_with_env("TMPDIR", str(tmp)):
+    for pid in processes_with_env("TMPDIR", str(tmp)):
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:  # ended meanwhile

@@ -25,6 +25,7 @@ import pytest
 import tenacity
 
 from tests.plugin.conftest import Spawned, spec_text
+from tests.procfs import running
 
 # Objectives that are decided after a few 1 s intervals, so the experiment stops early.
 OBJECTIVES = ({"metric": "mean-latency", "upper": 50},
@@ -171,14 +172,6 @@ def census(path: Path) -> dict[str, Any]:
     return data
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 def assert_one_stack_one_report(path: Path, controller_pid: int) -> None:
     """One workdir with one Envoy, one Prometheus, two apps and a generator; one Envoy and one
     Prometheus ever started, by the controller; the report written once, by the controller."""
@@ -227,7 +220,7 @@ def test_one_stack_same_values_one_report(
     spawned.result().assert_outcomes(passed=INNER_PASSED)
     assert_one_stack_one_report(path, spawned.pid)
     assert_same_values(path, workers)
-    assert not any(pid_alive(p["pid"]) for p in census(path)["processes"])
+    assert not any(running(p["pid"]) for p in census(path)["processes"])
 
 
 def test_worker_crash_still_tears_everything_down(
@@ -241,7 +234,7 @@ def test_worker_crash_still_tears_everything_down(
     assert_one_stack_one_report(path, spawned.pid)
     workers = assert_same_values(path, 2)  # a replacement worker (gw2), if it ran any, too
     print("objective tests ran on", sorted(map(str, workers)))
-    alive = [p for p in census(path)["processes"] if pid_alive(p["pid"])]
+    alive = [p for p in census(path)["processes"] if running(p["pid"])]
     assert not alive
     assert not list((path / "tmp").glob("darklaunch-*"))
     # stack_tmp checks, after the test, that no process of the run is left at all.
@@ -278,7 +271,7 @@ def test_sigterm_to_the_controller_mid_experiment_tears_everything_down(
     spawned.popen.send_signal(signal.SIGTERM)
     result = spawned.result()
     assert result.ret == pytest.ExitCode.INTERRUPTED
-    assert not [p for p in census(path)["processes"] if pid_alive(p["pid"])]
+    assert not [p for p in census(path)["processes"] if running(p["pid"])]
     assert not list((path / "tmp").glob("darklaunch-*"))
 
 
