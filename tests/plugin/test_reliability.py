@@ -196,8 +196,11 @@ class Run:
 
     @staticmethod
     def _read(stream: Any, sink: list[str]) -> None:
-        for line in stream:
-            sink.append(line.rstrip("\n"))
+        # The reader owns its stream and closes it at end of file: processes the run started
+        # (xdist workers after a SIGKILL of the controller) may hold the pipe after pytest ends.
+        with stream:
+            for line in stream:
+                sink.append(line.rstrip("\n"))
 
     def _watch_pids(self) -> None:
         """Record every PID of the run's ``pids`` file (and its start time) while it exists."""
@@ -273,11 +276,10 @@ class Run:
         self._close()
 
     def _close(self) -> None:
+        """Wait a while for the output to end; a reader still waiting for the processes that
+        hold the pipe closes its stream itself when they end."""
         for thread in self._threads:
             thread.join(5)
-        for stream in (self.popen.stdout, self.popen.stderr):
-            if stream is not None:
-                stream.close()
 
     def leftovers(self) -> list[str]:
         """Processes of the run still running, and its directories still present."""
