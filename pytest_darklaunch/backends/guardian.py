@@ -11,6 +11,10 @@ write end of the guardian's stdin and nothing else does. Teardown writes ``done`
   ``python -m pytest_darklaunch delete --run-id ...``);
 - ``--remove DIR``: removes the run's directories, last.
 
+A process forked from pytest without exec (``multiprocessing`` with the fork start method, a
+test's own ``os.fork``) closes its inherited copy of the write end at once, so that pytest's
+death still reaches the guardian while such a process lives on.
+
 The guardian runs in its own session (a Ctrl-C in the terminal does not reach it). Its process
 half (:func:`main`) needs only the standard library and runs as a script, ``python -I -S
 guardian.py``, which starts in a few milliseconds (as a module of this package it would load
@@ -29,12 +33,17 @@ import signal
 import subprocess
 import sys
 import time
+import weakref
 from collections.abc import Sequence
 
 DONE = b"done"
 GRACE_S = 3.0
 THEN_TIMEOUT_S = 300.0
 _POLL_S = 0.05
+
+# Guardians this process started and has not dismissed; see _close_in_forked_child.
+_LIVE: weakref.WeakSet[Guardian] = weakref.WeakSet()
+_FORK_HOOK: list[bool] = []  # one element once the at-fork hook is registered
 
 
 class Guardian:
@@ -75,7 +84,12 @@ class Guardian:
                 start_new_session=True,
                 close_fds=True,
             )
-        return cls(popen)
+        started = cls(popen)
+        if not _FORK_HOOK:
+            os.register_at_fork(after_in_child=_close_in_forked_child)
+            _FORK_HOOK.append(True)
+        _LIVE.add(started)
+        return started
 
     @property
     def pid(self) -> int:
@@ -83,6 +97,7 @@ class Guardian:
 
     def dismiss(self) -> None:
         """Tell the guardian the run was torn down; it exits without acting, and is reaped."""
+        _LIVE.discard(self)
         stdin = self.popen.stdin
         if stdin is not None and not stdin.closed:
             with contextlib.suppress(OSError):  # it may be gone already
@@ -93,6 +108,16 @@ class Guardian:
         except subprocess.TimeoutExpired:
             self.popen.kill()
             self.popen.wait()
+
+
+def _close_in_forked_child() -> None:
+    """In a child forked from this process: close the copies of the guardians' pipes, which
+    would otherwise keep a guardian waiting for this child after pytest is gone."""
+    for started in list(_LIVE):
+        if started.popen.stdin is not None:
+            with contextlib.suppress(OSError):
+                started.popen.stdin.close()
+    _LIVE.clear()
 
 
 # -- the guardian process ----------------------------------------------------------------------

@@ -5,6 +5,7 @@ a run's process groups, runs the backend's command and removes the run's directo
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -40,9 +41,14 @@ def groups() -> Iterator[list[subprocess.Popen[str]]]:
             proc.stdout.close()
 
 
-def start_group(groups: list[subprocess.Popen[str]], code: str) -> subprocess.Popen[str]:
+def start_group(
+    groups: list[subprocess.Popen[str]], code: str, *args: str
+) -> subprocess.Popen[str]:
     proc = subprocess.Popen(  # noqa: S603 - argv list
-        [sys.executable, "-c", code], start_new_session=True, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", code, *args],
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     groups.append(proc)
     return proc
@@ -121,6 +127,47 @@ def test_done_is_enough_while_another_process_holds_the_pipe(tmp_path: Path) -> 
         os.close(held)
         watcher.stdin.close()
     assert tmp_path.exists()
+
+
+# A pytest stand-in: starts a guardian for a process group, forks a process that lives on (as a
+# test's multiprocessing worker would), and dies by SIGKILL.
+FORKS_AND_DIES = (
+    "import os, signal, sys, time\n"
+    "from pytest_darklaunch.backends.guardian import Guardian\n"
+    "started = Guardian.start(sys.argv[1], pids_file=sys.argv[2], remove=[sys.argv[3]])\n"
+    "child = os.fork()\n"
+    "if child == 0:\n"
+    "    time.sleep(60)\n"
+    "    os._exit(0)\n"
+    "print(child, started.pid, flush=True)\n"
+    "os.kill(os.getpid(), signal.SIGKILL)\n"
+)
+
+
+def test_a_forked_process_living_on_does_not_hold_the_guardian_back(
+    tmp_path: Path, groups: list[subprocess.Popen[str]]
+) -> None:
+    """The forked child closes its copy of the pipe at once: pytest's death reaches the
+    guardian while the child still runs."""
+    sleeper = start_group(groups, "import time; time.sleep(60)")
+    run_dir = tmp_path / "darklaunch-run"
+    run_dir.mkdir()
+    pids_file = run_dir / "pids"
+    pids_file.write_text(f"{sleeper.pid}\n", encoding="utf-8")
+    dying = start_group(
+        groups, FORKS_AND_DIES, str(tmp_path / "guardian.log"), str(pids_file), str(run_dir)
+    )
+    assert dying.stdout is not None
+    forked, watcher = (int(word) for word in dying.stdout.readline().split())
+    try:
+        assert dying.wait(timeout=10) == -9
+        wait_for(lambda: sleeper.poll() is not None, "the run's process group stopped")
+        wait_for(lambda: not run_dir.exists(), "the run's directory removed")
+        wait_for(lambda: not pid_alive(watcher), "the guardian ended")
+        assert pid_alive(forked), "the forked process was to live on"
+    finally:
+        if pid_alive(forked):
+            os.kill(forked, signal.SIGKILL)
 
 
 def test_then_runs_the_backends_command_before_removing_the_dirs(tmp_path: Path) -> None:
