@@ -10,7 +10,7 @@ one-test file using the ``darklaunch_objective`` fixture. Three dark versions:
 (c) failing: 3% errors (``SAMPLEAPP_ERROR_SHARE=0.03``), ``--darklaunch-fail-fast``;
     error-rate must fail.
 
-For every schedule (interval x iterations = Bonferroni looks) it reports the median of
+For every schedule (interval x iterations = the planned looks) it reports the median of
 ``--runs`` runs of the whole ``pytest`` process's wall time and of the experiment's time to
 decision (``finished_at - started_at`` of the JSON report), the stop reasons, and the wrong
 verdicts over ``--wrong-runs`` runs of (a) (wrong: any objective not ``pass``; in (b)/(c) a
@@ -20,9 +20,9 @@ stop: 100 s of sampling) is the reference row; ``--seed-run`` measures it once p
 with ``--darklaunch-full-duration``. At the end the schedules are ranked: sound first, then
 goals met, then the sum of the medians.
 
-Before running, it prints what the decision rule predicts for each schedule (dark requests
-the error-rate bound needs; a model of the look schedule and of the error-rate decision in
-(a)/(c)) using the package's own ``core.stats``. See docs/time-to-verdict.md for the figures.
+Before running, it prints what the decision rule predicts for each schedule (a model of the
+look schedule and of the error-rate decision in (a)/(c), using the package's own
+``core.stats``). See docs/time-to-verdict.md for the figures.
 
     python benchmarks/time_to_verdict.py                 # 5 runs, 10 of (a), 4 schedules
     python benchmarks/time_to_verdict.py --quick         # 1 run of everything
@@ -327,7 +327,7 @@ def _binomial(rng: random.Random, n: int, p: float) -> int:
     return sum(1 for _ in range(n) if rng.random() < p) if p > 0 else 0
 
 
-def predict(interval_s: float, iterations: int, paths: int = 1000) -> dict[str, Any]:
+def predict(interval_s: float, iterations: int, paths: int = 400) -> dict[str, Any]:
     """What the package's decision rule predicts for one schedule (a model; nothing runs).
 
     Traffic starts at t0 = 0 at exactly 100 requests/s; each request reaches dark with
@@ -337,45 +337,49 @@ def predict(interval_s: float, iterations: int, paths: int = 1000) -> dict[str, 
     ``max(k x interval, previous end + 0.5 s)`` and its window ends at the first scrape at or
     after that target (so every look before F collapses into one at F). Latency objectives
     count as decided at the first look ((b) fails there; measured: it does); error-rate is
-    judged as ``core.verdict`` does: Wilson interval, Bonferroni over ``iterations`` looks.
+    judged as ``core.verdict`` does: the exact sequential test of
+    ``core.stats.sequential_rate_boundaries`` over the looks so far, spending by the share of
+    the planned sampling time, all of it at the last planned look.
     """
     from pytest_darklaunch.core import stats
 
-    alpha = stats.bonferroni_alpha(0.95, iterations)
-    needed = stats.min_samples_for_upper(0.01, 1 - alpha)
-    conf = 1 - 2 * alpha
     rng = random.Random(20240601)
     share = MIRROR_PERCENT / 100
+    planned_s = interval_s * iterations
 
-    def one(p_err: float, latency_breach: bool) -> float:
+    def one(p_err: float, latency_breach: bool) -> tuple[float, int]:
         first = rng.uniform(4.0, 5.5)
-        end = seen = n = e = 0.0
+        end = seen = 0.0
+        e = 0
+        trials: list[int] = []
+        fractions: list[float] = []
         for k in range(1, iterations + 1):
             target = max(k * interval_s, end + 0.5)
             end = first if target <= first else first + math.ceil(target - first - 1e-9)
             live = int(RATE_RPS * end)
             m = _binomial(rng, int(live - seen), share)
             seen = live
-            n += m
+            trials.append((trials[-1] if trials else 0) + m)
+            fractions.append(1.0 if k == iterations else end / planned_s)
             e += _binomial(rng, m, p_err)
             if latency_breach:
-                return end
-            lo, hi = stats.binomial_interval(e, n, conf)
-            if stats.decide(lo, hi, upper=0.01) != "undecided":
-                return end
-        return float("inf")
+                return end, trials[-1]
+            looks = stats.sequential_rate_boundaries(0.01, trials, fractions, 0.05)
+            assert looks is not None
+            if e <= looks[-1].pass_at_most or e >= looks[-1].fail_at_least:
+                return end, trials[-1]
+        return float("inf"), trials[-1]
 
-    def median(p_err: float, breach: bool) -> float:
-        times = sorted(one(p_err, breach) for _ in range(paths))
-        return times[len(times) // 2]
+    def median(p_err: float, breach: bool) -> tuple[float, int]:
+        ends = sorted(one(p_err, breach) for _ in range(paths))
+        return ends[len(ends) // 2]
 
+    clean_s, clean_requests = median(0.0, False)
     return {
-        "per_look_alpha": alpha,
-        "needed": needed,
-        "needed_s": needed / (RATE_RPS * share),
-        "a_s": median(0.0, False),
-        "b_s": median(0.0, True),
-        "c_s": median(0.03, False),
+        "needed": clean_requests,
+        "a_s": clean_s,
+        "b_s": median(0.0, True)[0],
+        "c_s": median(0.03, False)[0],
     }
 
 
@@ -570,14 +574,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     predictions: dict[str, Any] = {}
     if not args.no_predict:
         print("\n## What the decision rule predicts (a model, nothing runs: see predict())\n")
-        print("| schedule | per-look alpha | dark requests to pass error-rate | at 40 rps "
+        print("| schedule | clean dark requests at the (a) decision (median) "
               "| decided at (median, s after the traffic starts): (a) / (b) / (c) |")
-        print("|---|---|---|---|---|")
+        print("|---|---|---|")
         for interval_s, iterations in schedules + [SEED_SCHEDULE]:
             name = schedule_name(interval_s, iterations)
             p = predictions[name] = predict(interval_s, iterations)
-            print(f"| {name} | {p['per_look_alpha']:.4f} | {p['needed']} | "
-                  f"{p['needed_s']:.1f} s | "
+            print(f"| {name} | {p['needed']} | "
                   + " / ".join(f"{p[k]:.1f}" for k in ("a_s", "b_s", "c_s")) + " |")
         print("\n(the seed row as if it stopped early; Iter8 samples all 100 s)")
 

@@ -84,6 +84,7 @@ class ExperimentData:
             self.target_rps,
             self.timeout_s,
             window_expression(src, self.labels.get("dark", {}), metric),
+            planned_s=self.interval_s * self.planned,
         )
 
     def verdict(self, obj: Objective, final: bool = True) -> Optional[Verdict]:
