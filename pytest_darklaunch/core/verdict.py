@@ -324,8 +324,7 @@ def _judge_rate_sequentially(
         return None
     look = looks[-1]
     n, errors = look.trials, min(look.trials, round(dark.errors or 0.0))
-    lo = stats.binomial_interval(errors, n, 1 - 2 * look.fail_level)[0] if look.fail_level else 0.0
-    hi = stats.binomial_interval(errors, n, 1 - 2 * look.pass_level)[1] if look.pass_level else 1.0
+    lo, hi = _rate_end(errors, n, look.fail_level, 0), _rate_end(errors, n, look.pass_level, 1)
     value = errors / n
     live_value = estimate(live, obj.metric, 0.5, with_interval=False).value
     base = replace(base, value=value, live_value=live_value, lo=lo, hi=hi, samples=n)
@@ -353,6 +352,16 @@ def _judge_rate_sequentially(
         f"{bounds_text(obj)}; {test}"
     )
     return replace(base, outcome=INCONCLUSIVE if final else UNDECIDED, reason=reason)
+
+
+def _rate_end(errors: int, n: int, level: float, end: int) -> float:
+    """The lower (``end`` 0) or upper (1) Clopper-Pearson end at one-sided ``level``: nothing
+    is excluded at level 0, and level 0.5 (possible at confidence 0.5) is the point estimate."""
+    if level <= 0.0:
+        return float(end)
+    if level >= 0.5:
+        return errors / n
+    return stats.binomial_interval(errors, n, 1 - 2 * level)[end]
 
 
 def _relative(obj: Objective, lo: float, hi: float, live: Estimate) -> str:

@@ -205,6 +205,15 @@ def test_other_rate_objectives_keep_bonferroni(objective, ctx):
     assert "sequential" not in v.reason
 
 
+@pytest.mark.parametrize("confidence", [0.5, 0.9999])
+def test_the_ends_of_the_confidence_range_give_verdicts(confidence):
+    ctx = Context(confidence, looks=10, mirror_percent=40.0, target_rps=100.0, planned_s=20.0)
+    clean, breach = verdict([(80, 0)] * 3, ctx), verdict([(80, 8)] * 3, ctx)
+    assert clean.outcome in ("pass", "undecided") and breach.outcome == "fail"
+    assert clean.lo is not None and clean.hi is not None and 0 <= clean.lo <= clean.hi <= 1
+    assert (clean.outcome == "pass") == (confidence == 0.5)
+
+
 def test_wrong_passes_stay_within_the_budget_at_the_bound():
     """Simulated runs with dark exactly at the 1% bound, random dark counts per look (the
     mirror's sampling): the share ever judged ``pass`` at any look stays within 5%."""
