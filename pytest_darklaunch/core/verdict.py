@@ -328,9 +328,15 @@ def _judge_rate_sequentially(
     value = errors / n
     live_value = estimate(live, obj.metric, 0.5, with_interval=False).value
     base = replace(base, value=value, live_value=live_value, lo=lo, hi=hi, samples=n)
-    passes = (
-        f"passes at <= {look.pass_at_most}" if look.pass_at_most >= 0 else "cannot pass yet"
-    )
+    if look.pass_at_most >= 0:
+        passes = f"passes at <= {look.pass_at_most}"
+    elif final:
+        # With no pass boundary reached before, the pass side has spent nothing: at the last
+        # planned look a pass takes what one look at the full confidence takes.
+        needed = stats.min_samples_for_upper(upper, ctx.confidence)
+        passes = f"cannot pass with {n} requests (at least {needed} without errors are needed)"
+    else:
+        passes = "cannot pass yet"
     fails = f"fails at >= {look.fail_at_least}" if look.fail_at_least <= n else "cannot fail yet"
     test = (
         f"{errors} errors in {n} requests; sequential test, look {len(looks)}: {passes}, "

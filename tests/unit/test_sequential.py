@@ -175,6 +175,14 @@ def test_undecided_until_the_last_planned_look_then_inconclusive():
     assert verdict(counts, final=True).outcome == "inconclusive"
 
 
+def test_too_few_requests_says_how_many_a_pass_needs():
+    unknown_rate = Context(0.95, looks=10, mirror_percent=40.0, target_rps=None, planned_s=20.0)
+    v = verdict([(20, 0)] * 10, unknown_rate, final=True)
+    assert v.outcome == "inconclusive"
+    assert "cannot pass with 200 requests (at least 299 without errors are needed)" in v.reason
+    assert "cannot pass yet" in verdict([(20, 0)] * 3, unknown_rate).reason
+
+
 def test_the_last_planned_look_spends_everything():
     """Ten looks of 1.5 s: 15 of the 20 planned seconds, but the last planned look spends all
     of the 5%, and 300 clean requests then pass."""
