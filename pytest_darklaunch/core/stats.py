@@ -289,6 +289,26 @@ def quantile_bucket(q: float, buckets: Buckets) -> tuple[float, float]:
     return _lower_edge(prepared, b), prepared[b][0]
 
 
+def count_above(bound: float, buckets: Buckets) -> tuple[float, float] | None:
+    """How many observations lie above ``bound``: ``(at least, at most)``. Exact when
+    ``bound`` is a bucket edge; otherwise the observations of the bucket holding it may lie on
+    either side. ``None`` for an empty histogram or one without its +Inf bucket.
+
+    >>> buckets = [(10, 0), (20, 100), (30, 380), (40, 400), (math.inf, 400)]
+    >>> count_above(30, buckets), count_above(25, buckets)
+    ((20.0, 20.0), (20.0, 300.0))
+    """
+    prepared = _prepare(buckets)
+    if prepared is None:
+        return None
+    total = prepared[-1][1]
+    at_or_below = [count for le, count in prepared if le <= bound]
+    above_edge = [count for le, count in prepared if le >= bound]
+    least = total - (above_edge[0] if above_edge else total)
+    most = total - (at_or_below[-1] if at_or_below else 0.0)
+    return least, most
+
+
 def quantile_interval(q: float, buckets: Buckets, confidence: float) -> tuple[float, float]:
     """Distribution-free confidence interval for the population q-quantile, bucket error included.
 

@@ -5,15 +5,16 @@ through the histogram buckets for percentiles (so bucket interpolation error is 
 bucket-based standard error for means. An objective passes only when the whole interval lies
 within its bounds and fails only when the whole interval lies outside; otherwise the experiment
 goes on, and at its end the objective is inconclusive. Repeated looks are paid for with a
-Bonferroni split of ``1 - confidence`` over the planned intervals, except for ``error-rate``
-upper bounds, which an exact group-sequential test decides (Pocock-type alpha-spending over the
-planned sampling time): it keeps the same guarantee and needs far fewer requests to pass.
+Bonferroni split of ``1 - confidence`` over the planned intervals, except for upper bounds on
+``error-rate`` and on percentiles, which an exact group-sequential test on a count decides
+(errors; observations above the bound), with Pocock-type alpha-spending over the planned
+sampling time: it keeps the same guarantee and needs far fewer samples.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Optional
 
@@ -222,7 +223,7 @@ def judge(
     sequential = _judge_rate_sequentially(obj, cumulative, intervals, ctx, final, base)
     if sequential is not None:
         return sequential
-    est = estimate(dark, obj.metric, conf)
+    est = estimate(dark, obj.metric, conf, with_interval=False)
     live_est = estimate(live, obj.metric, conf)
     if est.value is None:
         answered_none = bool(dark.requests) and (dark.errors or 0.0) >= (dark.requests or 0.0)
@@ -238,8 +239,15 @@ def judge(
                 f"error: timed out or refused), so no latency can meet {bounds_text(obj)}",
             )
         return replace(base, reason=f"no data: dark: {est.missing}", samples=est.samples)
-    lo = est.lo if est.lo is not None else est.value
-    hi = est.hi if est.hi is not None else est.value
+    q = percentile_of(obj.metric)
+    if q is not None:
+        sequential = _judge_percentile_sequentially(obj, q, dark, intervals, ctx, final, base)
+        if sequential is not None:
+            return replace(sequential, live_value=live_est.value)
+    point = est.value
+    est = estimate(dark, obj.metric, conf)  # now with its interval
+    lo = est.lo if est.lo is not None else point
+    hi = est.hi if est.hi is not None else point
     outcomes: list[str] = []
     if obj.upper is not None or obj.lower is not None:
         outcomes.append(stats.decide(lo, hi, upper=obj.upper, lower=obj.lower))
@@ -281,6 +289,87 @@ def judge(
     return replace(base, outcome=INCONCLUSIVE if final else UNDECIDED, reason=reason)
 
 
+def _sequential_looks(
+    intervals: Sequence[tuple[Window, Window]],
+    ctx: Context,
+    trials_of: Callable[[Window], Optional[float]],
+    current: float,
+    bound: float,
+) -> Optional[tuple[stats.RateBoundary, ...]]:
+    """The exact sequential boundaries of a rate against ``bound`` at every look so far: the
+    trials of each look are ``trials_of`` dark's interval window, summed (``current`` is the
+    exact cumulative count at this look); the information fraction is the sampled share of the
+    planned time, and the last planned look spends what is left. ``None`` when the plan is
+    unknown, there is one look only, or the boundaries would take too long to compute."""
+    if ctx.looks < 2 or ctx.planned_s <= 0 or not intervals or current <= 0:
+        return None
+    trials: list[int] = []
+    fractions: list[float] = []
+    total = seconds = 0.0
+    for window, _ in intervals:
+        total += trials_of(window) or 0.0
+        seconds += window.seconds
+        trials.append(max(trials[-1] if trials else 0, round(total)))
+        fractions.append(seconds / ctx.planned_s)
+    trials[-1] = max(trials[-2] if len(trials) > 1 else 0, round(current))
+    if len(intervals) >= ctx.looks:
+        fractions[-1] = 1.0
+    return stats.sequential_rate_boundaries(bound, trials, fractions, 1.0 - ctx.confidence)
+
+
+def _boundary_text(
+    looks: tuple[stats.RateBoundary, ...],
+    ctx: Context,
+    final: bool,
+    bound: float,
+    trials: str,
+    without: str,
+) -> str:
+    """``sequential test, look 4: passes at <= 0, fails at >= 9 (2.46% of 5% spent)``; at the
+    end, a pass out of reach says what it needed (``trials`` ``without`` events)."""
+    look = looks[-1]
+    n = look.trials
+    if look.pass_at_most >= 0:
+        passes = f"passes at <= {look.pass_at_most}"
+    elif final:
+        # With no pass boundary reached before, the pass side has spent nothing: at the last
+        # planned look a pass takes what one look at the full confidence takes.
+        needed = stats.min_samples_for_upper(bound, ctx.confidence)
+        passes = f"cannot pass with {n} {trials} (at least {needed} {without} are needed)"
+    else:
+        passes = "cannot pass yet"
+    fails = f"fails at >= {look.fail_at_least}" if look.fail_at_least <= n else "cannot fail yet"
+    alpha = 1.0 - ctx.confidence
+    return (
+        f"sequential test, look {len(looks)}: {passes}, {fails} "
+        f"({look.spent * 100:.2f}% of {alpha * 100:g}% spent)"
+    )
+
+
+def _sequential_verdict(
+    obj: Objective, base: Verdict, final: bool, shown: str, details: str, fails: bool, passes: bool
+) -> Verdict:
+    interval = f"{format_value(base.lo)}..{format_value(base.hi)}"
+    if fails:
+        reason = (
+            f"dark {obj.metric} is {shown}, breaching {bounds_text(obj)} "
+            f"(interval {interval}; {details})"
+        )
+        return replace(base, outcome=FAIL, reason=reason)
+    if passes:
+        return replace(base, outcome=PASS, reason=f"dark {obj.metric} is {shown} "
+                       f"(interval {interval}; {details})")
+    reason = (
+        f"undecided: dark {obj.metric} is {shown}, its interval {interval} overlaps the bound "
+        f"{bounds_text(obj)}; {details}"
+    )
+    return replace(base, outcome=INCONCLUSIVE if final else UNDECIDED, reason=reason)
+
+
+def _only_upper(obj: Objective) -> bool:
+    return obj.upper is not None and obj.lower is None and obj.max_increase is None
+
+
 def _judge_rate_sequentially(
     obj: Objective,
     cumulative: tuple[Window, Window],
@@ -295,31 +384,9 @@ def _judge_rate_sequentially(
     unknown plan, looks too large to compute), and Bonferroni decides."""
     dark, live = cumulative
     upper = obj.upper
-    if (
-        obj.metric != "error-rate"
-        or upper is None
-        or not 0.0 < upper < 1.0
-        or obj.lower is not None
-        or obj.max_increase is not None
-        or ctx.looks < 2
-        or ctx.planned_s <= 0
-        or not intervals
-        or not dark.requests
-    ):
+    if obj.metric != "error-rate" or not _only_upper(obj) or upper is None or not 0 < upper < 1:
         return None
-    trials: list[int] = []
-    fractions: list[float] = []
-    requests = seconds = 0.0
-    for window, _ in intervals:
-        requests += window.requests or 0.0
-        seconds += window.seconds
-        trials.append(max(trials[-1] if trials else 0, round(requests)))
-        fractions.append(seconds / ctx.planned_s)
-    trials[-1] = max(trials[-2] if len(trials) > 1 else 0, round(dark.requests))
-    if len(intervals) >= ctx.looks:
-        fractions[-1] = 1.0  # the last planned look spends what is left
-    alpha = 1.0 - ctx.confidence
-    looks = stats.sequential_rate_boundaries(upper, trials, fractions, alpha)
+    looks = _sequential_looks(intervals, ctx, lambda w: w.requests, dark.requests or 0.0, upper)
     if looks is None:
         return None
     look = looks[-1]
@@ -328,36 +395,66 @@ def _judge_rate_sequentially(
     value = errors / n
     live_value = estimate(live, obj.metric, 0.5, with_interval=False).value
     base = replace(base, value=value, live_value=live_value, lo=lo, hi=hi, samples=n)
-    if look.pass_at_most >= 0:
-        passes = f"passes at <= {look.pass_at_most}"
-    elif final:
-        # With no pass boundary reached before, the pass side has spent nothing: at the last
-        # planned look a pass takes what one look at the full confidence takes.
-        needed = stats.min_samples_for_upper(upper, ctx.confidence)
-        passes = f"cannot pass with {n} requests (at least {needed} without errors are needed)"
-    else:
-        passes = "cannot pass yet"
-    fails = f"fails at >= {look.fail_at_least}" if look.fail_at_least <= n else "cannot fail yet"
-    test = (
-        f"{errors} errors in {n} requests; sequential test, look {len(looks)}: {passes}, "
-        f"{fails} ({look.spent * 100:.2f}% of {alpha * 100:g}% spent)"
-    )
-    interval = f"{format_value(lo)}..{format_value(hi)}"
+    test = _boundary_text(looks, ctx, final, upper, "requests", "without errors")
+    details = f"{errors} errors in {n} requests; {test}"
     shown = format_value(value, units_of(obj.metric))
-    if errors >= look.fail_at_least:
-        reason = (
-            f"dark {obj.metric} is {shown}, breaching {bounds_text(obj)} "
-            f"(interval {interval}; {test})"
-        )
-        return replace(base, outcome=FAIL, reason=reason)
-    if errors <= look.pass_at_most:
-        reason = f"dark {obj.metric} is {shown} (interval {interval}; {test})"
-        return replace(base, outcome=PASS, reason=reason)
-    reason = (
-        f"undecided: dark {obj.metric} is {shown}, its interval {interval} overlaps the bound "
-        f"{bounds_text(obj)}; {test}"
+    return _sequential_verdict(
+        obj, base, final, shown, details, errors >= look.fail_at_least,
+        errors <= look.pass_at_most,
     )
-    return replace(base, outcome=INCONCLUSIVE if final else UNDECIDED, reason=reason)
+
+
+def _judge_percentile_sequentially(
+    obj: Objective,
+    q: float,
+    dark: Window,
+    intervals: Sequence[tuple[Window, Window]],
+    ctx: Context,
+    final: bool,
+    base: Verdict,
+) -> Optional[Verdict]:
+    """``pNN <= bound`` over several looks: the pNN is at most the bound exactly when at most
+    a share ``1 - q`` of the observations lie above it, so the count of observations above the
+    bound is a rate, and the same exact sequential test decides it. The buckets give that count
+    exactly when the bound is a bucket edge, and else bracket it: a pass counts every
+    observation of the bucket holding the bound as above it, a fail none of them."""
+    upper = obj.upper
+    if not _only_upper(obj) or upper is None or not dark.buckets:
+        return None
+    counted = stats.count_above(upper, dark.buckets)
+    looks = _sequential_looks(
+        intervals, ctx, lambda w: w.latency_count, dark.latency_count or 0.0, 1.0 - q
+    )
+    if looks is None or counted is None:
+        return None
+    look = looks[-1]
+    n = look.trials
+    at_least, at_most = counted
+    above_lo, above_hi = min(n, round(at_least)), min(n, round(at_most))
+    value = stats.histogram_quantile(q, dark.buckets)
+    lo = _quantile_end(q, dark.buckets, look.fail_level, 0, value)
+    hi = _quantile_end(q, dark.buckets, look.pass_level, 1, value)
+    base = replace(base, value=value, lo=lo, hi=hi, samples=n)
+    units = units_of(obj.metric)
+    above = f"{above_lo}" if above_lo == above_hi else f"{above_lo}..{above_hi}"
+    test = _boundary_text(looks, ctx, final, 1.0 - q, "observations", "with none above")
+    details = f"{above} of {n} observations above {format_value(upper, units)}; {test}"
+    return _sequential_verdict(
+        obj, base, final, format_value(value, units), details,
+        above_lo >= look.fail_at_least, above_hi <= look.pass_at_most,
+    )
+
+
+def _quantile_end(
+    q: float, buckets: stats.Buckets, level: float, end: int, value: float
+) -> float:
+    """An end of the order-statistics interval of the q-quantile at one-sided ``level``, as
+    :func:`_rate_end` does for rates."""
+    if level <= 0.0:
+        return (0.0, math.inf)[end]
+    if level >= 0.5:
+        return value
+    return stats.quantile_interval(q, buckets, 1 - 2 * level)[end]
 
 
 def _rate_end(errors: int, n: int, level: float, end: int) -> float:

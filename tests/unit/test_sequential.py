@@ -237,3 +237,83 @@ def test_wrong_passes_stay_within_the_budget_at_the_bound():
                 break
     # 5% of 300 is 15; three standard deviations above it is 26 (600 runs gave 21, 3.5%).
     assert wrong <= 26, wrong
+
+
+# -- percentiles: the count of observations above the bound is a rate -------------------------
+
+EDGES = (10.0, 25.0, 50.0, 100.0, 250.0, math.inf)
+P95 = Objective("95th-percentile-tail-latency", upper=100)
+
+
+def latency_window(start: float, fast: int, slow: int, slow_ms: float = 150.0) -> Window:
+    """2 s of dark traffic: ``fast`` observations at 8 ms, ``slow`` at ``slow_ms``."""
+    n = fast + slow
+    buckets = tuple((le, fast * (8 <= le) + slow * (slow_ms <= le)) for le in EDGES)
+    return Window(start, start + 2.0, float(n), 0.0, 8.0 * fast + slow_ms * slow, float(n),
+                  buckets)
+
+
+def latency_verdict(looks: list[tuple[int, int]], objective: Objective = P95, final=False,
+                    ctx: Context = CTX, slow_ms: float = 150.0):
+    intervals = []
+    for j, (fast, slow) in enumerate(looks):
+        dark = latency_window(100.0 + 2 * j, fast, slow, slow_ms)
+        intervals.append((dark, latency_window(100.0 + 2 * j, int((fast + slow) / 0.4), 0)))
+    darks = [d for d, _ in intervals]
+    buckets = tuple((le, sum(dict(d.buckets)[le] for d in darks)) for le in EDGES)
+    n = sum(d.latency_count or 0 for d in darks)
+    dark = Window(100.0, darks[-1].end, n, 0.0, sum(d.latency_sum or 0 for d in darks), n,
+                  buckets)
+    live = Window(100.0, darks[-1].end, n / 0.4, 0.0, 8.0 * n / 0.4, n / 0.4,
+                  tuple((le, n / 0.4) for le in EDGES))
+    return judge(objective, (dark, live), intervals, ctx, final)
+
+
+def test_count_above_brackets_a_bound_inside_a_bucket():
+    buckets = [(10.0, 5.0), (100.0, 90.0), (math.inf, 100.0)]
+    assert stats.count_above(100.0, buckets) == (10.0, 10.0)
+    assert stats.count_above(50.0, buckets) == (10.0, 95.0)
+    assert stats.count_above(5.0, buckets) == (95.0, 100.0)  # below every edge
+    assert stats.count_above(500.0, buckets) == (0.0, 10.0)  # only +Inf above it
+    assert stats.count_above(50.0, [(10.0, 5.0), (100.0, 90.0)]) is None  # no +Inf bucket
+
+
+def test_a_tail_within_the_bound_passes_where_bonferroni_is_still_undecided():
+    looks = [(78, 2)] * 5  # 400 observations, 10 (2.5%) above 100 ms
+    sequential = latency_verdict(looks)
+    bonferroni = latency_verdict(looks, ctx=Context(0.95, 10, 40.0, 100.0))
+    assert sequential.outcome == "pass", sequential.reason
+    assert "10 of 400 observations above 100 ms; sequential test, look 5" in sequential.reason
+    assert bonferroni.outcome == "undecided", bonferroni.reason
+    assert sequential.live_value is not None and sequential.live_value < 10
+
+
+def test_a_heavy_tail_fails():
+    v = latency_verdict([(70, 10)] * 3)  # 12.5% above 100 ms
+    assert v.outcome == "fail", v.reason
+    assert "30 of 240 observations above 100 ms" in v.reason and "fails at >= " in v.reason
+
+
+def test_a_bound_inside_a_bucket_counts_the_bucket_against_the_pass():
+    # The slow observations (150 ms) share the (100, 250] bucket with a bound of 120 ms: they
+    # may lie above it, so no pass; and nothing proves they do, so no fail either.
+    bound_in_bucket = Objective("95th-percentile-tail-latency", upper=120)
+    v = latency_verdict([(70, 10)] * 3, bound_in_bucket)
+    assert v.outcome == "undecided" and "0..30 of 240 observations above 120 ms" in v.reason
+    assert latency_verdict([(80, 0)] * 3, bound_in_bucket).outcome == "pass"
+
+
+def test_wrong_percentile_passes_stay_within_the_budget_at_the_bound():
+    """Exactly 5% of the observations above the bound: the p95 is the bound itself."""
+    rng = random.Random(11)
+    runs, wrong = 300, 0
+    for _ in range(runs):
+        looks: list[tuple[int, int]] = []
+        for _look in range(10):
+            n = sum(rng.random() < 0.4 for _ in range(200))
+            slow = sum(rng.random() < 0.05 for _ in range(n))
+            looks.append((n - slow, slow))
+            if latency_verdict(looks, final=len(looks) == 10).outcome == "pass":
+                wrong += 1
+                break
+    assert wrong <= 26, wrong
