@@ -220,11 +220,9 @@ def judge(
         return replace(base, reason=why, samples=int(dark.requests or 0))
     if obj.judge == "interval":
         return _judge_intervals(obj, intervals, conf, final, base)
-    sequential = _judge_rate_sequentially(obj, cumulative, intervals, ctx, final, base)
-    if sequential is not None:
-        return sequential
     est = estimate(dark, obj.metric, conf, with_interval=False)
-    live_est = estimate(live, obj.metric, conf)
+    # Live's interval serves relative bounds only.
+    live_est = estimate(live, obj.metric, conf, with_interval=obj.max_increase is not None)
     if est.value is None:
         answered_none = bool(dark.requests) and (dark.errors or 0.0) >= (dark.requests or 0.0)
         is_latency = obj.metric == "mean-latency" or percentile_of(obj.metric) is not None
@@ -239,11 +237,9 @@ def judge(
                 f"error: timed out or refused), so no latency can meet {bounds_text(obj)}",
             )
         return replace(base, reason=f"no data: dark: {est.missing}", samples=est.samples)
-    q = percentile_of(obj.metric)
-    if q is not None:
-        sequential = _judge_percentile_sequentially(obj, q, dark, intervals, ctx, final, base)
-        if sequential is not None:
-            return replace(sequential, live_value=live_est.value)
+    sequential = _judge_sequentially(obj, dark, intervals, ctx, final, base)
+    if sequential is not None:
+        return replace(sequential, live_value=live_est.value)
     point = est.value
     est = estimate(dark, obj.metric, conf)  # now with its interval
     lo = est.lo if est.lo is not None else point
@@ -366,25 +362,39 @@ def _sequential_verdict(
     return replace(base, outcome=INCONCLUSIVE if final else UNDECIDED, reason=reason)
 
 
-def _only_upper(obj: Objective) -> bool:
-    return obj.upper is not None and obj.lower is None and obj.max_increase is None
-
-
-def _judge_rate_sequentially(
+def _judge_sequentially(
     obj: Objective,
-    cumulative: tuple[Window, Window],
+    dark: Window,
     intervals: Sequence[tuple[Window, Window]],
     ctx: Context,
     final: bool,
     base: Verdict,
 ) -> Optional[Verdict]:
-    """``error-rate <= bound`` over several looks, by an exact group-sequential test with
-    Pocock-type alpha-spending (:func:`stats.sequential_rate_boundaries`) instead of
-    Bonferroni; ``None`` where it does not apply (one look, a lower or relative bound, an
-    unknown plan, looks too large to compute), and Bonferroni decides."""
-    dark, live = cumulative
-    upper = obj.upper
-    if obj.metric != "error-rate" or not _only_upper(obj) or upper is None or not 0 < upper < 1:
+    """An upper bound, and no other, on ``error-rate`` or a percentile, by the exact
+    group-sequential test (:func:`stats.sequential_rate_boundaries`); ``None`` where it does
+    not apply (another metric or bound, one look, an unknown plan, looks too large to
+    compute), and Bonferroni decides."""
+    if obj.upper is None or obj.lower is not None or obj.max_increase is not None:
+        return None
+    if obj.metric == "error-rate":
+        return _judge_rate_sequentially(obj, obj.upper, dark, intervals, ctx, final, base)
+    q = percentile_of(obj.metric)
+    if q is None:
+        return None
+    return _judge_percentile_sequentially(obj, obj.upper, q, dark, intervals, ctx, final, base)
+
+
+def _judge_rate_sequentially(
+    obj: Objective,
+    upper: float,
+    dark: Window,
+    intervals: Sequence[tuple[Window, Window]],
+    ctx: Context,
+    final: bool,
+    base: Verdict,
+) -> Optional[Verdict]:
+    """``error-rate <= upper``: the count is dark's errors among its requests."""
+    if not 0 < upper < 1:
         return None
     looks = _sequential_looks(intervals, ctx, lambda w: w.requests, dark.requests or 0.0, upper)
     if looks is None:
@@ -393,8 +403,7 @@ def _judge_rate_sequentially(
     n, errors = look.trials, min(look.trials, round(dark.errors or 0.0))
     lo, hi = _rate_end(errors, n, look.fail_level, 0), _rate_end(errors, n, look.pass_level, 1)
     value = errors / n
-    live_value = estimate(live, obj.metric, 0.5, with_interval=False).value
-    base = replace(base, value=value, live_value=live_value, lo=lo, hi=hi, samples=n)
+    base = replace(base, value=value, lo=lo, hi=hi, samples=n)
     test = _boundary_text(looks, ctx, final, upper, "requests", "without errors")
     details = f"{errors} errors in {n} requests; {test}"
     shown = format_value(value, units_of(obj.metric))
@@ -406,6 +415,7 @@ def _judge_rate_sequentially(
 
 def _judge_percentile_sequentially(
     obj: Objective,
+    upper: float,
     q: float,
     dark: Window,
     intervals: Sequence[tuple[Window, Window]],
@@ -418,9 +428,6 @@ def _judge_percentile_sequentially(
     bound is a rate, and the same exact sequential test decides it. The buckets give that count
     exactly when the bound is a bucket edge, and else bracket it: a pass counts every
     observation of the bucket holding the bound as above it, a fail none of them."""
-    upper = obj.upper
-    if not _only_upper(obj) or upper is None or not dark.buckets:
-        return None
     counted = stats.count_above(upper, dark.buckets)
     looks = _sequential_looks(
         intervals, ctx, lambda w: w.latency_count, dark.latency_count or 0.0, 1.0 - q
