@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, TypeVar
 
+from pytest_darklaunch.core.metrics import BUILTIN_NAMES, units_of
 from pytest_darklaunch.core.units import (
     DNS1123_HINT,
     DURATION_HINT,
@@ -160,6 +161,13 @@ class Spec:
     metrics: tuple[MetricDef, ...] = ()
     errors: str = "5xx"
     confidence: float = 0.95
+
+    def units_of(self, metric: str) -> str:
+        """A custom metric's declared units, else the built-in rule (``ms`` for percentiles)."""
+        for m in self.metrics:
+            if m.name == metric:
+                return m.units
+        return units_of(metric)
 
 
 class Sources:
@@ -547,8 +555,6 @@ def _objectives(
 
 
 def known_metrics_hint(metric: str, custom: set[str] = frozenset()) -> str:  # type: ignore[assignment]
-    from pytest_darklaunch.core.metrics import BUILTIN_NAMES
-
     names = list(BUILTIN_NAMES) + sorted(custom)
     near = difflib.get_close_matches(metric, names + ["p95", "p99"], n=1)
     hint = f" (did you mean {near[0]!r}?)" if near else ""

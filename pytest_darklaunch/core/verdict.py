@@ -136,6 +136,9 @@ class Context:
     # The planned sampling time (interval x iterations): the information fraction of a look is
     # its cumulative window over this. 0: unknown, so rate objectives use Bonferroni.
     planned_s: float = 0.0
+    # The judged metric's units, from ``Spec.units_of`` so a custom metric's units reach the
+    # message. Empty: the built-in rule (custom metrics never take a built-in name).
+    units: str = ""
 
 
 def bounds_text(obj: Objective, units: str = "") -> str:
@@ -194,7 +197,7 @@ def judge(
 ) -> Verdict:
     """Judge ``obj`` on (dark, live) windows; ``final`` turns 'undecided' into inconclusive."""
     dark, live = cumulative
-    units = units_of(obj.metric)
+    units = ctx.units or units_of(obj.metric)
     # Each decision is one-sided: a two-sided interval at 1 - 2*alpha bounds it at 1 - alpha.
     alpha = stats.bonferroni_alpha(ctx.confidence, ctx.looks)
     conf = 1.0 - 2 * alpha
@@ -406,7 +409,7 @@ def _judge_rate_sequentially(
     base = replace(base, value=value, lo=lo, hi=hi, samples=n)
     test = _boundary_text(looks, ctx, final, upper, "requests", "without errors")
     details = f"{errors} errors in {n} requests; {test}"
-    shown = format_value(value, units_of(obj.metric))
+    shown = format_value(value, base.units)
     return _sequential_verdict(
         obj, base, final, shown, details, errors >= look.fail_at_least,
         errors <= look.pass_at_most,
@@ -442,7 +445,7 @@ def _judge_percentile_sequentially(
     lo = _quantile_end(q, dark.buckets, look.fail_level, 0, value)
     hi = _quantile_end(q, dark.buckets, look.pass_level, 1, value)
     base = replace(base, value=value, lo=lo, hi=hi, samples=n)
-    units = units_of(obj.metric)
+    units = base.units
     above = f"{above_lo}" if above_lo == above_hi else f"{above_lo}..{above_hi}"
     test = _boundary_text(looks, ctx, final, 1.0 - q, "observations", "with none above")
     details = f"{above} of {n} observations above {format_value(upper, units)}; {test}"

@@ -138,6 +138,7 @@ def test_full_spec_is_read() -> None:
     assert spec.objectives[2].max_increase == Increase(0.10, True)
     assert spec.objectives[2].failure_limit == 2
     assert spec.metrics[0].units == "ms"
+    assert [spec.units_of(m) for m in ("my-metric", "p99", "error-rate")] == ["ms", "ms", ""]
     assert (spec.errors, spec.confidence) == ("4xx+5xx", 0.99)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -139,6 +140,14 @@ def test_custom_metric_nan_is_no_data():
     assert estimate(w, "my-metric", 0.95).value is None
     v = judge(Objective("my-metric", upper=1), (w, win(1000)), [], CTX, final=True)
     assert v.outcome == "inconclusive" and "returned no data" in v.reason
+
+
+def test_a_custom_metric_s_units_reach_the_message():
+    w = Window(100.0, 110.0, 400.0, 0.0, custom={"queue-depth": 7.0})
+    obj = Objective("queue-depth", upper=5)
+    v = judge(obj, (w, win(1000)), [], replace(CTX, units="jobs"), final=True)
+    assert v.outcome == "fail" and v.units == "jobs" and "7 jobs" in v.reason
+    assert judge(obj, (w, win(1000)), [], CTX, final=True).units == ""
 
 
 def test_judge_per_interval_with_a_failure_limit():
