@@ -17,142 +17,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
-from pytest_darklaunch.core.units import DNS1123_HINT, is_dns1123_label
+# OPTIONS is re-exported: the plugin and the report read the table from here.
+from pytest_darklaunch.core.options import OPTIONS as OPTIONS
+from pytest_darklaunch.core.options import SPEC_FILENAME, OptionDef
+from pytest_darklaunch.core.units import (
+    BOOLEAN_HINT,
+    DNS1123_HINT,
+    format_duration,
+    is_dns1123_label,
+    parse_boolean,
+)
 from pytest_darklaunch.errors import ConfigError
 
 if TYPE_CHECKING:  # the spec machinery loads only when an experiment is configured
     from pytest_darklaunch.core.spec import Sources, Spec
 
-SPEC_FILENAME = "darklaunch.yaml"
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off", "")
 
 
-@dataclass(frozen=True)
-class OptionDef:
-    """One setting: ``--darklaunch-NAME``, ini ``darklaunch_NAME``, env ``PYTEST_DARKLAUNCH_*``."""
-
-    name: str
-    help: str
-    metavar: str = ""
-    default: Optional[str] = None
-    spec_path: Optional[tuple[str, ...]] = None
-    choices: tuple[str, ...] = ()
-    flag: bool = False
-
-    @property
-    def cli(self) -> str:
-        return f"--darklaunch-{self.name}"
-
-    @property
-    def ini(self) -> str:
-        return "darklaunch_" + self.name.replace("-", "_")
-
-    @property
-    def env(self) -> str:
-        return "PYTEST_DARKLAUNCH_" + self.name.replace("-", "_").upper()
-
-    @property
-    def dest(self) -> str:
-        return "darklaunch_" + self.name.replace("-", "_")
-
-
-OPTIONS: tuple[OptionDef, ...] = (
-    OptionDef(
-        "target",
-        "the Knative service under test, namespace/name (spec: target)",
-        "NS/NAME",
-        spec_path=("target",),
-    ),
-    OptionDef(
-        "backend", "where the experiment runs", "NAME", "local", choices=("local", "kubernetes")
-    ),
-    OptionDef(
-        "spec",
-        f"experiment spec file (default: {SPEC_FILENAME} in the rootdir when present)",
-        "PATH",
-    ),
-    OptionDef("experiment", "an Iter8 v2alpha1 Experiment YAML to import (Conformance)", "PATH"),
-    OptionDef(
-        "interval",
-        "length of one sampling interval, e.g. 500ms, 10s, 1m "
-        "(spec: duration.interval; default 10s)",
-        "DURATION",
-        spec_path=("duration", "interval"),
-    ),
-    OptionDef(
-        "iterations",
-        "number of intervals (spec: duration.iterations; default 10)",
-        "N",
-        spec_path=("duration", "iterations"),
-    ),
-    OptionDef(
-        "mirror-percent",
-        "share of live requests mirrored to dark, 0..100 (spec: mirror.percent; default 40)",
-        "PERCENT",
-        spec_path=("mirror", "percent"),
-    ),
-    OptionDef(
-        "rate",
-        "traffic in requests/s (spec: traffic.rate; default 100)",
-        "RPS",
-        spec_path=("traffic", "rate"),
-    ),
-    OptionDef(
-        "confidence",
-        "confidence of every verdict (spec: confidence; default 0.95)",
-        "P",
-        spec_path=("confidence",),
-    ),
-    OptionDef("prometheus-url", "use this Prometheus instead of starting or forwarding one", "URL"),
-    OptionDef(
-        "prometheus-service",
-        "kubernetes backend: the Prometheus service to port-forward to, NS/NAME[:PORT] "
-        "(default: istio-system/prometheus:9090)",
-        "NS/NAME[:PORT]",
-    ),
-    OptionDef(
-        "prometheus-bin", "prometheus binary for the local backend (default: from PATH)", "PATH"
-    ),
-    OptionDef("report", "write the JSON report here", "PATH"),
-    OptionDef("plots", "write one chart per objective into this directory", "DIR"),
-    OptionDef(
-        "keep",
-        "leave everything running after the session and print how to remove it",
-        flag=True,
-        default="false",
-    ),
-    OptionDef("kube-context", "kubeconfig context for the kubernetes backend", "NAME"),
-    OptionDef("namespace", "namespace for the kubernetes objects (default: the target's)", "NS"),
-    OptionDef(
-        "provision",
-        "'all' provisions the app and mirroring; 'none' measures an app already deployed",
-        "MODE",
-        "all",
-        choices=("all", "none"),
-    ),
-    OptionDef(
-        "inconclusive",
-        "what an inconclusive objective does to its test",
-        "MODE",
-        "fail",
-        choices=("fail", "skip"),
-    ),
-    OptionDef(
-        "fail-fast",
-        "end the experiment as soon as one objective is certainly breached "
-        "(the other objectives may then stay inconclusive)",
-        flag=True,
-        default="false",
-    ),
-    OptionDef(
-        "full-duration",
-        "run every interval even once all objectives are decided (Iter8's behaviour)",
-        flag=True,
-        default="false",
-    ),
-)
-OPTIONS_BY_NAME = {o.name: o for o in OPTIONS}
 
 
 @dataclass(frozen=True)
@@ -208,6 +89,9 @@ def _pick(
     return None, opt.cli, "default"
 
 
+Picked = Mapping[str, tuple[Optional[str], str, str]]
+
+
 def resolve(
     cli: Mapping[str, Any],
     env: Mapping[str, str],
@@ -220,22 +104,53 @@ def resolve(
     ``cli`` and ``ini`` are keyed by option name (``"mirror-percent"``); missing or ``None``
     means not given.
     """
-    picked: dict[str, tuple[Optional[str], str, str]] = {
-        o.name: _pick(o, cli, env, ini, ini_source) for o in OPTIONS
-    }
+    picked = {o.name: _pick(o, cli, env, ini, ini_source) for o in OPTIONS}
     values: dict[str, str] = {}
     origin: dict[str, str] = {}
+    settings = _settings(picked, rootdir, values, origin)
+    _check_prometheus(settings, picked)
+    if picked["target"][0] is None and not (settings.spec_path or settings.experiment_path):
+        return Resolved(None, settings, origin, values)
 
-    def describe(name: str, label: str, source: str) -> str:
-        if source == "command line":
-            return label
-        if source == "environment":
-            return f"env {label}"
-        if source == "default":
-            return "default"
-        return f"{label} in {source}"
+    from pytest_darklaunch.core.metrics import is_builtin
+    from pytest_darklaunch.core.spec import build_spec
 
-    settings_kwargs: dict[str, Any] = {}
+    raw, sources = _read_spec_files(settings, picked)
+    _apply_spec_options(raw, sources, picked)
+    if "target" not in raw:
+        # Only a spec file can leave it out (an Iter8 import always has spec.target).
+        raise ConfigError(
+            "target",
+            "",
+            str(settings.spec_path),
+            "namespace/name such as default/sample-app, as target: in the spec file or "
+            "--darklaunch-target",
+        )
+    spec = build_spec(raw, sources, known_metric=is_builtin)
+    origin.update(_spec_origins(picked, sources))
+    values.update(_spec_values(spec))
+    return Resolved(spec, settings, origin, values)
+
+
+def _describe(label: str, source: str) -> str:
+    """Where a value came from, as the header and the report show it."""
+    if source == "command line":
+        return label
+    if source == "environment":
+        return f"env {label}"
+    if source == "default":
+        return "default"
+    return f"{label} in {source}"
+
+
+def _settings(
+    picked: Picked,
+    rootdir: str | os.PathLike[str],
+    values: dict[str, str],
+    origin: dict[str, str],
+) -> Settings:
+    """The run's :class:`Settings` from the options that are not spec fields, each checked."""
+    kwargs: dict[str, Any] = {}
     for opt in OPTIONS:
         value, label, source = picked[opt.name]
         if opt.spec_path is not None:
@@ -247,36 +162,42 @@ def resolve(
         if value is None:
             continue
         values[opt.name] = value
-        origin[opt.name] = describe(opt.name, label, source)
-        attr = opt.name.replace("-", "_")
-        if opt.flag:
-            lowered = value.strip().lower()
-            if lowered not in _TRUE + _FALSE:
-                raise ConfigError(label, value, source, "true or false (1/0, yes/no, on/off)")
-            settings_kwargs[attr] = lowered in _TRUE
-        elif not value.strip():
-            raise ConfigError(label, value, source, "a non-empty value")
-        elif opt.name in ("spec", "experiment"):
-            settings_kwargs[f"{attr}_path"] = value
-        elif opt.name == "namespace" and not is_dns1123_label(value):
-            # Checked here, before anything is provisioned, like every other name.
-            raise ConfigError(label, value, source, DNS1123_HINT)
-        else:
-            settings_kwargs[attr] = value
-
-    if "spec_path" not in settings_kwargs:
+        origin[opt.name] = _describe(label, source)
+        attr, setting = _setting(opt, value, label, source)
+        kwargs[attr] = setting
+    if "spec_path" not in kwargs:
         default_spec = Path(rootdir) / SPEC_FILENAME
         if default_spec.is_file():
-            settings_kwargs["spec_path"] = str(default_spec)
+            kwargs["spec_path"] = str(default_spec)
             values["spec"] = str(default_spec)
             origin["spec"] = "found in rootdir"
-    settings = Settings(**settings_kwargs)
+    return Settings(**kwargs)
 
-    if settings.prometheus_url is not None and not settings.prometheus_url.startswith(
-        ("http://", "https://")
-    ):
+
+def _setting(opt: OptionDef, value: str, label: str, source: str) -> tuple[str, Any]:
+    """The :class:`Settings` attribute and typed value of one given option."""
+    attr = opt.name.replace("-", "_")
+    if opt.flag:
+        try:
+            return attr, parse_boolean(value)
+        except ValueError:
+            raise ConfigError(label, value, source, BOOLEAN_HINT) from None
+    if not value.strip():
+        raise ConfigError(label, value, source, "a non-empty value")
+    if opt.name in ("spec", "experiment"):
+        return f"{attr}_path", value
+    if opt.name == "namespace" and not is_dns1123_label(value):
+        # Checked here, before anything is provisioned, like every other name.
+        raise ConfigError(label, value, source, DNS1123_HINT)
+    return attr, value
+
+
+def _check_prometheus(settings: Settings, picked: Picked) -> None:
+    """The Prometheus URL and service are checked before anything starts or forwards."""
+    url = settings.prometheus_url
+    if url is not None and not url.startswith(("http://", "https://")):
         _, label, source = picked["prometheus-url"]
-        raise ConfigError(label, settings.prometheus_url, source, "an http:// or https:// URL")
+        raise ConfigError(label, url, source, "an http:// or https:// URL")
     if settings.prometheus_service is not None and not _is_service(settings.prometheus_service):
         _, label, source = picked["prometheus-service"]
         raise ConfigError(
@@ -286,13 +207,11 @@ def resolve(
             "NS/NAME[:PORT] of DNS-1123 labels, such as istio-system/prometheus:9090",
         )
 
-    target_given = picked["target"][0] is not None
-    if not (target_given or settings.spec_path or settings.experiment_path):
-        return Resolved(None, settings, origin, values)
 
+def _read_spec_files(settings: Settings, picked: Picked) -> tuple[dict[str, Any], Sources]:
+    """The raw spec: the Iter8 import first, the spec file merged over it."""
     from pytest_darklaunch.core.iter8 import experiment_to_raw
-    from pytest_darklaunch.core.metrics import is_builtin
-    from pytest_darklaunch.core.spec import Sources, build_spec
+    from pytest_darklaunch.core.spec import Sources
 
     raw: dict[str, Any] = {}
     sources = Sources("defaults")
@@ -316,7 +235,11 @@ def resolve(
                 "a mapping with target, versions, mirror, traffic, duration, objectives",
             )
         _merge(raw, doc, (), sources, settings.spec_path, {})
+    return raw, sources
 
+
+def _apply_spec_options(raw: dict[str, Any], sources: Sources, picked: Picked) -> None:
+    """Options that are spec fields (``--darklaunch-rate``…) override the files' values."""
     for opt in OPTIONS:
         value, label, source = picked[opt.name]
         if opt.spec_path is None or value is None:
@@ -331,27 +254,20 @@ def resolve(
         node[opt.spec_path[-1]] = value
         sources.set(opt.spec_path, label, source)
 
-    if "target" not in raw:
-        # Only a spec file can leave it out (an Iter8 import always has spec.target).
-        raise ConfigError(
-            "target",
-            "",
-            str(settings.spec_path),
-            "namespace/name such as default/sample-app, as target: in the spec file or "
-            "--darklaunch-target",
-        )
-    spec = build_spec(raw, sources, known_metric=is_builtin)
+
+def _spec_origins(picked: Picked, sources: Sources) -> dict[str, str]:
+    """Where each spec-field option's effective value came from."""
+    origin: dict[str, str] = {}
     for opt in OPTIONS:
         if opt.spec_path is None:
             continue
         value, label, source = picked[opt.name]
         if value is not None:
-            origin[opt.name] = describe(opt.name, label, source)
+            origin[opt.name] = _describe(label, source)
         else:
             field_label, src = sources.of(opt.spec_path)
             origin[opt.name] = "default" if src == "defaults" else f"{field_label} in {src}"
-    values.update(_spec_values(spec))
-    return Resolved(spec, settings, origin, values)
+    return origin
 
 
 def _is_service(text: str) -> bool:
@@ -364,8 +280,6 @@ def _is_service(text: str) -> bool:
 
 
 def _spec_values(spec: Spec) -> dict[str, str]:
-    from pytest_darklaunch.core.units import format_duration
-
     return {
         "target": str(spec.target),
         "interval": format_duration(spec.duration.interval_s),
@@ -407,9 +321,9 @@ def _merge(
     source: str,
     fields: Mapping[tuple[str, ...], str],
 ) -> None:
+    """Deep-merge ``data`` into ``into``, recording the source of every key it sets."""
     from pytest_darklaunch.core.spec import dotted
 
-    """Deep-merge ``data`` into ``into``, recording the source of every key it sets."""
     for key, value in data.items():
         key_path = path + (str(key),)
         sources.set(key_path, fields.get(key_path, dotted(key_path)), source)

@@ -36,6 +36,7 @@ from requests.auth import AuthBase, HTTPBasicAuth
 from urllib3.exceptions import InsecureRequestWarning
 
 from pytest_darklaunch.core.metrics import scrape_time_query
+from pytest_darklaunch.core.units import parse_boolean
 from pytest_darklaunch.errors import ConfigError, MetricsError
 
 ENV_TOKEN = "PYTEST_DARKLAUNCH_PROMETHEUS_TOKEN"
@@ -43,8 +44,6 @@ ENV_USER = "PYTEST_DARKLAUNCH_PROMETHEUS_USER"
 ENV_PASSWORD = "PYTEST_DARKLAUNCH_PROMETHEUS_PASSWORD"
 ENV_INSECURE = "PYTEST_DARKLAUNCH_PROMETHEUS_INSECURE"
 
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("", "0", "false", "no", "off")
 _FIRST_BACKOFF_S = 0.1
 _MAX_BACKOFF_S = 2.0
 _HIDDEN = "***"
@@ -213,10 +212,10 @@ def _auth_from_env(env: Mapping[str, str]) -> tuple[AuthBase, str, _Redactor]:
 
 def _flag(env: Mapping[str, str], name: str) -> bool:
     raw = env.get(name, "")
-    if raw.strip().lower() in _TRUE:
-        return True
-    if raw.strip().lower() in _FALSE:
-        return False
+    try:
+        return parse_boolean(raw)
+    except ValueError:
+        pass
     raise ConfigError(name, raw, "the environment", "1 to turn TLS verification off, or 0")
 
 

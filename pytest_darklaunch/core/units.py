@@ -24,6 +24,27 @@ _HOST = re.compile(
 HOST_HINT = "a DNS-1123 host name such as customdomain.com"
 
 
+BOOLEAN_HINT = "true or false (1/0, yes/no, on/off)"
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
+def parse_boolean(text: str) -> bool:
+    """``1/true/yes/on`` or ``0/false/no/off`` (any case, blank is false).
+
+    >>> parse_boolean(" Yes "), parse_boolean("")
+    (True, False)
+
+    Raises ``ValueError`` for anything else.
+    """
+    lowered = text.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError(text)
+
+
 def parse_duration(value: object) -> float:
     """Seconds in a duration: ``500ms``, ``10s``, ``1m``, ``1h`` or a bare number of seconds.
 

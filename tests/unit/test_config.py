@@ -7,14 +7,8 @@ from typing import Any
 
 import pytest
 
-from pytest_darklaunch.core.config import (
-    OPTIONS,
-    OPTIONS_BY_NAME,
-    SPEC_FILENAME,
-    Settings,
-    load_spec,
-    resolve,
-)
+from pytest_darklaunch.core.config import Settings, load_spec, resolve
+from pytest_darklaunch.core.options import OPTIONS, OPTIONS_BY_NAME, SPEC_FILENAME
 from pytest_darklaunch.errors import ConfigError
 
 SEED = Path(__file__).resolve().parents[2] / "examples" / "iter8" / "experiment.yaml"
