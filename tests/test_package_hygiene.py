@@ -255,11 +255,17 @@ def test_py_typed_ships() -> None:
 
 @pytest.mark.parametrize("module", ["pytest_darklaunch.core.spec", "pytest_darklaunch.core.config"])
 def test_core_modules_are_typed(module: str) -> None:
-    """``from __future__ import annotations`` and annotated public functions (mypy --strict)."""
-    path = ROOT / (module.replace(".", "/") + ".py")
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    future = [n for n in tree.body if isinstance(n, ast.ImportFrom) and n.module == "__future__"]
-    assert future and any(a.name == "annotations" for a in future[0].names)
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef):
-            assert node.returns is not None, f"{module}.{node.name} has no return annotation"
+    """``from __future__ import annotations`` and annotated public functions (mypy --strict);
+    a package is checked module by module."""
+    base = ROOT / module.replace(".", "/")
+    paths = sorted(base.glob("*.py")) if base.is_dir() else [base.with_suffix(".py")]
+    assert paths
+    for path in paths:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        future = [
+            n for n in tree.body if isinstance(n, ast.ImportFrom) and n.module == "__future__"
+        ]
+        assert future and any(a.name == "annotations" for a in future[0].names), path
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef):
+                assert node.returns is not None, f"{path}: {node.name} has no return annotation"

@@ -1,0 +1,289 @@
+"""``build_spec``: the raw mapping, section by section, into a :class:`~.model.Spec`.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Mapping
+from typing import Any, Callable
+
+from pytest_darklaunch.core.spec.model import (
+    ERROR_CLASSES,
+    HTTP_METHODS,
+    Duration,
+    MetricDef,
+    Mirror,
+    Spec,
+    Target,
+    Traffic,
+    Version,
+    Versions,
+)
+from pytest_darklaunch.core.spec.objectives import parse_objectives
+from pytest_darklaunch.core.spec.reader import Reader, Sources, to_int
+from pytest_darklaunch.core.units import (
+    DURATION_HINT,
+    HOST_HINT,
+    is_dns1123_label,
+    is_host,
+    parse_duration,
+)
+
+
+def parse_target(value: object) -> Target:
+    """``namespace/name`` (both DNS-1123 labels), or a bare ``name`` in namespace ``default``."""
+    if not isinstance(value, str):
+        raise ValueError(value)
+    parts = value.split("/")
+    if len(parts) == 1:
+        parts = ["default", parts[0]]
+    if len(parts) != 2 or not all(is_dns1123_label(p) for p in parts):
+        raise ValueError(value)
+    return Target(parts[0], parts[1])
+
+
+TARGET_HINT = "namespace/name, both DNS-1123 labels, such as default/sample-app"
+
+
+TOP_KEYS = (
+    "target",
+    "versions",
+    "mirror",
+    "traffic",
+    "duration",
+    "objectives",
+    "metrics",
+    "errors",
+    "confidence",
+)
+
+
+VERSION_KEYS = ("revision", "image", "env", "command")
+
+
+def build_spec(
+    raw: Mapping[str, Any], sources: Sources, known_metric: Callable[[str], bool] | None = None
+) -> Spec:
+    """Validate ``raw`` (the merged spec mapping) into a :class:`Spec`.
+
+    ``known_metric`` decides which objective metric names exist (built-ins and percentiles);
+    custom metrics declared under ``metrics`` are always known.
+    """
+    r = Reader(sources)
+    top = r.mapping(raw, (), TOP_KEYS)
+    if "target" not in top:
+        raise r.fail(("target",), "", "a target " + TARGET_HINT)
+    target = r.convert(top["target"], ("target",), parse_target, TARGET_HINT)
+    # Sections are read in the file's order, so the first bad value is the one reported.
+    versions = _versions(r, top.get("versions"), target)
+    mirror = _mirror(r, top.get("mirror"), target)
+    traffic = _traffic(r, top.get("traffic"))
+    duration = _duration(r, top.get("duration"))
+    metrics = _metrics(r, top.get("metrics"))
+    custom = {m.name for m in metrics}
+    objectives = parse_objectives(r, top.get("objectives"), custom, known_metric)
+    errors = top.get("errors", "5xx")
+    if errors not in ERROR_CLASSES:
+        raise r.fail(("errors",), errors, "one of " + ", ".join(ERROR_CLASSES))
+    confidence = r.number(
+        top.get("confidence", 0.95), ("confidence",), 0.5, 0.9999, "a confidence in 0.5..0.9999"
+    )
+    return Spec(
+        target, versions, mirror, traffic, duration, objectives, metrics, str(errors), confidence
+    )
+
+
+def _versions(r: Reader, value: object, target: Target) -> Versions:
+    """``versions``: live and dark default to the target's ``-v1`` and ``-v2`` revisions."""
+    raw = r.mapping(value, ("versions",), ("live", "dark"))
+    versions = Versions(
+        live=_version(r, "live", raw.get("live"), f"{target.name}-v1"),
+        dark=_version(r, "dark", raw.get("dark"), f"{target.name}-v2"),
+    )
+    if versions.live.revision == versions.dark.revision:
+        raise r.fail(
+            ("versions", "dark", "revision"), versions.dark.revision, "a revision other than live's"
+        )
+    return versions
+
+
+def _mirror(r: Reader, value: object, target: Target) -> Mirror:
+    m = r.mapping(value, ("mirror",), ("percent", "host"))
+    return Mirror(
+        percent=r.number(
+            m.get("percent", 40), ("mirror", "percent"), 0, 100, "a percent in 0..100"
+        ),
+        host=_host(r, m.get("host", f"{target.name}.{target.namespace}.example.com")),
+    )
+
+
+def _traffic(r: Reader, value: object) -> Traffic:
+    t = r.mapping(
+        value,
+        ("traffic",),
+        ("rate", "path", "method", "headers", "timeout", "warmup"),
+    )
+    method = r.string(
+        t.get("method", "GET"), ("traffic", "method"), "one of " + ", ".join(HTTP_METHODS)
+    )
+    if method.upper() not in HTTP_METHODS:
+        raise r.fail(("traffic", "method"), method, "one of " + ", ".join(HTTP_METHODS))
+    path = r.string(t.get("path", "/"), ("traffic", "path"), "a path starting with /")
+    if not path.startswith("/") or any(c.isspace() for c in path):
+        raise r.fail(("traffic", "path"), path, "a path starting with / and without spaces")
+    return Traffic(
+        rate_rps=r.number(
+            t.get("rate", 100), ("traffic", "rate"), 0.001, 100_000, "requests/s in 0.001..100000"
+        ),
+        path=path,
+        method=method.upper(),
+        headers=_headers(r, t.get("headers")),
+        timeout_s=_timeout(r, t.get("timeout", "2s")),
+        warmup_s=_warmup(r, t.get("warmup", 0)),
+    )
+
+
+def _duration(r: Reader, value: object) -> Duration:
+    d = r.mapping(value, ("duration",), ("interval", "iterations"))
+    interval_s = r.convert(
+        d.get("interval", "10s"), ("duration", "interval"), parse_duration, DURATION_HINT
+    )
+    if interval_s < 0.1:
+        raise r.fail(("duration", "interval"), d.get("interval"), "an interval of at least 100ms")
+    every = "a whole number of iterations, 1 or more"
+    iterations = r.convert(d.get("iterations", 10), ("duration", "iterations"), to_int, every)
+    if iterations < 1:
+        raise r.fail(("duration", "iterations"), d.get("iterations"), every)
+    return Duration(interval_s, iterations)
+
+
+# RFC 9110 field names are tokens; values must not smuggle in CR/LF or other controls.
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+_HEADER_VALUE_BAD = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _headers(r: Reader, value: object) -> dict[str, str]:
+    headers = r.str_map(value, ("traffic", "headers"))
+    for name, text in headers.items():
+        if not _HEADER_NAME.match(name):
+            raise r.fail(
+                ("traffic", "headers", name),
+                name,
+                "an HTTP header name (letters, digits, '-', no spaces or ':')",
+            )
+        bad = _HEADER_VALUE_BAD.search(text)
+        if bad:
+            # The value itself is not echoed: headers are where tokens end up.
+            shown = (
+                f"control character U+{ord(bad.group()):04X} at offset {bad.start()} "
+                "(value withheld)"
+            )
+            raise r.fail(
+                ("traffic", "headers", name),
+                shown,
+                "a header value without line breaks or control characters",
+            )
+    return headers
+
+
+def _timeout(r: Reader, value: object) -> float:
+    timeout_s = r.convert(value, ("traffic", "timeout"), parse_duration, DURATION_HINT)
+    # Envoy and the rendered manifests work in whole milliseconds: less would become 0.
+    if not 0.001 <= timeout_s <= 3600:
+        raise r.fail(
+            ("traffic", "timeout"), value, "a request timeout of at least 1ms and at most 1h"
+        )
+    return timeout_s
+
+
+def _warmup(r: Reader, value: object) -> float:
+    if value in (0, "0", "0s"):
+        return 0.0
+    return r.convert(value, ("traffic", "warmup"), parse_duration, DURATION_HINT + " (or 0)")
+
+
+def _host(r: Reader, value: object) -> str:
+    text = r.string(value, ("mirror", "host"), HOST_HINT)
+    if not is_host(text):
+        raise r.fail(("mirror", "host"), value, HOST_HINT)
+    return text
+
+
+def _version(r: Reader, role: str, value: object, default_revision: str) -> Version:
+    path = ("versions", role)
+    v = r.mapping(value, path, VERSION_KEYS)
+    revision = r.name(v.get("revision", default_revision), path + ("revision",))
+    image = v.get("image")
+    if image is not None:
+        image = r.string(image, path + ("image",), "a container image reference")
+    command = v.get("command")
+    argv: tuple[str, ...] | None = None
+    if command is not None:
+        allowed = "an argv list or a command string containing {port}"
+        if isinstance(command, str):
+            import shlex
+
+            try:
+                argv = tuple(shlex.split(command))
+            except ValueError:
+                raise r.fail(path + ("command",), command, allowed) from None
+        elif isinstance(command, list) and all(isinstance(a, (str, int, float)) for a in command):
+            argv = tuple(str(a) for a in command)
+        else:
+            raise r.fail(path + ("command",), command, allowed)
+        if not argv or not any("{port}" in a for a in argv):
+            raise r.fail(path + ("command",), command, allowed)
+    return Version(role, revision, image, r.str_map(v.get("env"), path + ("env",)), argv)
+
+
+_METRIC_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
+
+
+def _metrics(r: Reader, value: object) -> tuple[MetricDef, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise r.fail(("metrics",), value, "a list of {name, query, units}")
+    out: list[MetricDef] = []
+    for i, item in enumerate(value):
+        path = ("metrics", f"[{i}]")
+        m = r.mapping(item, path, ("name", "query", "units"))
+        name = r.string(
+            m.get("name"), path + ("name",), "a kebab-case metric name such as my-metric"
+        )
+        if not _METRIC_NAME.fullmatch(name):
+            raise r.fail(path + ("name",), name, "a kebab-case metric name such as my-metric")
+        query = r.string(m.get("query"), path + ("query",), "a PromQL template")
+        try:
+            string.Template(query).substitute(PLACEHOLDER_EXAMPLE)
+        except (KeyError, ValueError) as exc:
+            raise r.fail(
+                path + ("query",),
+                query,
+                "a PromQL template whose placeholders are among $"
+                + ", $".join(PLACEHOLDER_EXAMPLE)
+                + f" (bad: {exc})",
+            ) from None
+        units = m.get("units", "")
+        out.append(MetricDef(name, query, str(units)))
+    names = [m.name for m in out]
+    dup = next((n for n in names if names.count(n) > 1), None)
+    if dup:
+        raise r.fail(("metrics",), dup, "unique metric names")
+    return tuple(out)
+
+
+# Placeholders a custom metric's PromQL template may use (values shown are examples).
+PLACEHOLDER_EXAMPLE = {
+    "version": "dark",
+    "revision": "sample-app-v2",
+    "namespace": "default",
+    "service": "sample-app",
+    "cluster": "dark",
+    "window": "10s",
+    "start": "1700000000",
+    "end": "1700000010",
+}

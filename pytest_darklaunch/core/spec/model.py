@@ -1,0 +1,151 @@
+"""The frozen experiment spec and the values its fields allow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Optional
+
+from pytest_darklaunch.core.metrics import units_of
+
+ERROR_CLASSES = ("5xx", "4xx+5xx", "non-2xx")
+
+
+JUDGE_MODES = ("experiment", "interval")
+
+
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+@dataclass(frozen=True)
+class Target:
+    """The Knative service under test, ``namespace/name``."""
+
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class Version:
+    """One version of the app: ``live`` serves users, ``dark`` gets the mirrored copy.
+
+    ``command`` (local backend) is an argv with ``{port}`` still in it; ``None`` runs the
+    bundled sample app.
+    """
+
+    role: str
+    revision: str
+    image: Optional[str] = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    command: Optional[tuple[str, ...]] = None
+
+
+@dataclass(frozen=True)
+class Versions:
+    live: Version
+    dark: Version
+
+
+@dataclass(frozen=True)
+class Mirror:
+    """Share of live requests copied to dark (0..100) and the host users call."""
+
+    percent: float
+    host: str
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """The open-loop traffic: ``rate_rps`` requests per second to ``path``."""
+
+    rate_rps: float
+    path: str = "/"
+    method: str = "GET"
+    headers: Mapping[str, str] = field(default_factory=dict)
+    timeout_s: float = 2.0
+    warmup_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Duration:
+    interval_s: float
+    iterations: int
+
+    @property
+    def total_s(self) -> float:
+        return self.interval_s * self.iterations
+
+
+@dataclass(frozen=True)
+class Increase:
+    """A bound relative to live: ``10%`` (relative) or ``5`` (absolute, in the metric's unit)."""
+
+    amount: float
+    relative: bool
+
+    def __str__(self) -> str:
+        return f"{self.amount * 100:g}%" if self.relative else f"{self.amount:g}"
+
+
+@dataclass(frozen=True)
+class Objective:
+    """One service-level objective of the dark version.
+
+    ``judge="experiment"`` judges the cumulative value over the whole run; ``"interval"`` judges
+    every interval and tolerates ``failure_limit`` failed intervals.
+    """
+
+    metric: str
+    upper: Optional[float] = None
+    lower: Optional[float] = None
+    max_increase: Optional[Increase] = None
+    judge: str = "experiment"
+    failure_limit: int = 0
+
+    @property
+    def label(self) -> str:
+        """A short readable form, as iter8ctl prints it: ``mean-latency <= 50``."""
+        parts = []
+        if self.lower is not None:
+            parts.append(f"{self.lower:g} <=")
+        parts.append(self.metric)
+        if self.upper is not None:
+            parts.append(f"<= {self.upper:g}")
+        if self.max_increase is not None:
+            parts.append(f"(max +{self.max_increase} vs live)")
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class MetricDef:
+    """A custom metric: a PromQL template with ``$placeholders`` (see README, Custom metrics)."""
+
+    name: str
+    query: str
+    units: str = ""
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One experiment: what to run, how to mirror and load it, and what to require of dark."""
+
+    target: Target
+    versions: Versions
+    mirror: Mirror
+    traffic: Traffic
+    duration: Duration
+    objectives: tuple[Objective, ...] = ()
+    metrics: tuple[MetricDef, ...] = ()
+    errors: str = "5xx"
+    confidence: float = 0.95
+
+    def units_of(self, metric: str) -> str:
+        """A custom metric's declared units, else the built-in rule (``ms`` for percentiles)."""
+        for m in self.metrics:
+            if m.name == metric:
+                return m.units
+        return units_of(metric)
