@@ -1,0 +1,260 @@
+"""``judge``: one objective's verdict from exact (dark, live) windows.
+
+Rates and percentiles with an upper bound go to :mod:`.sequential`; every other objective
+is decided by its confidence interval at a Bonferroni-split level per look, or look by look
+for ``judge: interval``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from pytest_darklaunch.core import stats
+from pytest_darklaunch.core.metrics import percentile_of, units_of
+from pytest_darklaunch.core.sampler import Window
+from pytest_darklaunch.core.spec import Objective
+from pytest_darklaunch.core.units import format_value
+from pytest_darklaunch.core.verdict.model import (
+    FAIL,
+    INCONCLUSIVE,
+    PASS,
+    UNDECIDED,
+    Context,
+    Estimate,
+    IntervalPoint,
+    Verdict,
+    bounds_text,
+    estimate,
+)
+from pytest_darklaunch.core.verdict.sequential import judge_sequentially
+
+# The generator must deliver this share of its target rate for a verdict to count.
+MIN_RATE_SHARE = 0.9
+
+
+def precheck(dark: Window, live: Window, ctx: Context) -> str:
+    """Why no verdict is possible on this cumulative window, or ``""``."""
+    span = f"{dark.seconds:.1f} s"
+    if dark.reset or live.reset:
+        return f"a counter went backwards in the {span} window (a restarted proxy or app)"
+    if dark.requests is None or dark.requests == 0:
+        return (
+            f"no data: dark recorded no requests in {span} "
+            f"(mirror.percent is {ctx.mirror_percent:g}; is mirroring in place?)"
+        )
+    if ctx.target_rps and live.seconds > 0:
+        achieved = (live.requests or 0.0) / live.seconds
+        if achieved < MIN_RATE_SHARE * ctx.target_rps:
+            return (
+                f"the generator achieved {achieved:.1f} requests/s of the "
+                f"{ctx.target_rps:g} requests/s target"
+            )
+    if live.requests:
+        # Requests in flight at a window's edge may be counted in the next window on dark.
+        slack = ctx.mirror_percent / 100 * (ctx.target_rps or 0.0) * ctx.dark_timeout_s
+        ok, lo, hi, observed = stats.mirror_share_check(
+            int(round(dark.requests)), int(round(live.requests)), ctx.mirror_percent
+        )
+        share = ctx.mirror_percent / 100
+        if not ok and abs(dark.requests - share * live.requests) > slack:
+            return (
+                f"the mirror delivered {observed * 100:.1f}% of live's requests to dark "
+                f"(99.9% interval {lo * 100:.1f}..{hi * 100:.1f}%), expected "
+                f"{ctx.mirror_percent:g}%: the routing is wrong, no other number can be "
+                "trusted"
+            )
+    return ""
+
+
+def judge(
+    obj: Objective,
+    cumulative: tuple[Window, Window],
+    intervals: Sequence[tuple[Window, Window]],
+    ctx: Context,
+    final: bool,
+) -> Verdict:
+    """Judge ``obj`` on (dark, live) windows; ``final`` turns 'undecided' into inconclusive."""
+    dark, live = cumulative
+    # Each decision is one-sided: a two-sided interval at 1 - 2*alpha bounds it at 1 - alpha.
+    alpha = stats.bonferroni_alpha(ctx.confidence, ctx.looks)
+    conf = 1.0 - 2 * alpha
+    base = Verdict(
+        obj,
+        INCONCLUSIVE,
+        "",
+        window=(dark.start, dark.end),
+        query=ctx.query,
+        units=ctx.units or units_of(obj.metric),
+        points=_points(obj, intervals, conf),
+    )
+    why = precheck(dark, live, ctx)
+    if why:
+        return replace(base, reason=why, samples=int(dark.requests or 0))
+    if obj.judge == "interval":
+        return _judge_intervals(obj, intervals, conf, final, base)
+    est = estimate(dark, obj.metric, conf, with_interval=False)
+    # Live's interval serves relative bounds only.
+    live_est = estimate(live, obj.metric, conf, with_interval=obj.max_increase is not None)
+    if est.value is None:
+        return _without_value(obj, dark, est, base)
+    sequential = judge_sequentially(obj, dark, intervals, ctx, final, base)
+    if sequential is not None:
+        return replace(sequential, live_value=live_est.value)
+    return _judge_by_interval(obj, dark, est.value, live_est, alpha, final, base)
+
+
+def _points(
+    obj: Objective, intervals: Sequence[tuple[Window, Window]], conf: float
+) -> tuple[IntervalPoint, ...]:
+    """Dark's and live's value in each interval, for the progress line and the plots."""
+    return tuple(
+        IntervalPoint(
+            d.end,
+            estimate(d, obj.metric, conf, with_interval=False).value,
+            estimate(lv, obj.metric, conf, with_interval=False).value,
+        )
+        for d, lv in intervals
+    )
+
+
+def _without_value(obj: Objective, dark: Window, est: Estimate, base: Verdict) -> Verdict:
+    """No value for dark: missing data, or a latency bound breached by a dark that answers
+    nothing."""
+    answered_none = bool(dark.requests) and (dark.errors or 0.0) >= (dark.requests or 0.0)
+    is_latency = obj.metric == "mean-latency" or percentile_of(obj.metric) is not None
+    if answered_none and is_latency and (obj.upper is not None or obj.max_increase):
+        # A dark that answers nothing (timeouts, Envoy's 503s) records no latency at all:
+        # that is the worst latency there is, not missing data.
+        return replace(
+            base,
+            outcome=FAIL,
+            samples=int(dark.requests or 0),
+            reason=f"dark answered none of its {dark.requests:.0f} requests (every one an "
+            f"error: timed out or refused), so no latency can meet {bounds_text(obj)}",
+        )
+    return replace(base, reason=f"no data: dark: {est.missing}", samples=est.samples)
+
+
+def _judge_by_interval(
+    obj: Objective,
+    dark: Window,
+    point: float,
+    live_est: Estimate,
+    alpha: float,
+    final: bool,
+    base: Verdict,
+) -> Verdict:
+    """Decide on dark's confidence interval (around ``point``) at one-sided ``1 - alpha``."""
+    est = estimate(dark, obj.metric, 1.0 - 2 * alpha)
+    lo = est.lo if est.lo is not None else point
+    hi = est.hi if est.hi is not None else point
+    outcomes: list[str] = []
+    if obj.upper is not None or obj.lower is not None:
+        outcomes.append(stats.decide(lo, hi, upper=obj.upper, lower=obj.lower))
+    if obj.max_increase is not None:
+        if live_est.value is None:
+            return replace(
+                base,
+                reason=f"no data for live: {live_est.missing}",
+                value=est.value,
+                samples=est.samples,
+            )
+        outcomes.append(_relative(obj, lo, hi, live_est))
+    base = replace(
+        base, value=est.value, live_value=live_est.value, lo=lo, hi=hi, samples=est.samples
+    )
+    return _settle(obj, outcomes, est, alpha, final, base)
+
+
+def _settle(
+    obj: Objective, outcomes: list[str], est: Estimate, alpha: float, final: bool, base: Verdict
+) -> Verdict:
+    """The verdict and its reason once each bound has its decision."""
+    units = base.units
+    ci = (
+        f"{format_value(base.lo)}..{format_value(base.hi)}, "
+        f"one-sided {(1 - alpha) * 100:.2f}% per look"
+    )
+    if est.bucket is not None:
+        low, high = (format_value(edge) for edge in est.bucket)
+        ci += f"; histogram bucket {low}..{high} {units}"
+    value = format_value(est.value, units)
+    if FAIL in outcomes:
+        return replace(
+            base,
+            outcome=FAIL,
+            reason=f"dark {obj.metric} is {value}, breaching {bounds_text(obj)} (interval {ci})",
+        )
+    if all(o == PASS for o in outcomes):
+        return replace(base, outcome=PASS, reason=f"dark {obj.metric} is {value} (interval {ci})")
+    reason = (
+        f"undecided: dark {obj.metric} is {value}, its interval {ci} "
+        f"overlaps the bound {bounds_text(obj)}"
+    )
+    if obj.metric == "error-rate" and obj.upper:
+        needed = stats.min_samples_for_upper(obj.upper, 1 - alpha)
+        if est.samples < needed:
+            reason += f"; {est.samples} requests, at least {needed} needed for this bound"
+    else:
+        reason += f"; {est.samples} samples"
+    return replace(base, outcome=INCONCLUSIVE if final else UNDECIDED, reason=reason)
+
+
+def _relative(obj: Objective, lo: float, hi: float, live: Estimate) -> str:
+    inc = obj.max_increase
+    assert inc is not None and live.value is not None
+    live_lo = live.lo if live.lo is not None else live.value
+    live_hi = live.hi if live.hi is not None else live.value
+
+    def allowed(base: float) -> float:
+        return base * (1 + inc.amount) if inc.relative else base + inc.amount
+
+    if hi <= allowed(live_lo):
+        return PASS
+    if lo > allowed(live_hi):
+        return FAIL
+    return UNDECIDED
+
+
+def _judge_intervals(
+    obj: Objective,
+    intervals: Sequence[tuple[Window, Window]],
+    conf: float,
+    final: bool,
+    base: Verdict,
+) -> Verdict:
+    """Flagger/Argo style: judge each interval's value, tolerate ``failure_limit`` failures."""
+    failed, missing, points = 0, 0, []
+    for d, lv in intervals:
+        est = estimate(d, obj.metric, conf, with_interval=False)
+        live_est = estimate(lv, obj.metric, conf, with_interval=False)
+        if est.value is None:
+            missing += 1
+            points.append(IntervalPoint(d.end, None, live_est.value, INCONCLUSIVE))
+            continue
+        outcome = PASS
+        if obj.upper is not None or obj.lower is not None:
+            outcome = stats.decide(est.value, est.value, upper=obj.upper, lower=obj.lower)
+        if obj.max_increase is not None and live_est.value is not None and outcome != FAIL:
+            point = Estimate(live_est.value, live_est.value, live_est.value)
+            outcome = _relative(obj, est.value, est.value, point)
+        failed += outcome == FAIL
+        points.append(IntervalPoint(d.end, est.value, live_est.value, outcome))
+    last = points[-1] if points else None
+    base = replace(
+        base,
+        points=tuple(points),
+        value=last.dark if last else None,
+        live_value=last.live if last else None,
+        samples=len(points),
+        reason=f"{failed} of {len(points)} intervals breached {bounds_text(obj)} "
+        f"(failure_limit {obj.failure_limit})",
+    )
+    if failed > obj.failure_limit:
+        return replace(base, outcome=FAIL)
+    if not final:
+        return replace(base, outcome=UNDECIDED)
+    if missing > obj.failure_limit - failed:
+        return replace(base, reason=f"{missing} intervals had no data; " + base.reason)
+    return replace(base, outcome=PASS)
