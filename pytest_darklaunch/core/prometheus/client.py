@@ -1,120 +1,39 @@
-"""A small client for Prometheus' HTTP API: instant queries at an explicit time, readiness, scrapes.
-
-Every query names its evaluation time, so a window is read as of a known instant and never as
-of "whenever the request arrived". An empty result, a NaN and a value stay distinct. Transient
-trouble (connection errors, timeouts, HTTP 5xx and 429) is retried with exponential backoff up
-to a deadline; anything else, Prometheus' own error payloads included, fails at once with a
-:class:`~pytest_darklaunch.errors.MetricsError` that names the URL, the query and the response.
-
-Credentials come from the environment only and never appear in a message, a repr or an error:
-``PYTEST_DARKLAUNCH_PROMETHEUS_TOKEN`` (bearer) or ``PYTEST_DARKLAUNCH_PROMETHEUS_USER`` plus
-``PYTEST_DARKLAUNCH_PROMETHEUS_PASSWORD`` (basic). ``PYTEST_DARKLAUNCH_PROMETHEUS_INSECURE=1``
-turns TLS verification off.
-
->>> client = PrometheusClient("http://127.0.0.1:9090")  # doctest: +SKIP
->>> client.query('sum(envoy_cluster_upstream_rq_total)', at=1.7e9).scalar()  # doctest: +SKIP
-1234.0
+"""``PrometheusClient``: instant queries at an explicit time, readiness, scrapes, with retries.
 """
 
 from __future__ import annotations
 
-import base64
 import math
 import os
 import time
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any, Callable
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
 import tenacity
-from requests.auth import AuthBase, HTTPBasicAuth
 from urllib3.exceptions import InsecureRequestWarning
 
 from pytest_darklaunch.core.metrics import scrape_time_query
-from pytest_darklaunch.core.units import parse_boolean
+from pytest_darklaunch.core.prometheus.auth import (
+    ENV_INSECURE,
+    ENV_PASSWORD,
+    ENV_TOKEN,
+    ENV_USER,
+    HIDDEN,
+    auth_from_env,
+    env_flag,
+    redact_url,
+)
+from pytest_darklaunch.core.prometheus.results import QueryResult, Sample
 from pytest_darklaunch.errors import ConfigError, MetricsError
 
-ENV_TOKEN = "PYTEST_DARKLAUNCH_PROMETHEUS_TOKEN"
-ENV_USER = "PYTEST_DARKLAUNCH_PROMETHEUS_USER"
-ENV_PASSWORD = "PYTEST_DARKLAUNCH_PROMETHEUS_PASSWORD"
-ENV_INSECURE = "PYTEST_DARKLAUNCH_PROMETHEUS_INSECURE"
-
 _FIRST_BACKOFF_S = 0.1
+
+
 _MAX_BACKOFF_S = 2.0
-_HIDDEN = "***"
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One series of an instant query: its labels and its value (NaN and ±Inf kept as such)."""
-
-    labels: Mapping[str, str] = field(hash=False)
-    value: float
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "labels", MappingProxyType(dict(self.labels)))
-
-
-@dataclass(frozen=True)
-class QueryResult:
-    """The answer to an instant query evaluated at ``at`` (unix seconds).
-
-    >>> result = QueryResult("up", 1.7e9, "vector", (Sample({"job": "envoy"}, 1.0),))
-    >>> result.is_empty, result.scalar(), result.by_label("job")
-    (False, 1.0, {'envoy': 1.0})
-    """
-
-    query: str
-    at: float
-    result_type: str
-    samples: tuple[Sample, ...]
-    warnings: tuple[str, ...] = ()
-
-    @property
-    def is_empty(self) -> bool:
-        """No series matched: *no data*, which is not the same as a value of 0 or NaN."""
-        return not self.samples
-
-    def scalar(self) -> float | None:
-        """The single value, ``None`` when empty; NaN stays NaN. Several series: MetricsError.
-
-        >>> QueryResult("x", 0.0, "vector", ()).scalar() is None
-        True
-        """
-        if not self.samples:
-            return None
-        if len(self.samples) > 1:
-            shown = ", ".join(_show_labels(s.labels) for s in self.samples[:5])
-            raise MetricsError(
-                f"expected one series, got {len(self.samples)} ({shown}); aggregate the query "
-                "(e.g. sum(...)) or narrow its selector",
-                query=self.query,
-            )
-        return self.samples[0].value
-
-    def by_label(self, name: str) -> dict[str, float]:
-        """Values keyed by one label (missing label: ``""``); a repeated key is a MetricsError.
-
-        >>> QueryResult("x", 0.0, "vector", (Sample({"code": "2xx"}, 9.0),
-        ...     Sample({"code": "5xx"}, 1.0))).by_label("code")
-        {'2xx': 9.0, '5xx': 1.0}
-        """
-        values: dict[str, float] = {}
-        for sample in self.samples:
-            key = sample.labels.get(name, "")
-            if key in values:
-                raise MetricsError(
-                    f"several series have {name}={key!r}; aggregate the query with "
-                    f"sum by ({name}) (...)",
-                    query=self.query,
-                )
-            values[key] = sample.value
-        return values
 
 
 class _Transient(Exception):
@@ -125,98 +44,6 @@ class _Transient(Exception):
         self.description = description
         self.body = body
         self.retry_after_s = retry_after_s
-
-
-class _BearerAuth(AuthBase):
-    def __init__(self, token: str) -> None:
-        self._token = token
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers["Authorization"] = f"Bearer {self._token}"
-        return request
-
-    def __repr__(self) -> str:
-        return "_BearerAuth(***)"
-
-
-class _Redactor:
-    """Replaces known secrets in text; its repr shows none of them."""
-
-    def __init__(self, *secrets: str) -> None:
-        self._secrets = tuple(s for s in secrets if s)
-
-    def __call__(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, _HIDDEN)
-        return text
-
-    def __repr__(self) -> str:
-        return f"_Redactor({len(self._secrets)} secrets)"
-
-
-class _NoAuth(AuthBase):
-    """Sends no credentials, and keeps requests from reading ~/.netrc behind our back."""
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        return request
-
-
-def _show_labels(labels: Mapping[str, str]) -> str:
-    return "{" + ", ".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
-
-
-def redact_url(url: str) -> str:
-    """The URL with any ``user:password@`` replaced, fit for messages.
-
-    >>> redact_url("https://admin:s3cret@prom.example:9090/prom")
-    'https://***@prom.example:9090/prom'
-    """
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f"{_HIDDEN}@{host}"))
-
-
-def _auth_from_env(env: Mapping[str, str]) -> tuple[AuthBase, str, _Redactor]:
-    """(auth, kind, redactor) from the environment; ConfigError for a conflicting setup.
-
-    Errors are raised before any credential is bound to a local variable, so a traceback
-    that shows locals shows none.
-    """
-    has_token, has_user, has_password = (
-        bool(env.get(n)) for n in (ENV_TOKEN, ENV_USER, ENV_PASSWORD)
-    )
-    if has_token and (has_user or has_password):
-        raise ConfigError(
-            ENV_TOKEN,
-            _HIDDEN,
-            "the environment",
-            f"either a bearer token or {ENV_USER} and {ENV_PASSWORD}, not both",
-        )
-    if has_user != has_password:
-        raise ConfigError(
-            ENV_PASSWORD if has_user else ENV_USER,
-            "",
-            "the environment",
-            f"a value: basic auth needs both {ENV_USER} and {ENV_PASSWORD}",
-        )
-    if has_token:
-        return _BearerAuth(env[ENV_TOKEN]), "bearer", _Redactor(env[ENV_TOKEN])
-    if has_user:
-        pair = base64.b64encode(f"{env[ENV_USER]}:{env[ENV_PASSWORD]}".encode()).decode()
-        redactor = _Redactor(env[ENV_PASSWORD], pair)
-        return HTTPBasicAuth(env[ENV_USER], env[ENV_PASSWORD]), "basic", redactor
-    return _NoAuth(), "none", _Redactor()
-
-
-def _flag(env: Mapping[str, str], name: str) -> bool:
-    raw = env.get(name, "")
-    try:
-        return parse_boolean(raw)
-    except ValueError:
-        pass
-    raise ConfigError(name, raw, "the environment", "1 to turn TLS verification off, or 0")
 
 
 class PrometheusClient:
@@ -247,50 +74,20 @@ class PrometheusClient:
         env: Mapping[str, str] | None = None,
         source: str = "the Prometheus client settings",
     ) -> None:
-        parts = urlsplit(url.strip())
-        # Anything after '?' or '#' may hold a token; it is never shown.
-        shown = redact_url(
-            urlunsplit(parts._replace(query=_HIDDEN if parts.query else "", fragment=""))
-        )
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(
-                "Prometheus URL", shown, source, "an http(s) URL such as http://127.0.0.1:9090"
-            )
-        if parts.username is not None or parts.password is not None:
-            raise ConfigError(
-                "Prometheus URL",
-                shown,
-                source,
-                f"a URL without credentials; set {ENV_TOKEN}, or {ENV_USER} and {ENV_PASSWORD}",
-            )
-        if parts.query or parts.fragment:
-            raise ConfigError(
-                "Prometheus URL", shown, source, "a base URL without '?query' or '#fragment'"
-            )
+        self.url = _base_url(url, source)
         if timeout_s <= 0 or retry_deadline_s < 0:
             raise ValueError(
                 f"timeout_s must be > 0 and retry_deadline_s >= 0, "
                 f"got {timeout_s!r} and {retry_deadline_s!r}"
             )
-        self.url = urlunsplit(parts._replace(path=parts.path.rstrip("/")))
         self.timeout_s = timeout_s
         self.retry_deadline_s = retry_deadline_s
         self._sleep = sleep
         self._clock = clock
         # Not a default argument: help() and inspect.signature would print the environment.
         env = os.environ if env is None else env
-        self._auth, self._auth_kind, self._scrub = _auth_from_env(env)
-
-        if _flag(env, ENV_INSECURE):
-            verify = False
-        if isinstance(verify, str) and not os.path.exists(verify):
-            raise ConfigError(
-                "Prometheus CA bundle",
-                verify,
-                source,
-                f"an existing CA bundle file, or {ENV_INSECURE}=1 to turn verification off",
-            )
-        self.verify: bool | str = verify
+        self._auth, self._auth_kind, self._scrub = auth_from_env(env)
+        self.verify: bool | str = _verify(verify, env, source)
         self._owns_session = session is None
         self._session = session if session is not None else requests.Session()
 
@@ -527,6 +324,45 @@ class PrometheusClient:
         if status == 404:
             return "; is the URL Prometheus' base URL (without /api/v1)?"
         return ""
+
+
+def _base_url(url: str, source: str) -> str:
+    """``url`` without a trailing slash; a ConfigError for anything but a plain http(s) base."""
+    parts = urlsplit(url.strip())
+    # Anything after '?' or '#' may hold a token; it is never shown.
+    shown = redact_url(
+        urlunsplit(parts._replace(query=HIDDEN if parts.query else "", fragment=""))
+    )
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            "Prometheus URL", shown, source, "an http(s) URL such as http://127.0.0.1:9090"
+        )
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError(
+            "Prometheus URL",
+            shown,
+            source,
+            f"a URL without credentials; set {ENV_TOKEN}, or {ENV_USER} and {ENV_PASSWORD}",
+        )
+    if parts.query or parts.fragment:
+        raise ConfigError(
+            "Prometheus URL", shown, source, "a base URL without '?query' or '#fragment'"
+        )
+    return urlunsplit(parts._replace(path=parts.path.rstrip("/")))
+
+
+def _verify(verify: bool | str, env: Mapping[str, str], source: str) -> bool | str:
+    """TLS verification: off with ``ENV_INSECURE``, else as given (a CA bundle must exist)."""
+    if env_flag(env, ENV_INSECURE):
+        return False
+    if isinstance(verify, str) and not os.path.exists(verify):
+        raise ConfigError(
+            "Prometheus CA bundle",
+            verify,
+            source,
+            f"an existing CA bundle file, or {ENV_INSECURE}=1 to turn verification off",
+        )
+    return verify
 
 
 def _vector_sample(item: Mapping[str, Any]) -> Sample:
