@@ -64,7 +64,7 @@ class Guardian:
         """Start a guardian with what it must do should pytest die; its output goes to
         ``log_path``. It inherits this process's environment without the plugin's credentials,
         and this package on ``PYTHONPATH`` for a ``then`` command of the package's own."""
-        from pytest_darklaunch.backends import child_environment, with_package_path
+        from pytest_darklaunch.backends.base import child_environment, with_package_path
 
         argv = [sys.executable, "-I", "-S", os.path.abspath(__file__)]
         if pids_file:

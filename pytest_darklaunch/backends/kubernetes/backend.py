@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Optional
 
-from pytest_darklaunch.backends import Environment, RunContext, TrafficStats
+from pytest_darklaunch.backends.base import Environment, RunContext, TrafficStats
 from pytest_darklaunch.backends.guardian import Guardian
 from pytest_darklaunch.backends.kubernetes.api import (
     JOB,

@@ -28,7 +28,7 @@ from typing import Any, Callable, TypeVar
 
 import tenacity
 
-from pytest_darklaunch.backends import child_environment
+from pytest_darklaunch.backends.base import child_environment
 from pytest_darklaunch.errors import ProvisioningError
 
 T = TypeVar("T")

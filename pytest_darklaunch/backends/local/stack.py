@@ -18,12 +18,10 @@ unless ``run.keep``), every port comes from the kernel, so two runs on one machi
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import shlex
 import shutil
-import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -31,7 +29,7 @@ from typing import Any
 
 import tenacity
 
-from pytest_darklaunch.backends import Environment, RunContext, TrafficStats, with_package_path
+from pytest_darklaunch.backends.base import Environment, RunContext, TrafficStats
 from pytest_darklaunch.backends.guardian import Guardian
 from pytest_darklaunch.backends.local.envoy import (
     EnvoyAddresses,
@@ -39,15 +37,19 @@ from pytest_darklaunch.backends.local.envoy import (
     start_envoy,
     wait_for_envoy,
 )
+from pytest_darklaunch.backends.local.launch import (
+    start_app,
+    start_generator,
+    start_traffic,
+    wait_for_app,
+)
 from pytest_darklaunch.backends.local.processes import (
     ManagedProcess,
-    NotReady,
     PortInUse,
     free_port,
     make_private_dir,
     signals_deferred,
     stop_all,
-    wait_until,
 )
 from pytest_darklaunch.backends.local.prometheus import (
     SCRAPE_INTERVAL_S,
@@ -56,19 +58,12 @@ from pytest_darklaunch.backends.local.prometheus import (
     start_prometheus,
     wait_for_prometheus,
 )
-from pytest_darklaunch.core.spec import Spec, Version
+from pytest_darklaunch.core.spec import Spec
 from pytest_darklaunch.errors import ProvisioningError
 
-APP_READY_DEADLINE_S = 15.0
-GENERATOR_START_DEADLINE_S = 15.0
 PORT_ATTEMPTS = 3
 PIDS_FILE = "pids"
 ROLES = ("live", "dark")
-
-
-def default_command() -> tuple[str, ...]:
-    """The bundled sample app, for a version without a ``command``."""
-    return (sys.executable, "-m", "pytest_darklaunch.sampleapp", "--port", "{port}")
 
 
 class LocalBackend:
@@ -237,9 +232,10 @@ class LocalBackend:
     ) -> Environment:
         ports = self._ports(3)
         app_ports = dict(zip(ROLES, ports[:2]))
-        generator = self._start_generator()
+        generator = start_generator(self.spec, self.workdir, self.stats_path)
+        self._track("generator", generator)
         for role in ROLES:
-            self._start_app(role, app_ports[role])
+            self._track(role, start_app(self.spec, role, app_ports[role], self.workdir))
         envoy_proc, admin_path = start_envoy(
             self.spec, self.workdir, live_port=app_ports["live"], dark_port=app_ports["dark"],
             binary=envoy_bin,
@@ -252,13 +248,15 @@ class LocalBackend:
         if prometheus_bin is not None:
             set_envoy_target(self.workdir, envoy.admin)
         for role in ROLES:
-            self._wait_for_app(role, app_ports[role])
+            wait_for_app(role, app_ports[role], self._procs[role])
         prometheus_url = self.run.prometheus_url or wait_for_prometheus(
             self._procs["prometheus"], ports[2]
         )
         self.timings["stack_ready_s"] = time.monotonic() - started
 
-        traffic_started_at = self._start_traffic(generator, envoy)
+        traffic_started_at = start_traffic(
+            generator, envoy.ingress_url, self.traffic_details, self.stats_path
+        )
         self.timings["provision_s"] = time.monotonic() - started
         return self._describe(envoy, app_ports, prometheus_url.rstrip("/"), traffic_started_at)
 
@@ -309,95 +307,6 @@ class LocalBackend:
             proc, self._guardian = self._guardian, None
         if proc is not None:
             proc.dismiss()
-
-    def _start_app(self, role: str, port: int) -> None:
-        version: Version = getattr(self.spec.versions, role)
-        env = dict(os.environ)
-        env.update(version.env)
-        env.setdefault("T_VERSION", role)
-        command = version.command
-        if command is None:
-            command = default_command()
-            with_package_path(env)
-        argv = [arg.replace("{port}", str(port)) for arg in command]
-        log_path = os.path.join(self.workdir, f"{role}.log")
-        self._track(role, ManagedProcess.start(role, argv, log_path=log_path, env=env))
-
-    def _wait_for_app(self, role: str, port: int) -> None:
-        """Until the app answers HTTP at all (any status: dark may be told to fail)."""
-
-        def probe() -> int:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1.0)
-            try:
-                conn.request("GET", "/healthz")
-                response = conn.getresponse()
-                response.read()
-                return response.status
-            finally:
-                conn.close()
-
-        wait_until(
-            probe, what=f"{role} answering on port {port}", deadline_s=APP_READY_DEADLINE_S,
-            process=self._procs[role],
-        )
-
-    def _start_generator(self) -> ManagedProcess:
-        """Start the generator's interpreter now; it gets its URL on stdin once Envoy is up."""
-        t = self.spec.traffic
-        argv = [
-            sys.executable, "-m", "pytest_darklaunch.backends.local.generator",
-            "--url", "-",
-            "--rate", f"{t.rate_rps:g}",
-            "--method", t.method,
-            "--path", t.path,
-            "--timeout", f"{t.timeout_s:g}",
-            "--warmup", f"{t.warmup_s:g}",
-            "--stats", self.stats_path,
-            "--max-duration", f"{self._max_traffic_s():g}",
-            "--connections", str(max(64, min(1024, int(t.rate_rps * 0.5)))),
-            "--parent-pid", str(os.getpid()),
-        ]
-        if t.headers:
-            # A file only we can read: headers may carry credentials, argv is public.
-            headers_path = os.path.join(self.workdir, "generator-headers.json")
-            fd = os.open(headers_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(dict(t.headers), handle)
-            argv += ["--headers-file", headers_path]
-        if not any(name.lower() == "host" for name in t.headers):
-            argv += ["--host", self.spec.mirror.host]
-        proc = ManagedProcess.start(
-            "generator", argv, log_path=os.path.join(self.workdir, "generator.log"),
-            env=with_package_path(dict(os.environ)), stdin_pipe=True,
-        )
-        self._track("generator", proc)
-        return proc
-
-    def _max_traffic_s(self) -> float:
-        """Safety bound on the load: twice the planned experiment plus a margin."""
-        return self.spec.traffic.warmup_s + 2 * self.spec.duration.total_s + 300.0
-
-    def _start_traffic(self, generator: ManagedProcess, envoy: EnvoyAddresses) -> float:
-        """Hand the generator its URL; return the unix time it started sending."""
-        stdin = generator.popen.stdin
-        if stdin is None:
-            raise ProvisioningError("generator started without a stdin pipe")
-        try:
-            stdin.write(f"{envoy.ingress_url}\n".encode())
-            stdin.close()
-        except BrokenPipeError:
-            raise generator.failure("exited before it got its URL") from None
-
-        def started_at() -> float:
-            raw = self.traffic_details()
-            if raw is None:
-                raise NotReady(f"no stats file {self.stats_path} yet")
-            return float(raw["started_at"])
-
-        return wait_until(
-            started_at, what="traffic generator sending", deadline_s=GENERATOR_START_DEADLINE_S,
-            process=generator,
-        )
 
     def _describe(
         self, envoy: EnvoyAddresses, ports: Mapping[str, int], prometheus_url: str,
