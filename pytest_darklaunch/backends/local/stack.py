@@ -58,12 +58,11 @@ from pytest_darklaunch.backends.local.prometheus import (
     start_prometheus,
     wait_for_prometheus,
 )
-from pytest_darklaunch.core.spec import Spec
+from pytest_darklaunch.core.spec import ROLES, Spec
 from pytest_darklaunch.errors import ProvisioningError
 
 PORT_ATTEMPTS = 3
 PIDS_FILE = "pids"
-ROLES = ("live", "dark")
 
 
 class LocalBackend:
@@ -355,6 +354,6 @@ class LocalBackend:
 
     def _stop_started(self) -> None:
         """Stop what runs, in order: generator, Envoy, Prometheus, apps."""
-        order = ("generator", "envoy", "prometheus", "live", "dark")
+        order = ("generator", "envoy", "prometheus", *ROLES)
         stop_all([self._procs[r] for r in order if r in self._procs])
         self._procs.clear()

@@ -25,6 +25,7 @@ from pytest_darklaunch.core.spec.model import (
     ERROR_CLASSES,
     HTTP_METHODS,
     JUDGE_MODES,
+    ROLES,
     Duration,
     Increase,
     MetricDef,
@@ -54,6 +55,7 @@ from pytest_darklaunch.core.spec.reader import (
 _Reader = Reader
 
 __all__ = [
+    "ROLES",
     "Duration",
     "ERROR_CLASSES",
     "HTTP_METHODS",

@@ -11,6 +11,7 @@ from typing import Any, Callable
 from pytest_darklaunch.core.spec.model import (
     ERROR_CLASSES,
     HTTP_METHODS,
+    ROLES,
     Duration,
     MetricDef,
     Mirror,
@@ -96,7 +97,7 @@ def build_spec(
 
 def _versions(r: Reader, value: object, target: Target) -> Versions:
     """``versions``: live and dark default to the target's ``-v1`` and ``-v2`` revisions."""
-    raw = r.mapping(value, ("versions",), ("live", "dark"))
+    raw = r.mapping(value, ("versions",), ROLES)
     versions = Versions(
         live=_version(r, "live", raw.get("live"), f"{target.name}-v1"),
         dark=_version(r, "dark", raw.get("dark"), f"{target.name}-v2"),

@@ -9,6 +9,8 @@ from typing import Optional
 
 from pytest_darklaunch.core.metrics import units_of
 
+# The two versions of every experiment, in the order the spec, the stack and reports list them.
+ROLES = ("live", "dark")
 ERROR_CLASSES = ("5xx", "4xx+5xx", "non-2xx")
 
 
