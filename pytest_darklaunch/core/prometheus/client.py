@@ -1,5 +1,4 @@
-"""``PrometheusClient``: instant queries at an explicit time, readiness, scrapes, with retries.
-"""
+"""``PrometheusClient``: instant queries at an explicit time, readiness, scrapes, with retries."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""What an instant query returns: samples, with empty, NaN and a value kept apart.
-"""
+"""What an instant query returns: samples, with empty, NaN and a value kept apart."""
 
 from __future__ import annotations
 

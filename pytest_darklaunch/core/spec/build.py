@@ -1,5 +1,4 @@
-"""``build_spec``: the raw mapping, section by section, into a :class:`~.model.Spec`.
-"""
+"""``build_spec``: the raw mapping, section by section, into a :class:`~.model.Spec`."""
 
 from __future__ import annotations
 

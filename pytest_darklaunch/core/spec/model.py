@@ -1,5 +1,4 @@
-"""The frozen experiment spec and the values its fields allow.
-"""
+"""The frozen experiment spec and the values its fields allow."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Objectives: from the spec's list, or one at a time from ``assert_objective``'s arguments.
-"""
+"""Objectives: from the spec's list, or one at a time from ``assert_objective``'s arguments."""
 
 from __future__ import annotations
 

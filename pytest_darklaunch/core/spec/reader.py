@@ -1,5 +1,4 @@
-"""Typed reads of the raw mapping; every failure names the field, its value and its source.
-"""
+"""Typed reads of the raw mapping; every failure names the field, its value and its source."""
 
 from __future__ import annotations
 
@@ -15,8 +14,6 @@ from pytest_darklaunch.core.units import (
 from pytest_darklaunch.errors import ConfigError
 
 T = TypeVar("T")
-
-
 Path = tuple[str, ...]
 
 

@@ -1,5 +1,4 @@
-"""Binomial bounds (Clopper-Pearson), sample sizes, the mirror-share check and :func:`decide`.
-"""
+"""Binomial bounds (Clopper-Pearson), sample sizes, the mirror-share check and :func:`decide`."""
 
 from __future__ import annotations
 

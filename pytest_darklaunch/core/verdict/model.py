@@ -1,5 +1,4 @@
-"""What a verdict is made of: estimates with their intervals, the verdict, and its context.
-"""
+"""What a verdict is made of: estimates with their intervals, the verdict, and its context."""
 
 from __future__ import annotations
 
