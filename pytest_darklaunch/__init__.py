@@ -10,7 +10,19 @@ once the plugin is installed) costs nothing until it is used.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what the lazy names are, for type checkers
+    from pytest_darklaunch.assertions import Experiment, assert_objective
+    from pytest_darklaunch.core.config import load_spec
+    from pytest_darklaunch.core.spec import Objective, Spec
+    from pytest_darklaunch.core.verdict import Verdict
+    from pytest_darklaunch.errors import (
+        ConfigError,
+        DarklaunchError,
+        MetricsError,
+        ProvisioningError,
+    )
 
 __all__ = [
     "ConfigError",
@@ -32,37 +44,12 @@ _LAZY = {
     "MetricsError": "pytest_darklaunch.errors",
     "ProvisioningError": "pytest_darklaunch.errors",
     "Experiment": "pytest_darklaunch.assertions",
+    "assert_objective": "pytest_darklaunch.assertions",
     "Objective": "pytest_darklaunch.core.spec",
     "Spec": "pytest_darklaunch.core.spec",
     "Verdict": "pytest_darklaunch.core.verdict",
     "load_spec": "pytest_darklaunch.core.config",
 }
-
-
-def assert_objective(
-    metric: Any,
-    upper: Any = None,
-    lower: Any = None,
-    max_increase: Any = None,
-    judge: str = "experiment",
-    failure_limit: int = 0,
-) -> Any:
-    """Fail the calling test unless the session's dark version meets the objective.
-
-    The same as the ``darklaunch`` fixture's method; skips when no experiment is configured.
-    """
-    __tracebackhide__ = True
-    import pytest
-
-    from pytest_darklaunch.assertions import NO_EXPERIMENT, Experiment
-    from pytest_darklaunch.plugin import current_session
-
-    session = current_session()
-    if session is None or not session.resolved.active:
-        pytest.skip(NO_EXPERIMENT)
-    return Experiment(session).assert_objective(
-        metric, upper, lower, max_increase, judge, failure_limit
-    )
 
 
 def __getattr__(name: str) -> Any:

@@ -1,4 +1,7 @@
-"""What tests call: the ``darklaunch`` experiment object and ``assert_objective``.
+"""What tests call: the ``darklaunch`` experiment object, ``assert_objective`` and the
+``@pytest.mark.darklaunch`` objectives checked after a test.
+
+``Experiment`` here is the handle tests get; the sampling loop is ``core.experiment``.
 
 >>> def test_latency(darklaunch):                                   # doctest: +SKIP
 ...     darklaunch.assert_objective("mean-latency", upper=50)
@@ -11,12 +14,20 @@ from typing import Any, Callable, Optional, Union
 
 import pytest
 
-from pytest_darklaunch.core.experiment import ExperimentData
-from pytest_darklaunch.core.metrics import is_builtin
-from pytest_darklaunch.core.spec import Objective, Sources, _Reader, known_metrics_hint
-from pytest_darklaunch.core.spec import objective_from_mapping as _objective
+from pytest_darklaunch.core.experiment import ExperimentData, unavailable_reason
+from pytest_darklaunch.core.metrics import is_builtin, units_of
+from pytest_darklaunch.core.spec import (
+    Objective,
+    Sources,
+    Spec,
+    _Reader,
+    known_metrics_hint,
+    objective_from_mapping,
+)
 from pytest_darklaunch.core.verdict import FAIL, INCONCLUSIVE, PASS, Verdict
 from pytest_darklaunch.errors import ConfigError, DarklaunchError
+from pytest_darklaunch.report.progress import format_points, progress_writer, uncaptured
+from pytest_darklaunch.runstate import active_or_skip, session_of
 from pytest_darklaunch.session import DarklaunchSession
 
 Number = Union[int, float, str]
@@ -29,20 +40,22 @@ class Experiment:
     early); tests that run meanwhile are not held up.
     """
 
-    def __init__(self, session: DarklaunchSession, drain: Callable[[str], None] | None = None):
-        self._session = session
-        self._drain = drain
+    def __init__(
+        self, darklaunch: DarklaunchSession, write_progress: Callable[[str], None] | None = None
+    ):
+        self._darklaunch = darklaunch
+        self._write_progress = write_progress
 
     @property
-    def spec(self) -> Any:
-        """The effective experiment spec (:class:`pytest_darklaunch.core.spec.Spec`)."""
-        return self._session.spec
+    def spec(self) -> Spec:
+        """The effective experiment spec."""
+        return self._darklaunch.spec
 
     @property
     def data(self) -> ExperimentData:
         """Everything measured: intervals, windows, generator figures."""
         try:
-            return self._session.wait(self._drain)
+            return self._darklaunch.wait(self._write_progress)
         except DarklaunchError as exc:
             # Provisioning failed or the result never came: the message is the whole story.
             pytest.fail(f"darklaunch: {exc}", pytrace=False)
@@ -76,36 +89,27 @@ class Experiment:
             "judge": judge,
             "failure_limit": failure_limit,
         }
-        return _objective(raw, reader, (), metric)
+        return objective_from_mapping(raw, reader, (), metric)
 
     def verdict(self, metric: Union[str, Objective], **bounds: Any) -> Verdict:
         """The verdict on one objective, given as an :class:`Objective` or metric + bounds."""
         obj = metric if isinstance(metric, Objective) else self.objective(metric, **bounds)
         data = self.data
-        if data.error:
-            return Verdict(obj, INCONCLUSIVE, f"the experiment failed: {data.error}", error=True)
-        found = data.verdict(obj)
-        if found is None:
+        reason = unavailable_reason("", data)
+        if reason:
+            # A failed experiment is an error (never skipped); no interval, only inconclusive.
             return Verdict(
-                obj, INCONCLUSIVE, f"no interval was completed ({data.stop_reason or data.stage})"
+                obj, INCONCLUSIVE, reason, units=units_of(obj.metric), error=bool(data.error)
             )
+        found = data.verdict(obj)
+        assert found is not None  # there are intervals
         return found
 
     def series(
         self, metric: str, version: str = "dark", cumulative: bool = False
     ) -> list[tuple[float, Optional[float]]]:
         """``(interval end, value)`` per interval for ``version`` (``dark`` or ``live``)."""
-        from pytest_darklaunch.core.verdict import estimate
-
-        data = self.data
-        conf = data.confidence
-        return [
-            (
-                i.end,
-                estimate((i.cumulative if cumulative else i.windows)[version], metric, conf).value,
-            )
-            for i in data.intervals
-        ]
+        return [(i.end, e.value) for i, e in self.data.series(metric, version, cumulative)]
 
     def assert_objective(
         self,
@@ -129,32 +133,23 @@ class Experiment:
             except ConfigError as exc:
                 raise pytest.UsageError(str(exc)) from None
         verdict = self.verdict(obj)
-        _record(obj, verdict)
+        # Recorded before failing, so a failed test keeps its JUnit properties too.
+        self._darklaunch.asserted.append(verdict)
         if verdict.outcome == PASS:
             return verdict
         message = explain(verdict, self.data)
         if (
             verdict.outcome == INCONCLUSIVE
             and not verdict.error
-            and self._session.resolved.settings.inconclusive == "skip"
+            and self._darklaunch.resolved.settings.inconclusive == "skip"
         ):
             pytest.skip(message)
         raise AssertionError(message)
 
 
-_RECORDER: list[Callable[[Objective, Verdict], None]] = []
-
-
-def _record(obj: Objective, verdict: Verdict) -> None:
-    for hook in _RECORDER:
-        hook(obj, verdict)
-
-
 def explain(verdict: Verdict, data: ExperimentData) -> str:
     """The failure message: metric, value, bound, outcome and reason, samples, window, PromQL,
     and the per-interval values for dark and live."""
-    from pytest_darklaunch.report import format_points
-
     obj = verdict.objective
     head = "FAILED" if verdict.outcome == FAIL else "INCONCLUSIVE"
     lines = [
@@ -193,7 +188,37 @@ def explain(verdict: Verdict, data: ExperimentData) -> str:
     return "\n".join(lines)
 
 
-NO_EXPERIMENT = (
-    "darklaunch: no experiment configured (give --darklaunch-target NS/NAME, a darklaunch.yaml "
-    "in the rootdir, --darklaunch-spec PATH or --darklaunch-experiment PATH)"
-)
+def assert_objective(
+    metric: Union[str, Objective],
+    upper: Optional[Number] = None,
+    lower: Optional[Number] = None,
+    max_increase: Optional[Number] = None,
+    judge: str = "experiment",
+    failure_limit: int = 0,
+) -> Verdict:
+    """Fail the calling test unless the running session's dark version meets the objective.
+
+    The same as the ``darklaunch`` fixture's method; skips when no experiment is configured.
+
+    >>> from pytest_darklaunch import assert_objective              # doctest: +SKIP
+    >>> assert_objective("mean-latency", upper=50)                  # doctest: +SKIP
+    """
+    __tracebackhide__ = True
+    return Experiment(active_or_skip()).assert_objective(
+        metric, upper, lower, max_increase, judge, failure_limit
+    )
+
+
+def check_markers(item: pytest.Item, markers: list[Any]) -> None:
+    """Require each ``@pytest.mark.darklaunch(...)`` objective after the test body passed."""
+    __tracebackhide__ = True
+    darklaunch = session_of(item.config)
+    assert darklaunch is not None  # the plugin checks markers only in an active run
+    experiment = Experiment(darklaunch, uncaptured(item.config, progress_writer(item.config)))
+    for mark in markers:
+        if not mark.args:
+            raise pytest.UsageError(
+                f"invalid @pytest.mark.darklaunch on {item.nodeid}: expected a metric name "
+                "first, such as @pytest.mark.darklaunch('p99', upper=200)"
+            )
+        experiment.assert_objective(*mark.args, **mark.kwargs)

@@ -1,34 +1,31 @@
-"""pytest hooks of pytest-darklaunch: options, the session's experiment, reports.
+"""pytest hooks of pytest-darklaunch: options, the run's experiment, its reports.
 
-Thin by design: settings are resolved by ``core.config``, the experiment lives in
-``session.DarklaunchSession``, fixtures in ``fixtures``, output in ``report``. Heavy modules are
-imported inside hooks, and only when an experiment is configured.
+Hooks only: settings are resolved by ``core.config``, the experiment runs in
+``session.DarklaunchSession`` (kept in ``config.stash`` by ``runstate``), signals are handled by
+``interrupts.SignalGuard``, fixtures are in ``fixtures``, objectives checked by ``assertions``,
+output written by ``report``. Heavy modules are imported inside hooks, and only when an
+experiment is configured.
 """
 
 from __future__ import annotations
 
 import os
-import signal
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_darklaunch.core.config import OPTIONS, resolve
 from pytest_darklaunch.errors import ConfigError
-from pytest_darklaunch.fixtures import (  # noqa: F401 - fixtures and a hook, by name
-    darklaunch,
-    darklaunch_objective,
+from pytest_darklaunch.fixtures import (  # noqa: F401 - registered with this module
+    darklaunch_fixture,
+    darklaunch_objective_fixture,
     pytest_generate_tests,
 )
+from pytest_darklaunch.runstate import INACTIVE, SIGNALS, activate, deactivate, session_of
 
-STATE = pytest.StashKey["Any"]()
-# The module-level assert_objective gets no config: it finds the running session here.
-_current: list[Any] = []
-
-
-def current_session() -> Optional[Any]:
-    """The running pytest session's experiment (for the module-level ``assert_objective``)."""
-    return _current[-1] if _current else None
+if TYPE_CHECKING:
+    from pytest_darklaunch.core.config import Resolved
+    from pytest_darklaunch.session import DarklaunchSession
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -75,26 +72,30 @@ def pytest_configure(config: pytest.Config) -> None:
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
 
+    darklaunch = _new_session(config, resolved)
+    activate(config, darklaunch)
+    if resolved.active and not hasattr(config, "workerinput"):
+        config.pluginmanager.register(_ProgressHooks(config, darklaunch), "darklaunch-progress")
+        if config.pluginmanager.hasplugin("xdist"):
+            config.pluginmanager.register(_XdistHooks(darklaunch), "darklaunch-xdist")
+
+
+def _new_session(config: pytest.Config, resolved: Resolved) -> DarklaunchSession:
+    """The run's experiment: the controller's own, or on an xdist worker, the controller's."""
     from pytest_darklaunch.session import DarklaunchSession
 
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None and resolved.active and "darklaunch" in workerinput:
-        session = DarklaunchSession.for_worker(resolved, workerinput["darklaunch"])
-    else:
-        # xdist's --testrunuid, when given, names the run everywhere (ports, dirs, labels).
-        uid = (
-            config.getoption("testrunuid", None)
-            if config.pluginmanager.hasplugin("xdist")
-            else None
-        )
-        safe = "".join(c for c in str(uid or "").lower() if c.isalnum() or c == "-")[:32].strip("-")
-        session = DarklaunchSession(resolved, run_id=safe or None)
-    config.stash[STATE] = session
-    _current.append(session)
-    if resolved.active and workerinput is None:
-        config.pluginmanager.register(_ProgressHooks(config, session), "darklaunch-progress")
-        if config.pluginmanager.hasplugin("xdist"):
-            config.pluginmanager.register(_XdistHooks(session), "darklaunch-xdist")
+        return DarklaunchSession.for_worker(resolved, workerinput["darklaunch"])
+    # xdist's --testrunuid, when given, names the run everywhere (ports, dirs, labels).
+    uid = config.getoption("testrunuid", None) if config.pluginmanager.hasplugin("xdist") else None
+    safe = "".join(c for c in str(uid or "").lower() if c.isalnum() or c == "-")[:32].strip("-")
+    describe = None
+    if resolved.active:
+        from pytest_darklaunch.report.progress import progress_line
+
+        describe = progress_line
+    return DarklaunchSession(resolved, run_id=safe or None, describe_interval=describe)
 
 
 def _native_ini(config: pytest.Config, name: str) -> Any:
@@ -112,69 +113,69 @@ def _native_ini(config: pytest.Config, name: str) -> Any:
 class _XdistHooks:
     """Registered only with pytest-xdist present: hands the experiment to the workers."""
 
-    def __init__(self, session: Any) -> None:
-        self.session = session
+    def __init__(self, darklaunch: DarklaunchSession) -> None:
+        self.darklaunch = darklaunch
 
     def pytest_configure_node(self, node: Any) -> None:
-        node.workerinput["darklaunch"] = self.session.workerinput()
+        node.workerinput["darklaunch"] = self.darklaunch.workerinput()
 
 
 class _ProgressHooks:
     """Registered on the controller of an active run: prints the progress lines the sampler
     produced while a test ran (``pytest_runtest_logfinish`` is given no config)."""
 
-    def __init__(self, config: pytest.Config, session: Any) -> None:
+    def __init__(self, config: pytest.Config, darklaunch: DarklaunchSession) -> None:
         self.config = config
-        self.session = session
+        self.darklaunch = darklaunch
 
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_logfinish(self, nodeid: str, location: Any) -> None:
-        from pytest_darklaunch.report import progress_writer
+        from pytest_darklaunch.report.progress import progress_writer
 
-        self.session._drain(progress_writer(self.config))
-
-
-def _session(config: pytest.Config) -> Any:
-    return config.stash.get(STATE, None)
+        self.darklaunch.flush_progress(progress_writer(self.config))
 
 
 def _is_controller(config: pytest.Config) -> bool:
     return not hasattr(config, "workerinput")
 
 
-def pytest_report_header(config: pytest.Config) -> list[str]:
-    session = _session(config)
-    if session is None:
-        return []
-    if not session.resolved.active:
-        if config.get_verbosity() > 0:
-            return ["darklaunch: inactive (no target, spec file or Iter8 experiment)"]
-        return []
-    from pytest_darklaunch.report import header_lines
+def _running(config: pytest.Config) -> DarklaunchSession | None:
+    """The controller's experiment once started (none on workers, inert or collect-only runs)."""
+    darklaunch = session_of(config)
+    if darklaunch is None or not darklaunch.started or not _is_controller(config):
+        return None
+    return darklaunch
 
-    return header_lines(session.resolved, config.get_verbosity(), session.run_id)
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    darklaunch = session_of(config)
+    if darklaunch is None:
+        return []
+    if not darklaunch.resolved.active:  # before any import: most runs have no experiment
+        return [INACTIVE] if config.get_verbosity() > 0 else []
+    from pytest_darklaunch.report.terminal import header_lines
+
+    return header_lines(darklaunch.resolved, darklaunch.run_id)
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session: pytest.Session) -> None:
     config = session.config
-    state = _session(config)
-    if state is None or not state.resolved.active or not _is_controller(config):
+    darklaunch = session_of(config)
+    if darklaunch is None or not darklaunch.resolved.active or not _is_controller(config):
         return
     if config.option.collectonly or config.option.help:
         return
-    _install_sigterm()
+    from pytest_darklaunch.interrupts import SignalGuard
+
+    guard = config.stash[SIGNALS] = SignalGuard()
+    guard.install()
     if config.pluginmanager.hasplugin("dsession"):
         # xdist's controller runs no test that could print between intervals: print directly.
         reporter = config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None and config.get_verbosity() >= 0:
-            state.progress_sink = reporter.write_line
-    state.start()
-
-
-_previous_sigterm: list[Any] = []
-_finishing: list[bool] = []
-_late_signals: list[int] = []
+            darklaunch.progress_sink = reporter.write_line
+    darklaunch.start()
 
 
 @pytest.hookimpl(wrapper=True)
@@ -182,96 +183,71 @@ def pytest_runtestloop(session: pytest.Session) -> Any:
     try:
         return (yield)
     finally:
-        state = _session(session.config)
-        if state is not None and state.started:
-            _finishing.append(True)
-
-
-def _install_sigterm() -> None:
-    """SIGTERM ends the run like Ctrl-C does, so teardown runs in both cases; once the tests
-    are over, either signal lets teardown finish and marks the run interrupted."""
-
-    def interrupt(signum: int, frame: Any) -> None:
-        if _finishing:
-            # The tests are over and teardown is under way: let it finish, then report the
-            # run as interrupted (raising now could escape from any sessionfinish hook).
-            _late_signals.append(signum)
-            return
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    try:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            _previous_sigterm.append((signum, signal.signal(signum, interrupt)))
-    except ValueError:  # not the main thread (pytest embedded somewhere): leave it alone
-        pass
-
-
-def _restore_sigterm() -> None:
-    _finishing.clear()
-    _late_signals.clear()
-    while _previous_sigterm:
-        signum, previous = _previous_sigterm.pop()
-        try:
-            signal.signal(signum, previous)
-        except (ValueError, TypeError):
-            pass
+        guard = session.config.stash.get(SIGNALS, None)
+        if guard is not None:
+            guard.tests_over()
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Any:
-    state = _session(item.config)
-    if state is None or not state.resolved.active:
+    darklaunch = session_of(item.config)
+    if darklaunch is None or not darklaunch.resolved.active:
         return (yield)
-    from pytest_darklaunch.report import junit_recording
+    from pytest_darklaunch.report.junit import junit_properties
 
-    with junit_recording(item):  # asserted objectives become --junitxml properties
+    darklaunch.asserted.clear()
+    try:
         result = yield
         markers = list(item.iter_markers("darklaunch"))
         if markers:
-            from pytest_darklaunch.fixtures import check_markers
+            from pytest_darklaunch.assertions import check_markers
 
             check_markers(item, markers)
+    finally:
+        # Asserted objectives become --junitxml properties, those of a failed test too.
+        for verdict in darklaunch.asserted:
+            item.user_properties.extend(junit_properties(verdict))
+        darklaunch.asserted.clear()
     return result
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    if item.get_closest_marker("darklaunch") is None:
-        return
-    state = _session(item.config)
-    if state is None or not state.resolved.active:
-        from pytest_darklaunch.assertions import NO_EXPERIMENT
+    if item.get_closest_marker("darklaunch") is not None:
+        from pytest_darklaunch.runstate import active_or_skip
 
-        pytest.skip(NO_EXPERIMENT)
+        active_or_skip(item.config)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    state = _session(config)
-    if state is None or not state.started or not _is_controller(config):
+    darklaunch = _running(config)
+    if darklaunch is None:
         return
-    from pytest_darklaunch.report import terminal_summary
+    from pytest_darklaunch.report.files import OUTPUTS, Outputs
+    from pytest_darklaunch.report.terminal import terminal_summary
 
-    terminal_summary(terminalreporter, state)
+    terminal_summary(terminalreporter, darklaunch, config.stash.get(OUTPUTS, Outputs()))
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
-    state = _session(config)
-    if state is None or not state.started or not _is_controller(config):
+    darklaunch = _running(config)
+    if darklaunch is None:
         return
-    state.stop_experiment()
-    from pytest_darklaunch.report import write_reports
+    darklaunch.stop_experiment()
+    from pytest_darklaunch.report.files import OUTPUTS, write_reports
 
     instructions = ""
     try:
-        write_reports(config, state)
+        config.stash[OUTPUTS] = write_reports(darklaunch)
     finally:
         try:
-            instructions = state.teardown()
+            instructions = darklaunch.teardown()
         except KeyboardInterrupt:
             # Ctrl-C or SIGTERM during teardown: the backend finished tearing down first.
             session.exitstatus = pytest.ExitCode.INTERRUPTED
-    if _late_signals:
+    guard = config.stash.get(SIGNALS, None)
+    if guard is not None and guard.interrupted_late:
         session.exitstatus = pytest.ExitCode.INTERRUPTED
     if instructions:
         reporter = config.pluginmanager.get_plugin("terminalreporter")
@@ -281,10 +257,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    state = config.stash.get(STATE, None)
-    if state is not None:
-        if _is_controller(config):
-            state.teardown()
-            _restore_sigterm()
-        if state in _current:
-            _current.remove(state)
+    darklaunch = session_of(config)
+    if darklaunch is None:
+        return
+    if _is_controller(config):
+        darklaunch.teardown()
+        guard = config.stash.get(SIGNALS, None)
+        if guard is not None:
+            guard.restore()
+    deactivate(darklaunch)

@@ -3,7 +3,8 @@
 The controller (or the only process) owns a :class:`DarklaunchSession` that provisions through
 a backend, runs the experiment in a background thread and tears everything down. pytest-xdist
 workers own a session too, but only read the controller's result file, named in
-``workerinput``. This module holds no pytest hooks; ``plugin.py`` drives it.
+``workerinput``. This module imports nothing of the pytest layer; ``plugin.py`` drives it and
+passes in how an interval is described on the terminal (``describe_interval``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ if TYPE_CHECKING:  # the modules behind a running experiment load only when one 
     from pytest_darklaunch.core.experiment import ExperimentData, Interval, Runner
     from pytest_darklaunch.core.spec import Spec
     from pytest_darklaunch.core.verdict import Verdict
+
+    # Formats the progress line of an interval (the pytest layer's ``progress_line``).
+    DescribeInterval = Callable[[ExperimentData, Interval, list[Verdict]], str]
+
 RESULT_FILE = "result.json"
 PROVISIONING_FAILED = "provisioning failed"
 # How often an xdist worker looks for the result file: a stat call, so cheap enough to keep the
@@ -37,8 +42,14 @@ RESULT_POLL_S = 0.05
 class DarklaunchSession:
     """The experiment of one pytest run, as the pytest layer sees it."""
 
-    def __init__(self, resolved: Resolved, run_id: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        resolved: Resolved,
+        run_id: Optional[str] = None,
+        describe_interval: Optional[DescribeInterval] = None,
+    ) -> None:
         self.resolved = resolved
+        self.describe_interval = describe_interval
         self.run_id = run_id or uuid.uuid4().hex[:10]
         self.workdir: Optional[str] = None
         self.backend: Optional[Backend] = None
@@ -48,6 +59,8 @@ class DarklaunchSession:
         self.result_path: Optional[str] = None
         self.progress: queue.Queue[str] = queue.Queue()
         self.progress_sink: Optional[Callable[[str], None]] = None
+        # The verdicts asserted by the test now running (its JUnit properties, see plugin).
+        self.asserted: list[Verdict] = []
         self._thread: Optional[threading.Thread] = None
         self._stop = threading.Event()
         self._done = threading.Event()
@@ -103,12 +116,12 @@ class DarklaunchSession:
 
     def _fail(self, message: str) -> None:
         """Record an error that ends the experiment before it ran; workers read it from the file."""
-        from pytest_darklaunch.core.experiment import new_data
+        from pytest_darklaunch.core.experiment import Stage, new_data
 
         self.error = message
         settings = self.resolved.settings
         self.data = new_data(self.spec, "envoy", {"live": {}, "dark": {}}, settings.full_duration)
-        self.data.error, self.data.stage = message, "failed"
+        self.data.error, self.data.stage = message, Stage.FAILED
         self._provisioned.set()
         self._save_and_finish()
 
@@ -133,8 +146,10 @@ class DarklaunchSession:
             if self.data is None:
                 self._fail(f"{type(exc).__name__}: {exc}")
                 return
+            from pytest_darklaunch.core.experiment import Stage
+
             self.data.error = f"{type(exc).__name__}: {exc}"
-            self.data.stage = "failed"
+            self.data.stage = Stage.FAILED
         self._save_and_finish()
 
     def _runner(self, env: Environment) -> Runner:
@@ -171,9 +186,9 @@ class DarklaunchSession:
     def _on_interval(
         self, data: ExperimentData, interval: Interval, verdicts: list[Verdict]
     ) -> None:
-        from pytest_darklaunch.report import progress_line
-
-        line = progress_line(data, interval, verdicts)
+        if self.describe_interval is None:
+            return
+        line = self.describe_interval(data, interval, verdicts)
         if self.progress_sink is not None:
             self.progress_sink(line)
         else:
@@ -245,29 +260,31 @@ class DarklaunchSession:
             + 30
         )
 
-    def wait(self, drain: Callable[[str], None] | None = None) -> ExperimentData:
-        """Block until the experiment finished; raise its provisioning error if any."""
+    def wait(self, write: Callable[[str], None] | None = None) -> ExperimentData:
+        """Block until the experiment finished, passing progress lines to ``write`` meanwhile;
+        raise its provisioning error if any."""
         if self.error:
             raise ProvisioningError(self.error)
         if self._thread is not None or self._done.is_set():
             deadline = time.monotonic() + self.max_duration_s()
-            while not self._done.wait(0.1 if drain else 1.0):
-                self._drain(drain)
+            while not self._done.wait(0.1 if write else 1.0):
+                self.flush_progress(write)
                 if time.monotonic() > deadline:
                     raise ProvisioningError(
                         f"the experiment did not finish within {self.max_duration_s():.0f} s"
                     )
-            self._drain(drain)
+            self.flush_progress(write)
             if self.error:
                 raise ProvisioningError(self.error)
             assert self.data is not None
             return self.data
         return self._wait_for_file()
 
-    def _drain(self, drain: Callable[[str], None] | None) -> None:
-        while drain is not None:
+    def flush_progress(self, write: Callable[[str], None] | None) -> None:
+        """Pass the progress lines queued so far to ``write`` (``None``: keep them queued)."""
+        while write is not None:
             try:
-                drain(self.progress.get_nowait())
+                write(self.progress.get_nowait())
             except queue.Empty:
                 return
 
@@ -308,7 +325,8 @@ class DarklaunchSession:
 
 
 def _import_for_background(backend: str) -> None:
-    """Import, in the main thread, the packages the experiment's thread needs.
+    """Import, in the main thread, the packages the experiment's thread needs (the progress
+    formatter came imported with ``describe_interval``).
 
     pytest goes on collecting test modules while that thread provisions, and they may import the
     same packages (requests, kubernetes, ...): a package imported for the first time by two
@@ -316,8 +334,7 @@ def _import_for_background(backend: str) -> None:
     initialized module"). Imported here, every one is complete before the thread starts.
     """
     import pytest_darklaunch.core.experiment
-    import pytest_darklaunch.core.prometheus  # requests
-    import pytest_darklaunch.report  # noqa: F401
+    import pytest_darklaunch.core.prometheus  # noqa: F401 - requests
 
     if backend == "kubernetes":
         from pytest_darklaunch.backends.kubernetes.api import import_client

@@ -1,8 +1,10 @@
 """The experiment loop: warm up, then sample every interval, decide as early as the data allows.
 
-:func:`run_experiment` needs only a Prometheus client and the environment a backend returned;
-it produces :class:`ExperimentData`, plain and JSON-serialisable, from which every verdict is a
-pure function (so pytest-xdist workers can judge from a file).
+Not to be confused with ``assertions.Experiment`` (the handle tests get),
+``--darklaunch-experiment`` (an Iter8 YAML) or ``judge="experiment"`` (judging the whole run).
+:class:`Runner` needs only a Prometheus client and the environment a backend returned; it fills
+:class:`ExperimentData`, plain and JSON-serialisable, from which every verdict is a pure
+function (so pytest-xdist workers can judge from a file).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from pytest_darklaunch.core.metrics import (
 from pytest_darklaunch.core.sampler import Snapshot, SnapshotReader, Window, window_between
 from pytest_darklaunch.core.spec import Objective, Spec
 from pytest_darklaunch.core.units import format_duration
-from pytest_darklaunch.core.verdict import FAIL, Context, Verdict, judge
+from pytest_darklaunch.core.verdict import FAIL, Context, Estimate, Verdict, estimate, judge
 from pytest_darklaunch.errors import MetricsError
 
 if TYPE_CHECKING:
@@ -36,6 +38,17 @@ if TYPE_CHECKING:
 ROLES = ("dark", "live")
 # Prometheus' first scrape of a new target lands about 5 s after it starts.
 FIRST_SCRAPE_TIMEOUT_S = 30.0
+
+
+class Stage:
+    """The values of :attr:`ExperimentData.stage` (also the JSON report's ``stage``)."""
+
+    PENDING = "pending"
+    WARMING_UP = "warming up"
+    RUNNING = "running"
+    STOPPED = "stopped"
+    COMPLETED = "completed"
+    FAILED = "failed"
 
 
 @dataclass(frozen=True)
@@ -65,7 +78,7 @@ class ExperimentData:
     fail_fast: bool = False
     started_at: float = 0.0
     finished_at: float = 0.0
-    stage: str = "pending"
+    stage: str = Stage.PENDING
     stop_reason: str = ""
     error: str = ""
     intervals: list[Interval] = field(default_factory=list)
@@ -104,6 +117,14 @@ class ExperimentData:
     def verdicts_for(self, objectives: Sequence[Objective]) -> list[Verdict]:
         """The final verdicts on ``objectives`` (empty before the first interval)."""
         return [v for v in (self.verdict(o) for o in objectives) if v is not None]
+
+    def series(
+        self, metric: str, role: str, cumulative: bool = False
+    ) -> list[tuple[Interval, Estimate]]:
+        """Each interval with ``role``'s estimate of ``metric`` on its own window (or on the
+        cumulative window up to its end)."""
+        windows = [(i, (i.cumulative if cumulative else i.windows)[role]) for i in self.intervals]
+        return [(i, estimate(w, metric, self.confidence)) for i, w in windows]
 
     def to_json(self) -> dict[str, Any]:
         out = {k: v for k, v in self.__dict__.items() if k != "intervals"}
@@ -146,6 +167,20 @@ class ExperimentData:
     def load(cls, path: str) -> ExperimentData:
         with open(path, encoding="utf-8") as fh:
             return cls.from_json(json.load(fh))
+
+
+def unavailable_reason(error: str, data: Optional[ExperimentData]) -> str:
+    """Why there can be no verdict on any objective (``""`` when there can be): the run's own
+    ``error`` (provisioning failed, say), no experiment, a failed one, or no interval completed."""
+    if error:
+        return error
+    if data is None:
+        return "the experiment did not run"
+    if data.error:
+        return f"the experiment failed: {data.error}"
+    if not data.intervals:
+        return f"no interval was completed ({data.stop_reason or data.stage})"
+    return ""
 
 
 def new_data(
@@ -266,12 +301,12 @@ class Runner:
 
     def run(self) -> ExperimentData:
         data = self.data
-        data.stage = "warming up"
+        data.stage = Stage.WARMING_UP
         try:
             self._run()
         except MetricsError as exc:
             data.error = str(exc)
-            data.stage = "failed"
+            data.stage = Stage.FAILED
         finally:
             data.finished_at = self.clock()
             if self.traffic_stats is not None:
@@ -288,23 +323,23 @@ class Runner:
         else:
             warm_end = self.traffic_started_at + spec.traffic.warmup_s
             if not self._wait_until(warm_end):
-                data.stage, data.stop_reason = "stopped", "interrupted during warm-up"
+                data.stage, data.stop_reason = Stage.STOPPED, "interrupted during warm-up"
                 return
             # The first interval starts at a real scrape after the warm-up: an exact baseline.
             t0 = self._wait_fresh(warm_end, FIRST_SCRAPE_TIMEOUT_S)
             if self.stop.is_set():
-                data.stage, data.stop_reason = "stopped", "interrupted during warm-up"
+                data.stage, data.stop_reason = Stage.STOPPED, "interrupted during warm-up"
                 return
             first = previous = self._snapshots(t0)
         data.started_at = t0
-        data.stage = "running"
+        data.stage = Stage.RUNNING
         end = t0
         for k in range(1, spec.duration.iterations + 1):
             # On schedule, but at least half a scrape after the previous end, so that every
             # window holds a scrape of its own.
             target = max(t0 + k * spec.duration.interval_s, end + self.scrape_interval_s / 2)
             if not self._wait_until(target):
-                data.stage, data.stop_reason = "stopped", f"interrupted in interval {k}"
+                data.stage, data.stop_reason = Stage.STOPPED, f"interrupted in interval {k}"
                 return
             # The window ends exactly at the first scrape at or after its target: reading at a
             # scrape's own timestamp makes the snapshot that scrape, never the one before it.
@@ -317,7 +352,7 @@ class Runner:
             )
             self._seen_scrape = True
             if self.stop.is_set():
-                data.stage, data.stop_reason = "stopped", f"interrupted in interval {k}"
+                data.stage, data.stop_reason = Stage.STOPPED, f"interrupted in interval {k}"
                 return
             current = self._snapshots(end)
             src = SOURCES[data.source]
@@ -341,15 +376,15 @@ class Runner:
             if data.full_duration or final or not verdicts:
                 continue
             if all(v.decided for v in verdicts):
-                data.stage = "completed"
+                data.stage = Stage.COMPLETED
                 data.stop_reason = f"all objectives decided after {k} of {data.planned} intervals"
                 return
             failed = [v.objective.metric for v in verdicts if v.outcome == FAIL]
             if data.fail_fast and failed:
-                data.stage = "completed"
+                data.stage = Stage.COMPLETED
                 data.stop_reason = (
                     f"fail-fast: {', '.join(failed)} breached after {k} of {data.planned} intervals"
                 )
                 return
-        data.stage = "completed"
+        data.stage = Stage.COMPLETED
         data.stop_reason = f"all {data.planned} intervals sampled"

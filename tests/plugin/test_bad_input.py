@@ -482,7 +482,7 @@ def starts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     calls: list[str] = []
     monkeypatch.setattr(DarklaunchSession, "start", lambda self: calls.append(self.run_id))
-    monkeypatch.setattr("pytest_darklaunch.plugin._install_sigterm", lambda: None)
+    monkeypatch.setattr("pytest_darklaunch.interrupts.SignalGuard.install", lambda self: None)
     return calls
 
 

@@ -32,7 +32,7 @@ def starts(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFac
 
     calls: list[str] = []
     monkeypatch.setattr(DarklaunchSession, "start", lambda self: calls.append(self.run_id))
-    monkeypatch.setattr("pytest_darklaunch.plugin._install_sigterm", lambda: None)
+    monkeypatch.setattr("pytest_darklaunch.interrupts.SignalGuard.install", lambda self: None)
     tmp = tmp_path_factory.mktemp("TMPDIR")
     monkeypatch.setenv("TMPDIR", str(tmp))
     monkeypatch.setattr(tempfile, "tempdir", str(tmp))

@@ -29,9 +29,11 @@ import pytest
 import yaml
 
 from pytest_darklaunch.core.units import format_value as fmt
-from pytest_darklaunch.report import BUILTIN_ROWS, terminal_summary
-from pytest_darklaunch.report_github import github_annotations, markdown_summary
-from pytest_darklaunch.report_json import report_document
+from pytest_darklaunch.report.assessment import BUILTIN_ROWS
+from pytest_darklaunch.report.files import Outputs
+from pytest_darklaunch.report.github import github_annotations, markdown_summary
+from pytest_darklaunch.report.json_report import report_document
+from pytest_darklaunch.report.terminal import terminal_summary
 from tests.procfs import processes_with_env
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "conformance"
@@ -590,7 +592,7 @@ def failed_state(tmp_path: Path) -> Any:
         environment=None,
         run_id="r1",
         error="provisioning failed: no route to the cluster",
-        _drain=lambda write: None,
+        flush_progress=lambda write: None,
     )
 
 
@@ -616,9 +618,8 @@ def test_terminal_summary_of_a_failed_provisioning(failed_state: Any) -> None:
     reporter = SimpleNamespace(
         write_line=lambda line, **markup: written.append(line),
         write_sep=lambda sep, title: written.append(f"{sep * 3} {title} {sep * 3}"),
-        config=SimpleNamespace(stash={}),
     )
-    terminal_summary(reporter, failed_state)
+    terminal_summary(reporter, failed_state, Outputs())
     assert written[0] == "=== darklaunch: 3 inconclusive ==="
     assert "  error         provisioning failed: no route to the cluster" in written
     assert "  stage         the experiment did not run" in written

@@ -18,13 +18,14 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Optional
 from xml.sax.saxutils import escape, quoteattr
 
 if TYPE_CHECKING:
     from pytest_darklaunch.core.verdict import Verdict
+    from pytest_darklaunch.session import DarklaunchSession
 
-WIDTH, HEIGHT = 720, 360
+WIDTH, HEIGHT = 720, 360  # of a chart, in SVG pixels
 LEFT, RIGHT, TOP, BOTTOM = 72, 24, 56, 48
 COLORS = {"dark": "#7b2cbf", "live": "#1f77b4"}
 LIMIT_COLOR = "#c0392b"
@@ -185,31 +186,32 @@ def _path(
     return " ".join(parts)
 
 
-def write_plots(directory: str, state: Any, verdicts: Sequence[Verdict]) -> dict[str, str]:
-    """One SVG per spec objective of the session ``state``, named by the objective's test id
+def write_plots(
+    directory: str, darklaunch: DarklaunchSession, verdicts: Sequence[Verdict]
+) -> dict[str, str]:
+    """One SVG per spec objective of the run, named by the objective's test id
     (``mean-latency.svg``); returns ``{id: path}``."""
-    from pytest_darklaunch.core.units import format_value as fmt
-    from pytest_darklaunch.core.verdict import estimate
-    from pytest_darklaunch.report import _ids, limit_text, metric_units, shown_values
+    from pytest_darklaunch.core.units import format_value
+    from pytest_darklaunch.report.assessment import (
+        limit_text,
+        metric_units,
+        objective_files,
+        shown_values,
+    )
 
-    spec = state.spec
-    data = state.data
-    intervals = data.intervals if data else []
-    start = data.started_at if data else 0.0
-    confidence = data.confidence if data else spec.confidence
+    spec, data = darklaunch.spec, darklaunch.data
     os.makedirs(directory, exist_ok=True)
     out = {}
     by_objective = {v.objective: v for v in verdicts}
-    for ident, obj in _ids(spec):
+    for ident, obj in objective_files(spec):
         units = metric_units(spec, obj.metric)
         # live first, so dark is drawn on top where the two overlap
         series = [
             Series(
                 role,
-                [
-                    (i.end - start, estimate(i.windows[role], obj.metric, confidence).value)
-                    for i in intervals
-                ],
+                []
+                if data is None
+                else [(i.end - data.started_at, e.value) for i, e in data.series(obj.metric, role)],
             )
             for role in ("live", "dark")
         ]
@@ -223,7 +225,10 @@ def write_plots(directory: str, state: Any, verdicts: Sequence[Verdict]) -> dict
         subtitle = f"per-interval values; limit {limit_text(obj, units) or 'none'}"
         if v is not None:
             dark, live = shown_values(v, data)
-            subtitle += f"; cumulative dark {fmt(dark, units)}, live {fmt(live, units)}: {outcome}"
+            subtitle += (
+                f"; cumulative dark {format_value(dark, units)}, "
+                f"live {format_value(live, units)}: {outcome}"
+            )
         path = os.path.join(directory, re.sub(r"[^A-Za-z0-9._-]+", "_", ident) + ".svg")
         with open(path, "w", encoding="utf-8") as fh:
             fh.write(chart(obj.label, units, series, limits, subtitle, outcome))

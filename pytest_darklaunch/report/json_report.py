@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-from pytest_darklaunch.core.experiment import ExperimentData
 from pytest_darklaunch.core.spec import Spec
-from pytest_darklaunch.core.verdict import Estimate, estimate
-from pytest_darklaunch.report import (
-    _SENSITIVE,
-    HIDDEN,
-    REPORT_VERSION,
+from pytest_darklaunch.core.verdict import Estimate
+from pytest_darklaunch.report.assessment import (
     final_verdicts,
     generator_facts,
+    hide_sensitive,
     metric_rows,
     metric_units,
     mirror_facts,
     redact_url,
+    run_error,
 )
+
+if TYPE_CHECKING:
+    from pytest_darklaunch.session import DarklaunchSession
+
+REPORT_VERSION = 1
 
 
 def _clean(value: Any) -> Any:
@@ -43,11 +46,11 @@ def _estimate_json(e: Estimate) -> dict[str, Any]:
     }
 
 
-def report_document(state: Any, plots: Optional[dict[str, str]] = None) -> dict[str, Any]:
+def report_document(
+    darklaunch: DarklaunchSession, plots: Optional[dict[str, str]] = None
+) -> dict[str, Any]:
     """The JSON report (keys documented in docs/report.md, kept stable)."""
-    spec: Spec = state.spec
-    data: Optional[ExperimentData] = state.data
-    env = state.environment
+    spec, data, env = darklaunch.spec, darklaunch.data, darklaunch.environment
     verdicts = [
         {
             "metric": v.objective.metric,
@@ -69,35 +72,37 @@ def report_document(state: Any, plots: Optional[dict[str, str]] = None) -> dict[
             "window": list(v.window) if v.window != (0.0, 0.0) else None,
             "units": metric_units(spec, v.objective.metric),
         }
-        for v in final_verdicts(state)
+        for v in final_verdicts(darklaunch)
     ]
-    series: dict[str, dict[str, list[dict[str, Any]]]] = {}
     rows = metric_rows(spec, data)
-    for row in rows:
-        assert data is not None  # rows are empty without data
-        series[row.metric] = {role: [] for role in ("dark", "live")}
-        for i in data.intervals:
-            for role, points in series[row.metric].items():
-                e = estimate(i.windows[role], row.metric, data.confidence)
-                points.append(
-                    {"start": i.start, "end": i.end, "value": e.value, "samples": e.samples}
-                )
-    url = (env.prometheus_url if env else None) or state.resolved.settings.prometheus_url
+    series = {
+        row.metric: {
+            role: [
+                {"start": i.start, "end": i.end, "value": e.value, "samples": e.samples}
+                for i, e in data.series(row.metric, role)
+            ]
+            for role in ("dark", "live")
+        }
+        for row in rows
+        if data is not None  # rows are empty without data
+    }
+    settings = darklaunch.resolved.settings
+    url = (env.prometheus_url if env else None) or settings.prometheus_url
     gen = generator_facts(spec, data)
     gen.pop("generated")
     document: dict[str, Any] = _clean(
         {
             "version": REPORT_VERSION,
-            "run_id": state.run_id,
+            "run_id": darklaunch.run_id,
             "spec": spec_json(spec),
-            "backend": state.resolved.settings.backend,
+            "backend": settings.backend,
             "prometheus_url": redact_url(url) if url else None,
             "metric_source": env.metric_source if env else None,
             "started_at": (data.started_at or None) if data else None,
             "finished_at": (data.finished_at or None) if data else None,
             "stage": data.stage if data else "not started",
             "stop_reason": data.stop_reason if data else "",
-            "error": state.error or (data.error if data else "") or None,
+            "error": run_error(darklaunch) or None,
             "intervals": {
                 "completed": len(data.intervals) if data else 0,
                 "planned": spec.duration.iterations,
@@ -126,11 +131,7 @@ def spec_json(spec: Spec) -> dict[str, Any]:
     import dataclasses
 
     out: dict[str, Any] = json.loads(json.dumps(dataclasses.asdict(spec), default=str))
-    out["traffic"]["headers"] = _hide(out["traffic"].get("headers") or {})
+    out["traffic"]["headers"] = hide_sensitive(out["traffic"].get("headers") or {})
     for role in ("live", "dark"):
-        out["versions"][role]["env"] = _hide(out["versions"][role].get("env") or {})
+        out["versions"][role]["env"] = hide_sensitive(out["versions"][role].get("env") or {})
     return out
-
-
-def _hide(values: dict[str, str]) -> dict[str, str]:
-    return {k: HIDDEN if _SENSITIVE.search(k) else v for k, v in values.items()}

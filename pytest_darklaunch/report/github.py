@@ -4,24 +4,26 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any, Optional
+from typing import TYPE_CHECKING
 
-from pytest_darklaunch.core.experiment import ExperimentData
-from pytest_darklaunch.core.spec import Spec
-from pytest_darklaunch.core.units import format_value as fmt
+from pytest_darklaunch.core.units import format_value
 from pytest_darklaunch.core.verdict import FAIL, INCONCLUSIVE, PASS, Verdict
-from pytest_darklaunch.report import (
-    _change,
-    _summary_counts,
+from pytest_darklaunch.report.assessment import (
     limit_text,
     metric_rows,
     metric_units,
     mirror_facts,
+    run_error,
     shown_values,
+    summary_counts,
 )
 
+if TYPE_CHECKING:
+    from pytest_darklaunch.session import DarklaunchSession
 
-def _in_github() -> bool:
+
+def in_github() -> bool:
+    """True on GitHub Actions (a job summary file or the runner's own variable)."""
     return bool(os.environ.get("GITHUB_STEP_SUMMARY")) or os.environ.get("GITHUB_ACTIONS") == "true"
 
 
@@ -55,27 +57,26 @@ _ICON = {PASS: "✅ pass", FAIL: "❌ fail", INCONCLUSIVE: "⚠️ inconclusive"
 
 
 def markdown_summary(
-    state: Any, verdicts: Sequence[Verdict], plots: Sequence[tuple[str, str]]
+    darklaunch: DarklaunchSession, verdicts: Sequence[Verdict], plots: Sequence[tuple[str, str]]
 ) -> str:
     """The GitHub job summary: a headline, the objective and metrics assessment, plot links."""
-    spec: Spec = state.spec
-    data: Optional[ExperimentData] = state.data
-    m = mirror_facts(spec, data)
-    observed = "" if m["observed_percent"] is None else f" (observed {m['observed_percent']:.1f}%)"
+    spec, data = darklaunch.spec, darklaunch.data
+    observed_percent = mirror_facts(spec, data)["observed_percent"]
+    observed = "" if observed_percent is None else f" (observed {observed_percent:.1f}%)"
     done = (
         f"{len(data.intervals)} of {data.planned}" if data else f"0 of {spec.duration.iterations}"
     )
     why = (data.stop_reason or data.stage) if data else "did not run"
     lines = [
-        f"### darklaunch {spec.target}: {_summary_counts(verdicts)}",
+        f"### darklaunch {spec.target}: {summary_counts(verdicts)}",
         "",
         f"live `{spec.versions.live.revision}`, dark `{spec.versions.dark.revision}` · backend "
-        f"{state.resolved.settings.backend} · mirror {spec.mirror.percent:g}%{observed} · "
+        f"{darklaunch.resolved.settings.backend} · mirror {spec.mirror.percent:g}%{observed} · "
         f"{spec.traffic.rate_rps:g} requests/s · {done} intervals of "
         f"{spec.duration.interval_s:g} s ({_md(why)})",
         "",
     ]
-    error = state.error or (data.error if data else "")
+    error = run_error(darklaunch)
     if error:
         lines += [f"**Error:** {_md(error)}", ""]
     lines += [
@@ -89,7 +90,7 @@ def markdown_summary(
         dark, live = shown_values(v, data)
         lines.append(
             f"| {_md(v.objective.metric)} | {_md(limit_text(v.objective, units))} | "
-            f"{fmt(dark, units)} | {fmt(live, units)} | {v.samples} | "
+            f"{format_value(dark, units)} | {format_value(live, units)} | {v.samples} | "
             f"{_ICON.get(v.outcome, v.outcome)} | {_md(v.reason)} |"
         )
     rows = metric_rows(spec, data)
@@ -102,8 +103,8 @@ def markdown_summary(
             "| --- | ---: | ---: | ---: | --- | ---: |",
         ]
         lines += [
-            f"| {_md(r.metric)} | {fmt(r.dark.value)} | {fmt(r.live.value)} | "
-            f"{_change(r)} | {r.units} | {r.dark.samples} / {r.live.samples} |"
+            f"| {_md(r.metric)} | {format_value(r.dark.value)} | {format_value(r.live.value)} | "
+            f"{r.change} | {r.units} | {r.dark.samples} / {r.live.samples} |"
             for r in rows
         ]
     if plots:

@@ -1,0 +1,198 @@
+"""What every output shows of a finished run, computed once from the session: pure functions.
+
+The objective outcomes are the ones the tests saw (:func:`final_verdicts`, built by the same
+judge; a run that could not measure makes each objective inconclusive, for the reason
+``core.experiment.unavailable_reason`` gives). Also here: the metric rows, the mirror and
+generator facts, what is hidden in reports, and the file names of the objectives.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Optional
+
+from pytest_darklaunch.core import stats
+from pytest_darklaunch.core.experiment import ExperimentData, unavailable_reason
+from pytest_darklaunch.core.metrics import units_of
+from pytest_darklaunch.core.spec import Objective, Spec
+from pytest_darklaunch.core.verdict import (
+    FAIL,
+    INCONCLUSIVE,
+    PASS,
+    Estimate,
+    Verdict,
+    bounds_text,
+    estimate,
+)
+
+if TYPE_CHECKING:
+    from pytest_darklaunch.session import DarklaunchSession
+
+# The metrics assessment always shows these, then custom metrics and other objective metrics.
+BUILTIN_ROWS = (
+    "request-count",
+    "throughput",
+    "mean-latency",
+    "95th-percentile-tail-latency",
+    "p99",
+    "error-count",
+    "error-rate",
+)
+HIDDEN = "***"
+SENSITIVE = re.compile(
+    r"auth|cookie|token|secret|passw|api[-_]?key|credential|session", re.IGNORECASE
+)
+
+
+def redact_url(url: str) -> str:
+    """The URL without ``user:password@`` (imported lazily: ``requests`` is not needed for a
+    report header, and inactive runs must stay cheap)."""
+    from pytest_darklaunch.core.prometheus import redact_url as prometheus_redact_url
+
+    return prometheus_redact_url(url)
+
+
+def hide_sensitive(values: dict[str, str]) -> dict[str, str]:
+    """``values`` with the secret-looking keys' values replaced by :data:`HIDDEN`."""
+    return {k: HIDDEN if SENSITIVE.search(k) else v for k, v in values.items()}
+
+
+def run_error(darklaunch: DarklaunchSession) -> str:
+    """The run's error: provisioning's, else the experiment's (``""`` when none)."""
+    data = darklaunch.data
+    return darklaunch.error or (data.error if data else "")
+
+
+def final_verdicts(darklaunch: DarklaunchSession) -> list[Verdict]:
+    """One verdict per spec objective, as the tests see them (a failed run is inconclusive)."""
+    spec, data = darklaunch.spec, darklaunch.data
+    problem = unavailable_reason(darklaunch.error or "", data)
+    if problem or data is None:
+        return [
+            Verdict(o, INCONCLUSIVE, problem, units=units_of(o.metric), error=True)
+            for o in spec.objectives
+        ]
+    return data.verdicts_for(spec.objectives)
+
+
+def metric_units(spec: Spec, metric: str) -> str:
+    custom = {m.name: m.units for m in spec.metrics}
+    return custom[metric] if metric in custom else units_of(metric)
+
+
+def limit_text(obj: Objective, units: str = "") -> str:
+    """The objective's bounds, and how they are judged when not on the whole experiment."""
+    text = bounds_text(obj, units)
+    if obj.judge == "interval":
+        text += f" per interval ({obj.failure_limit} may fail)"
+    return text
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    """One metric on the cumulative window, for dark and live."""
+
+    metric: str
+    units: str
+    dark: Estimate
+    live: Estimate
+
+    @property
+    def change(self) -> str:
+        """Dark relative to live, ``+12.5%`` (empty without both values or with live at 0)."""
+        dark, live = self.dark.value, self.live.value
+        if dark is None or live is None or not live:
+            return ""
+        return f"{100 * (dark - live) / abs(live):+.1f}%"
+
+
+def metric_rows(spec: Spec, data: Optional[ExperimentData]) -> list[MetricRow]:
+    """The built-in metrics, custom metrics and any other objective metric, cumulative."""
+    if data is None or not data.intervals:
+        return []
+    names = list(
+        dict.fromkeys(
+            [*BUILTIN_ROWS, *(m.name for m in spec.metrics), *(o.metric for o in spec.objectives)]
+        )
+    )
+    last = data.intervals[-1].cumulative
+    return [
+        MetricRow(
+            n,
+            metric_units(spec, n),
+            estimate(last["dark"], n, data.confidence),
+            estimate(last["live"], n, data.confidence),
+        )
+        for n in names
+    ]
+
+
+def mirror_facts(spec: Spec, data: Optional[ExperimentData]) -> dict[str, Any]:
+    """Configured vs observed mirrored share on the cumulative window."""
+    out: dict[str, Any] = {
+        "configured_percent": spec.mirror.percent,
+        "observed_percent": None,
+        "dark_requests": None,
+        "live_requests": None,
+        "ok": None,
+        "interval_percent": None,
+    }
+    if data is None or not data.intervals:
+        return out
+    last = data.intervals[-1].cumulative
+    dark, live = last["dark"].requests, last["live"].requests
+    out.update(dark_requests=dark, live_requests=live)
+    if dark is None or not live:
+        return out
+    ok, lo, hi, observed = stats.mirror_share_check(round(dark), round(live), spec.mirror.percent)
+    # As the verdicts do: requests in flight at the window's edges may be counted later on dark.
+    slack = spec.mirror.percent / 100 * (data.target_rps or 0.0) * data.timeout_s
+    ok = ok or abs(dark - spec.mirror.percent / 100 * live) <= slack
+    out.update(observed_percent=100 * observed, ok=ok, interval_percent=[100 * lo, 100 * hi])
+    return out
+
+
+def generator_facts(spec: Spec, data: Optional[ExperimentData]) -> dict[str, Any]:
+    gen = (data.generator if data else None) or {}
+    keys = ("achieved_rps", "sent", "errors", "late", "lag_p50_ms", "lag_p99_ms")
+    out = {"target_rps": spec.traffic.rate_rps, **{k: gen.get(k) for k in keys}}
+    out["generated"] = data is None or data.target_rps is not None
+    return out
+
+
+def summary_counts(verdicts: Sequence[Verdict]) -> str:
+    """``1 passed, 2 failed`` (or ``no objectives``)."""
+    counts = {o: sum(v.outcome == o for v in verdicts) for o in (PASS, FAIL, INCONCLUSIVE)}
+    words = {PASS: "passed", FAIL: "failed", INCONCLUSIVE: "inconclusive"}
+    return ", ".join(f"{n} {words[o]}" for o, n in counts.items() if n) or "no objectives"
+
+
+def shown_values(
+    v: Verdict, data: Optional[ExperimentData]
+) -> tuple[Optional[float], Optional[float]]:
+    """Dark and live values to show for a verdict: its own, else the cumulative ones (an
+    inconclusive verdict may carry none, yet what was measured is worth seeing)."""
+    if v.value is not None or data is None or not data.intervals:
+        return v.value, v.live_value
+    last = data.intervals[-1].cumulative
+    metric = v.objective.metric
+    dark, live = (estimate(last[r], metric, data.confidence).value for r in ("dark", "live"))
+    return dark, live
+
+
+def objective_ids(objectives: Sequence[Objective]) -> list[str]:
+    """Test ids: the metric name, numbered when a metric has several objectives."""
+    names = [o.metric for o in objectives]
+    seen: dict[str, int] = {}
+    ids = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        ids.append(name if names.count(name) == 1 else f"{name}-{seen[name]}")
+    return ids
+
+
+def objective_files(spec: Spec) -> list[tuple[str, Objective]]:
+    """Each spec objective with its test id, which also names its chart."""
+    return list(zip(objective_ids(spec.objectives), spec.objectives))

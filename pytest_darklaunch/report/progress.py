@@ -1,0 +1,81 @@
+"""Live progress: one line per interval while the experiment runs, and the per-interval values
+a failed objective shows."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable, Optional
+
+from pytest_darklaunch.core.metrics import units_of
+from pytest_darklaunch.core.units import format_value
+from pytest_darklaunch.core.verdict import INCONCLUSIVE, Verdict, estimate
+
+if TYPE_CHECKING:
+    import pytest
+
+    from pytest_darklaunch.core.experiment import ExperimentData, Interval
+
+
+def progress_line(data: ExperimentData, interval: Interval, verdicts: list[Verdict]) -> str:
+    """One line per interval: iteration k/N, requests so far, each objective's dark/live value.
+
+    ``darklaunch 3/10 t+6s | requests live 600, dark 231 (38.5%) | mean-latency dark 7.6 ms
+    live 7.3 ms pass | ...`` (values on the cumulative window, as the verdicts use them).
+    """
+    dark, live = interval.cumulative["dark"], interval.cumulative["live"]
+    share = ""
+    if live.requests and dark.requests is not None:
+        share = f" ({100 * dark.requests / live.requests:.1f}%)"
+    parts = [
+        f"darklaunch {interval.index}/{data.planned} t+{interval.end - data.started_at:.0f}s",
+        f"requests live {format_value(live.requests)}, dark {format_value(dark.requests)}{share}",
+    ]
+    final = interval.index >= data.planned
+    for v in verdicts:
+        metric = v.objective.metric
+        dark_value, live_value = (estimate(w, metric, data.confidence).value for w in (dark, live))
+        units = units_of(metric)
+        # Before the last interval nothing is inconclusive yet: the experiment goes on.
+        outcome = "undecided" if v.outcome == INCONCLUSIVE and not final else v.outcome
+        parts.append(
+            f"{metric} dark {format_value(dark_value, units)} "
+            f"live {format_value(live_value, units)} {outcome}"
+        )
+    return " | ".join(parts)
+
+
+def progress_writer(config: pytest.Config) -> Optional[Callable[[str], None]]:
+    """Writes progress lines on their own line, or nothing under ``-q``."""
+    if config.get_verbosity() < 0:
+        return lambda line: None
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        return None
+    return reporter.write_line  # type: ignore[no-any-return]
+
+
+def uncaptured(
+    config: pytest.Config, write: Callable[[str], None] | None
+) -> Callable[[str], None] | None:
+    """``write`` with pytest's output capture suspended, so progress reaches the terminal
+    while a test waits for the experiment (as live logging does)."""
+    capman = config.pluginmanager.getplugin("capturemanager")
+    if write is None or capman is None:
+        return write
+
+    def write_uncaptured(line: str) -> None:
+        with capman.global_and_fixture_disabled():
+            write(line)
+
+    return write_uncaptured
+
+
+def format_points(verdict: Verdict, data: ExperimentData) -> list[str]:
+    """``#3 t+6.0s: 7.3 / 7.1  pass``: each interval's dark / live value of the objective."""
+    out = []
+    start = data.started_at
+    for k, p in enumerate(verdict.points, 1):
+        mark = f"  {p.outcome}" if p.outcome else ""
+        out.append(
+            f"#{k} t+{p.end - start:.1f}s: {format_value(p.dark)} / {format_value(p.live)}{mark}"
+        )
+    return out

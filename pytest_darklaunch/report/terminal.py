@@ -1,0 +1,266 @@
+"""The terminal: the report header, and the summary after the tests (the counterpart of
+``iter8ctl describe``), one function per section.
+
+Everything here reads the session after the fact, through ``assessment``.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+from pytest_darklaunch.core.config import OPTIONS, Resolved
+from pytest_darklaunch.core.units import format_value
+from pytest_darklaunch.core.verdict import FAIL, PASS, Verdict
+from pytest_darklaunch.report.assessment import (
+    final_verdicts,
+    generator_facts,
+    limit_text,
+    metric_rows,
+    metric_units,
+    mirror_facts,
+    redact_url,
+    shown_values,
+    summary_counts,
+)
+
+if TYPE_CHECKING:
+    from pytest_darklaunch.core.experiment import ExperimentData
+    from pytest_darklaunch.report.files import Outputs
+    from pytest_darklaunch.session import DarklaunchSession
+
+LINE_WIDTH = 100  # of a wrapped summary line
+_COLOR = {PASS: "green", FAIL: "red"}
+
+# write(line, **markup): the terminal reporter's write_line
+Write = Callable[..., None]
+
+
+def header_lines(resolved: Resolved, run_id: str = "") -> list[str]:
+    """``darklaunch: target=default/sample-app (--darklaunch-target), ...``, the objectives and
+    the run id (what names the temp dir and labels the Kubernetes objects), of an active run."""
+    parts = []
+    for opt in OPTIONS:
+        if opt.name in resolved.values:
+            value = resolved.values[opt.name]
+            if opt.name == "prometheus-url":
+                value = redact_url(value)
+            parts.append(f"{opt.name}={value} ({resolved.origin.get(opt.name, 'default')})")
+    spec = resolved.spec
+    assert spec is not None
+    objectives = ", ".join(o.label for o in spec.objectives) or "none in the spec"
+    lines = ["darklaunch: " + ", ".join(parts), f"darklaunch objectives: {objectives}"]
+    if run_id:
+        lines.append(f"darklaunch run id: {run_id}")
+    return lines
+
+
+def terminal_summary(reporter: Any, darklaunch: DarklaunchSession, outputs: Outputs) -> None:
+    """Overview, progress, objective and metrics assessment, mirror check, generator, files;
+    then GitHub annotations for failed objectives."""
+    darklaunch.flush_progress(reporter.write_line)
+    verdicts = final_verdicts(darklaunch)
+    reporter.write_sep("=", f"darklaunch: {summary_counts(verdicts)}")
+    write: Write = reporter.write_line
+    _overview(write, darklaunch)
+    _progress(write, darklaunch)
+    _objectives(write, darklaunch, verdicts)
+    _metrics(write, darklaunch)
+    _mirror(write, darklaunch)
+    _generator(write, darklaunch)
+    _files(write, outputs)
+    from pytest_darklaunch.report.github import github_annotations, in_github
+
+    if in_github():
+        for line in github_annotations(verdicts, darklaunch.resolved.settings.inconclusive):
+            write(line)
+
+
+def _wrap(text: str, indent: int) -> list[str]:
+    return textwrap.wrap(
+        text,
+        LINE_WIDTH,
+        initial_indent=" " * indent,
+        subsequent_indent=" " * (indent + 2),
+        break_on_hyphens=False,
+    )
+
+
+def _field(write: Write, label: str, text: str, **markup: bool) -> None:
+    """``  label         text``, wrapped under the text."""
+    lines = _wrap(text, 16) or [""]
+    write(f"  {label:<12}  {lines[0].lstrip()}", **markup)
+    for extra in lines[1:]:
+        write(extra, **markup)
+
+
+def _table(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[int] = ()
+) -> list[str]:
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
+
+    def line(cells: Sequence[str]) -> str:
+        return (
+            "  "
+            + "  ".join(
+                c.rjust(w) if i in right else c.ljust(w)
+                for i, (c, w) in enumerate(zip(cells, widths))
+            ).rstrip()
+        )
+
+    return [line(headers), *(line(r) for r in rows)]
+
+
+def _when(ts: Optional[float], pattern: str = "%Y-%m-%d %H:%M:%S") -> str:
+    if not ts:
+        return "n/a"
+    return datetime.fromtimestamp(ts, timezone.utc).strftime(pattern)
+
+
+def _window(data: Optional[ExperimentData]) -> str:
+    if data and data.intervals:
+        return f" (cumulative window {data.intervals[-1].end - data.started_at:.1f} s)"
+    return ""
+
+
+def _overview(write: Write, darklaunch: DarklaunchSession) -> None:
+    spec, data, env = darklaunch.spec, darklaunch.data, darklaunch.environment
+    write("Overview", bold=True)
+    _field(write, "target", str(spec.target))
+    where = (
+        f"Prometheus {redact_url(env.prometheus_url)}, {env.metric_source} metrics" if env else ""
+    )
+    backend = darklaunch.resolved.settings.backend
+    _field(write, "backend", f"{backend}" + (f" ({where})" if where else ""))
+    versions = f"live {spec.versions.live.revision}, dark {spec.versions.dark.revision}"
+    _field(write, "versions", versions)
+    mirror = f"{spec.mirror.percent:g}% of live's requests (host {spec.mirror.host})"
+    _field(write, "mirror", mirror)
+    traffic = spec.traffic
+    _field(write, "traffic", f"{traffic.rate_rps:g} requests/s, {traffic.method} {traffic.path}")
+    duration = spec.duration
+    ran = ""
+    if data and data.started_at:
+        ran = f"; ran {_when(data.started_at)}..{_when(data.finished_at, '%H:%M:%S')} UTC"
+    planned = f"{duration.iterations} x {duration.interval_s:g} s planned ({duration.total_s:g} s)"
+    _field(write, "duration", planned + ran)
+
+
+def _progress(write: Write, darklaunch: DarklaunchSession) -> None:
+    data = darklaunch.data
+    write("Progress", bold=True)
+    if darklaunch.error:
+        _field(write, "error", darklaunch.error, red=True)
+    if data is None:
+        _field(write, "stage", "the experiment did not run")
+        return
+    _field(write, "iterations", f"{len(data.intervals)} of {data.planned} completed")
+    _field(write, "stage", data.stage)
+    if data.stop_reason:
+        _field(write, "stop reason", data.stop_reason)
+    if data.error:
+        _field(write, "error", data.error, red=True)
+
+
+def _objectives(write: Write, darklaunch: DarklaunchSession, verdicts: list[Verdict]) -> None:
+    spec, data = darklaunch.spec, darklaunch.data
+    write(f"Objective assessment{_window(data)}", bold=True)
+    rows, colors = [], []
+    for v in verdicts:
+        units = metric_units(spec, v.objective.metric)
+        dark, live = shown_values(v, data)
+        rows.append(
+            [
+                v.objective.metric,
+                limit_text(v.objective, units),
+                format_value(dark, units),
+                format_value(live, units),
+                str(v.samples),
+                v.outcome.upper(),
+            ]
+        )
+        colors.append(_COLOR.get(v.outcome, "yellow"))
+    table = _table(["OBJECTIVE", "LIMIT", "DARK", "LIVE", "SAMPLES", "OUTCOME"], rows, (2, 3, 4))
+    write(table[0])
+    for line, v, color in zip(table[1:], verdicts, colors):
+        write(line, **{color: True})
+        for extra in _wrap(v.reason, 6):
+            write(extra)
+    if not verdicts:
+        write("  the spec declares no objectives")
+
+
+def _metrics(write: Write, darklaunch: DarklaunchSession) -> None:
+    rows = metric_rows(darklaunch.spec, darklaunch.data)
+    write(f"Metrics assessment{_window(darklaunch.data)}", bold=True)
+    if not rows:
+        write("  no interval was completed")
+        return
+    cells = [
+        [
+            r.metric,
+            format_value(r.dark.value),
+            format_value(r.live.value),
+            r.change,
+            r.units or "-",
+            f"{r.dark.samples}/{r.live.samples}",
+        ]
+        for r in rows
+    ]
+    headers = ["METRIC", "DARK", "LIVE", "DARK VS LIVE", "UNITS", "SAMPLES DARK/LIVE"]
+    for line in _table(headers, cells, (1, 2, 3, 5)):
+        write(line)
+
+
+def _mirror(write: Write, darklaunch: DarklaunchSession) -> None:
+    write("Mirror check", bold=True)
+    mirror = mirror_facts(darklaunch.spec, darklaunch.data)
+    configured = f"configured {mirror['configured_percent']:g}%"
+    if mirror["observed_percent"] is None:
+        _field(write, "share", f"{configured}, observed n/a (no requests)")
+        return
+    lo, hi = mirror["interval_percent"]
+    verdict = "ok" if mirror["ok"] else "MISMATCH: the routing is wrong, no other number holds"
+    _field(
+        write,
+        "share",
+        f"{configured}, observed {mirror['observed_percent']:.1f}% (dark "
+        f"{format_value(mirror['dark_requests'])} of live {format_value(mirror['live_requests'])}"
+        f" requests; 99.9% interval {lo:.1f}..{hi:.1f}%): {verdict}",
+        **({} if mirror["ok"] else {"red": True}),
+    )
+
+
+def _generator(write: Write, darklaunch: DarklaunchSession) -> None:
+    write("Generator", bold=True)
+    gen = generator_facts(darklaunch.spec, darklaunch.data)
+    if not gen["generated"]:
+        text = "not generated by this run (provision none): live's own traffic is mirrored"
+        _field(write, "traffic", text)
+    elif gen["sent"] is None:
+        backend = darklaunch.resolved.settings.backend
+        text = f"target {gen['target_rps']:g} requests/s; the {backend} backend "
+        _field(write, "traffic", text + "reported no generator counters")
+    else:
+        lag = ""
+        if gen["lag_p50_ms"] is not None:
+            p50, p99 = (format_value(gen[k], "ms") for k in ("lag_p50_ms", "lag_p99_ms"))
+            lag = f"; lag p50 {p50}, p99 {p99}"
+        achieved = format_value(gen["achieved_rps"], "requests/s")
+        _field(write, "rate", f"target {gen['target_rps']:g} requests/s, achieved {achieved}")
+        counts = f"sent {gen['sent']}, errors {gen['errors']}, late {gen['late']}"
+        _field(write, "requests", counts + lag)
+
+
+def _files(write: Write, outputs: Outputs) -> None:
+    if not (outputs.written or outputs.errors):
+        return
+    write("Files", bold=True)
+    for label, text in outputs.written:
+        _field(write, label, text)
+    for text in outputs.errors:
+        _field(write, "error", text, red=True)
