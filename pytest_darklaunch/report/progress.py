@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable, Optional
 
-from pytest_darklaunch.core.metrics import units_of
 from pytest_darklaunch.core.units import format_value
 from pytest_darklaunch.core.verdict import INCONCLUSIVE, Verdict, estimate
 
@@ -33,7 +32,7 @@ def progress_line(data: ExperimentData, interval: Interval, verdicts: list[Verdi
     for v in verdicts:
         metric = v.objective.metric
         dark_value, live_value = (estimate(w, metric, data.confidence).value for w in (dark, live))
-        units = units_of(metric)
+        units = v.units  # the judge's, as in the assertion message
         # Before the last interval nothing is inconclusive yet: the experiment goes on.
         outcome = "undecided" if v.outcome == INCONCLUSIVE and not final else v.outcome
         parts.append(
