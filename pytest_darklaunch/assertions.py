@@ -15,12 +15,12 @@ from typing import Any, Callable, Optional, Union
 import pytest
 
 from pytest_darklaunch.core.experiment import ExperimentData, unavailable_reason
-from pytest_darklaunch.core.metrics import is_builtin, units_of
+from pytest_darklaunch.core.metrics import is_builtin
 from pytest_darklaunch.core.spec import (
     Objective,
+    Reader,
     Sources,
     Spec,
-    _Reader,
     known_metrics_hint,
     objective_from_mapping,
 )
@@ -77,7 +77,7 @@ class Experiment:
     ) -> Objective:
         """Build and validate an :class:`Objective` from keyword arguments."""
         custom = {m.name for m in self.spec.metrics}
-        reader = _Reader(Sources("assert_objective"))
+        reader = Reader(Sources("assert_objective"))
         if metric not in custom and not is_builtin(metric):
             raise ConfigError(
                 "metric", metric, "assert_objective", known_metrics_hint(metric, custom)
@@ -98,9 +98,8 @@ class Experiment:
         reason = unavailable_reason("", data)
         if reason:
             # A failed experiment is an error (never skipped); no interval, only inconclusive.
-            return Verdict(
-                obj, INCONCLUSIVE, reason, units=units_of(obj.metric), error=bool(data.error)
-            )
+            units = self.spec.units_of(obj.metric)
+            return Verdict(obj, INCONCLUSIVE, reason, units=units, error=bool(data.error))
         found = data.verdict(obj)
         assert found is not None  # there are intervals
         return found

@@ -56,12 +56,13 @@ def darklaunch_objective_fixture(request: pytest.FixtureRequest) -> Objective:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "darklaunch_objective" not in metafunc.fixturenames:
         return
-    from pytest_darklaunch.report.assessment import objective_ids
     from pytest_darklaunch.runstate import session_of
 
     darklaunch = session_of(metafunc.config)
     if darklaunch is None or not darklaunch.resolved.active or not darklaunch.spec.objectives:
         return
+    from pytest_darklaunch.core.spec import objective_ids
+
     objectives = darklaunch.spec.objectives
     metafunc.parametrize(
         "darklaunch_objective", objectives, ids=objective_ids(objectives), indirect=True

@@ -344,8 +344,10 @@ def _import_for_background(backend: str) -> None:
 
 def _template_values(spec: Spec, env: Environment) -> dict[str, dict[str, str]]:
     """Values of a custom metric's placeholders, per role."""
+    from pytest_darklaunch.core.spec import ROLES
+
     out: dict[str, dict[str, str]] = {}
-    for role in ("live", "dark"):
+    for role in ROLES:
         version = getattr(spec.versions, role)
         labels = env.labels.get(role, {})
         out[role] = {

@@ -27,7 +27,7 @@ from pytest_darklaunch.core.metrics import (
     window_expression,
 )
 from pytest_darklaunch.core.sampler import Snapshot, SnapshotReader, Window, window_between
-from pytest_darklaunch.core.spec import Objective, Spec
+from pytest_darklaunch.core.spec import ROLES, Objective, Spec
 from pytest_darklaunch.core.units import format_duration
 from pytest_darklaunch.core.verdict import FAIL, Context, Estimate, Verdict, estimate, judge
 from pytest_darklaunch.errors import MetricsError
@@ -35,7 +35,6 @@ from pytest_darklaunch.errors import MetricsError
 if TYPE_CHECKING:
     from pytest_darklaunch.core.prometheus import PrometheusClient
 
-ROLES = ("dark", "live")
 # Prometheus' first scrape of a new target lands about 5 s after it starts.
 FIRST_SCRAPE_TIMEOUT_S = 30.0
 
@@ -76,6 +75,9 @@ class ExperimentData:
     timeout_s: float
     full_duration: bool
     fail_fast: bool = False
+    # The custom metrics' declared units (Spec.units_of), so that verdicts judged from the
+    # result file on an xdist worker show them too; built-in metrics follow the built-in rule.
+    custom_units: dict[str, str] = field(default_factory=dict)
     started_at: float = 0.0
     finished_at: float = 0.0
     stage: str = Stage.PENDING
@@ -98,6 +100,7 @@ class ExperimentData:
             self.timeout_s,
             window_expression(src, self.labels.get("dark", {}), metric),
             planned_s=self.interval_s * self.planned,
+            units=self.custom_units.get(metric, ""),
         )
 
     def verdict(self, obj: Objective, final: bool = True) -> Optional[Verdict]:
@@ -202,6 +205,7 @@ def new_data(
         timeout_s=spec.traffic.timeout_s,
         full_duration=full_duration,
         fail_fast=fail_fast,
+        custom_units={m.name: m.units for m in spec.metrics},
     )
 
 

@@ -3,20 +3,18 @@
 The objective outcomes are the ones the tests saw (:func:`final_verdicts`, built by the same
 judge; a run that could not measure makes each objective inconclusive, for the reason
 ``core.experiment.unavailable_reason`` gives). Also here: the metric rows, the mirror and
-generator facts, what is hidden in reports, and the file names of the objectives.
+generator facts, and the file names of the objectives (what is hidden is ``core.redaction``).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
 from pytest_darklaunch.core import stats
 from pytest_darklaunch.core.experiment import ExperimentData, unavailable_reason
-from pytest_darklaunch.core.metrics import units_of
-from pytest_darklaunch.core.spec import Objective, Spec
+from pytest_darklaunch.core.spec import Objective, Spec, objective_ids
 from pytest_darklaunch.core.verdict import (
     FAIL,
     INCONCLUSIVE,
@@ -40,10 +38,6 @@ BUILTIN_ROWS = (
     "error-count",
     "error-rate",
 )
-HIDDEN = "***"
-SENSITIVE = re.compile(
-    r"auth|cookie|token|secret|passw|api[-_]?key|credential|session", re.IGNORECASE
-)
 
 
 def redact_url(url: str) -> str:
@@ -52,11 +46,6 @@ def redact_url(url: str) -> str:
     from pytest_darklaunch.core.prometheus import redact_url as prometheus_redact_url
 
     return prometheus_redact_url(url)
-
-
-def hide_sensitive(values: dict[str, str]) -> dict[str, str]:
-    """``values`` with the secret-looking keys' values replaced by :data:`HIDDEN`."""
-    return {k: HIDDEN if SENSITIVE.search(k) else v for k, v in values.items()}
 
 
 def run_error(darklaunch: DarklaunchSession) -> str:
@@ -71,15 +60,10 @@ def final_verdicts(darklaunch: DarklaunchSession) -> list[Verdict]:
     problem = unavailable_reason(darklaunch.error or "", data)
     if problem or data is None:
         return [
-            Verdict(o, INCONCLUSIVE, problem, units=units_of(o.metric), error=True)
+            Verdict(o, INCONCLUSIVE, problem, units=spec.units_of(o.metric), error=True)
             for o in spec.objectives
         ]
     return data.verdicts_for(spec.objectives)
-
-
-def metric_units(spec: Spec, metric: str) -> str:
-    custom = {m.name: m.units for m in spec.metrics}
-    return custom[metric] if metric in custom else units_of(metric)
 
 
 def limit_text(obj: Objective, units: str = "") -> str:
@@ -121,7 +105,7 @@ def metric_rows(spec: Spec, data: Optional[ExperimentData]) -> list[MetricRow]:
     return [
         MetricRow(
             n,
-            metric_units(spec, n),
+            spec.units_of(n),
             estimate(last["dark"], n, data.confidence),
             estimate(last["live"], n, data.confidence),
         )
@@ -180,17 +164,6 @@ def shown_values(
     metric = v.objective.metric
     dark, live = (estimate(last[r], metric, data.confidence).value for r in ("dark", "live"))
     return dark, live
-
-
-def objective_ids(objectives: Sequence[Objective]) -> list[str]:
-    """Test ids: the metric name, numbered when a metric has several objectives."""
-    names = [o.metric for o in objectives]
-    seen: dict[str, int] = {}
-    ids = []
-    for name in names:
-        seen[name] = seen.get(name, 0) + 1
-        ids.append(name if names.count(name) == 1 else f"{name}-{seen[name]}")
-    return ids
 
 
 def objective_files(spec: Spec) -> list[tuple[str, Objective]]:

@@ -11,7 +11,6 @@ from pytest_darklaunch.core.verdict import FAIL, INCONCLUSIVE, PASS, Verdict
 from pytest_darklaunch.report.assessment import (
     limit_text,
     metric_rows,
-    metric_units,
     mirror_facts,
     run_error,
     shown_values,
@@ -86,7 +85,7 @@ def markdown_summary(
         "| --- | --- | ---: | ---: | ---: | --- | --- |",
     ]
     for v in verdicts:
-        units = metric_units(spec, v.objective.metric)
+        units = spec.units_of(v.objective.metric)
         dark, live = shown_values(v, data)
         lines.append(
             f"| {_md(v.objective.metric)} | {_md(limit_text(v.objective, units))} | "

@@ -6,14 +6,13 @@ import json
 import math
 from typing import TYPE_CHECKING, Any, Optional
 
+from pytest_darklaunch.core.redaction import hide_sensitive
 from pytest_darklaunch.core.spec import Spec
 from pytest_darklaunch.core.verdict import Estimate
 from pytest_darklaunch.report.assessment import (
     final_verdicts,
     generator_facts,
-    hide_sensitive,
     metric_rows,
-    metric_units,
     mirror_facts,
     redact_url,
     run_error,
@@ -70,7 +69,7 @@ def report_document(
             "samples": v.samples,
             "query": v.query,
             "window": list(v.window) if v.window != (0.0, 0.0) else None,
-            "units": metric_units(spec, v.objective.metric),
+            "units": spec.units_of(v.objective.metric),
         }
         for v in final_verdicts(darklaunch)
     ]

@@ -194,7 +194,6 @@ def write_plots(
     from pytest_darklaunch.core.units import format_value
     from pytest_darklaunch.report.assessment import (
         limit_text,
-        metric_units,
         objective_files,
         shown_values,
     )
@@ -204,7 +203,7 @@ def write_plots(
     out = {}
     by_objective = {v.objective: v for v in verdicts}
     for ident, obj in objective_files(spec):
-        units = metric_units(spec, obj.metric)
+        units = spec.units_of(obj.metric)
         # live first, so dark is drawn on top where the two overlap
         series = [
             Series(

@@ -19,7 +19,6 @@ from pytest_darklaunch.report.assessment import (
     generator_facts,
     limit_text,
     metric_rows,
-    metric_units,
     mirror_facts,
     redact_url,
     shown_values,
@@ -171,7 +170,7 @@ def _objectives(write: Write, darklaunch: DarklaunchSession, verdicts: list[Verd
     write(f"Objective assessment{_window(data)}", bold=True)
     rows, colors = [], []
     for v in verdicts:
-        units = metric_units(spec, v.objective.metric)
+        units = spec.units_of(v.objective.metric)
         dark, live = shown_values(v, data)
         rows.append(
             [

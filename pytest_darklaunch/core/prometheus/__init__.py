@@ -26,7 +26,6 @@ from pytest_darklaunch.core.prometheus.auth import (
     ENV_PASSWORD,
     ENV_TOKEN,
     ENV_USER,
-    HIDDEN,
     redact_url,
 )
 from pytest_darklaunch.core.prometheus.client import (
@@ -36,6 +35,7 @@ from pytest_darklaunch.core.prometheus.results import (
     QueryResult,
     Sample,
 )
+from pytest_darklaunch.core.redaction import HIDDEN
 
 __all__ = [
     "ENV_INSECURE",

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 from requests.auth import AuthBase, HTTPBasicAuth
 
+from pytest_darklaunch.core.redaction import HIDDEN
 from pytest_darklaunch.core.units import parse_boolean
 from pytest_darklaunch.errors import ConfigError
 
@@ -27,9 +28,6 @@ ENV_PASSWORD = "PYTEST_DARKLAUNCH_PROMETHEUS_PASSWORD"
 
 
 ENV_INSECURE = "PYTEST_DARKLAUNCH_PROMETHEUS_INSECURE"
-
-
-HIDDEN = "***"
 
 
 class _BearerAuth(AuthBase):

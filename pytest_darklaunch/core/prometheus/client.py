@@ -21,12 +21,12 @@ from pytest_darklaunch.core.prometheus.auth import (
     ENV_PASSWORD,
     ENV_TOKEN,
     ENV_USER,
-    HIDDEN,
     auth_from_env,
     env_flag,
     redact_url,
 )
 from pytest_darklaunch.core.prometheus.results import QueryResult, Sample
+from pytest_darklaunch.core.redaction import HIDDEN
 from pytest_darklaunch.errors import ConfigError, MetricsError
 
 _FIRST_BACKOFF_S = 0.1

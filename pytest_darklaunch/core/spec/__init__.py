@@ -41,6 +41,7 @@ from pytest_darklaunch.core.spec.objectives import (
     OBJECTIVE_KEYS,
     known_metrics_hint,
     objective_from_mapping,
+    objective_ids,
     parse_increase,
     parse_objectives,
 )
@@ -50,9 +51,6 @@ from pytest_darklaunch.core.spec.reader import (
     Sources,
     dotted,
 )
-
-# The reader's former private name; assertions.py still imports it (pytest layer, to follow).
-_Reader = Reader
 
 __all__ = [
     "ROLES",
@@ -81,6 +79,7 @@ __all__ = [
     "dotted",
     "known_metrics_hint",
     "objective_from_mapping",
+    "objective_ids",
     "parse_increase",
     "parse_objectives",
     "parse_target",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Callable
 
 from pytest_darklaunch.core.metrics import BUILTIN_NAMES
@@ -99,3 +99,14 @@ def parse_increase(value: object) -> Increase:
     if amount < 0:
         raise ValueError(value)
     return Increase(amount, relative)
+
+
+def objective_ids(objectives: Sequence[Objective]) -> list[str]:
+    """Test ids: the metric name, numbered when a metric has several objectives."""
+    names = [o.metric for o in objectives]
+    seen: dict[str, int] = {}
+    ids = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        ids.append(name if names.count(name) == 1 else f"{name}-{seen[name]}")
+    return ids

@@ -1,0 +1,23 @@
+"""What stands in for a credential in anything we print or write, and which names look like one.
+
+Light on purpose (no ``requests``): the Prometheus client and the reports both use it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+HIDDEN = "***"
+SENSITIVE = re.compile(
+    r"auth|cookie|token|secret|passw|api[-_]?key|credential|session", re.IGNORECASE
+)
+
+
+def hide_sensitive(values: Mapping[str, str]) -> dict[str, str]:
+    """``values`` with the secret-looking keys' values replaced by :data:`HIDDEN`.
+
+    >>> hide_sensitive({"Authorization": "Bearer x", "Accept": "text/plain"})
+    {'Authorization': '***', 'Accept': 'text/plain'}
+    """
+    return {k: HIDDEN if SENSITIVE.search(k) else v for k, v in values.items()}
