@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from pytest_darklaunch.core.redaction import hide_sensitive
 from pytest_darklaunch.core.spec import Spec
-from pytest_darklaunch.core.verdict import Estimate
+from pytest_darklaunch.core.verdict import Estimate, Verdict
 from pytest_darklaunch.report.assessment import (
     final_verdicts,
     generator_facts,
@@ -45,34 +45,34 @@ def _estimate_json(e: Estimate) -> dict[str, Any]:
     }
 
 
+def _verdict_json(v: Verdict, spec: Spec) -> dict[str, Any]:
+    obj = v.objective
+    return {
+        "metric": obj.metric,
+        "label": obj.label,
+        "outcome": v.outcome,
+        "value": v.value,
+        "live_value": v.live_value,
+        "lo": v.lo,
+        "hi": v.hi,
+        "upper": obj.upper,
+        "lower": obj.lower,
+        "max_increase": None if obj.max_increase is None else str(obj.max_increase),
+        "judge": obj.judge,
+        "reason": v.reason,
+        "samples": v.samples,
+        "query": v.query,
+        "window": list(v.window) if v.window != (0.0, 0.0) else None,
+        "units": spec.units_of(obj.metric),
+    }
+
+
 def report_document(
     darklaunch: DarklaunchSession, plots: Optional[dict[str, str]] = None
 ) -> dict[str, Any]:
     """The JSON report (keys documented in docs/report.md, kept stable)."""
     spec, data, env = darklaunch.spec, darklaunch.data, darklaunch.environment
-    verdicts = [
-        {
-            "metric": v.objective.metric,
-            "label": v.objective.label,
-            "outcome": v.outcome,
-            "value": v.value,
-            "live_value": v.live_value,
-            "lo": v.lo,
-            "hi": v.hi,
-            "upper": v.objective.upper,
-            "lower": v.objective.lower,
-            "max_increase": None
-            if v.objective.max_increase is None
-            else str(v.objective.max_increase),
-            "judge": v.objective.judge,
-            "reason": v.reason,
-            "samples": v.samples,
-            "query": v.query,
-            "window": list(v.window) if v.window != (0.0, 0.0) else None,
-            "units": spec.units_of(v.objective.metric),
-        }
-        for v in final_verdicts(darklaunch)
-    ]
+    verdicts = [_verdict_json(v, spec) for v in final_verdicts(darklaunch)]
     rows = metric_rows(spec, data)
     series = {
         row.metric: {
