@@ -72,6 +72,21 @@ def _num(value: float) -> str:
     return f"{value:.4g}"
 
 
+@dataclass(frozen=True)
+class _Frame:
+    """The plot area and its scales: data values to SVG pixels."""
+
+    x_ticks: Sequence[float]
+    y_ticks: Sequence[float]
+
+    def px(self, x: float) -> float:
+        return LEFT + (WIDTH - LEFT - RIGHT) * x / self.x_ticks[-1]
+
+    def py(self, y: float) -> float:
+        lo, hi = self.y_ticks[0], self.y_ticks[-1]
+        return TOP + (HEIGHT - TOP - BOTTOM) * (1 - (y - lo) / (hi - lo))
+
+
 def chart(
     title: str,
     units: str,
@@ -87,19 +102,11 @@ def chart(
     values = [v for s in series for _, v in s.points if v is not None and math.isfinite(v)]
     values += [limit.value for limit in limits]
     xs = [x for s in series for x, _ in s.points]
-    y_ticks = nice_ticks(min([0.0, *values]), max([0.0, *values]) * 1.05 or 1.0)
-    y_lo, y_hi = y_ticks[0], y_ticks[-1]
     x_hi = max(xs) if xs else 1.0
-    x_ticks = nice_ticks(0.0, x_hi or 1.0, 6)
-    x_hi = x_ticks[-1]
-    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-
-    def px(x: float) -> float:
-        return LEFT + plot_w * x / x_hi
-
-    def py(y: float) -> float:
-        return TOP + plot_h * (1 - (y - y_lo) / (y_hi - y_lo))
-
+    frame = _Frame(
+        x_ticks=nice_ticks(0.0, x_hi or 1.0, 6),
+        y_ticks=nice_ticks(min([0.0, *values]), max([0.0, *values]) * 1.05 or 1.0),
+    )
     out = [
         '<?xml version="1.0" encoding="UTF-8"?>',
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
@@ -110,16 +117,29 @@ def chart(
         f'<rect width="{WIDTH}" height="{HEIGHT}" fill="white"/>',
         f'<text x="{LEFT}" y="22" font-size="15" font-weight="bold">{escape(title)}</text>',
         f'<text x="{LEFT}" y="40" fill="#555">{escape(subtitle)}</text>',
+        *_axes(frame, units),
+        *_limit_lines(frame, limits),
+        *_series_lines(frame, series, units),
+        *_legend(series),
+        "</svg>",
     ]
-    for y in y_ticks:
+    return "\n".join(out) + "\n"
+
+
+def _axes(frame: _Frame, units: str) -> list[str]:
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    out = []
+    for y in frame.y_ticks:
+        py = frame.py(y)
         out.append(
-            f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{py(y):.1f}" y2="{py(y):.1f}" '
+            f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{py:.1f}" y2="{py:.1f}" '
             'stroke="#e5e5e5"/>'
         )
-        out.append(f'<text x="{LEFT - 6}" y="{py(y) + 4:.1f}" text-anchor="end">{_num(y)}</text>')
-    for x in x_ticks:
+        out.append(f'<text x="{LEFT - 6}" y="{py + 4:.1f}" text-anchor="end">{_num(y)}</text>')
+    for x in frame.x_ticks:
         out.append(
-            f'<text x="{px(x):.1f}" y="{TOP + plot_h + 18}" text-anchor="middle">{_num(x)}</text>'
+            f'<text x="{frame.px(x):.1f}" y="{TOP + plot_h + 18}" text-anchor="middle">'
+            f"{_num(x)}</text>"
         )
     out.append(
         f'<text x="{LEFT + plot_w / 2:.1f}" y="{HEIGHT - 8}" text-anchor="middle">'
@@ -132,8 +152,13 @@ def chart(
     out.append(
         f'<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#999"/>'
     )
+    return out
+
+
+def _limit_lines(frame: _Frame, limits: Sequence[Limit]) -> list[str]:
+    out = []
     for limit in limits:
-        y = py(limit.value)
+        y = frame.py(limit.value)
         out.append(
             f'<line class="limit" data-limit="{limit.kind}" data-value="{limit.value!r}" '
             f'x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="{LIMIT_COLOR}" '
@@ -143,20 +168,32 @@ def chart(
             f'<text x="{WIDTH - RIGHT - 4}" y="{y - 5:.1f}" text-anchor="end" '
             f'fill="{LIMIT_COLOR}">{limit.kind} limit {_num(limit.value)}</text>'
         )
+    return out
+
+
+def _series_lines(frame: _Frame, series: Sequence[Series], units: str) -> list[str]:
+    out = []
     for s in series:
         color = COLORS.get(s.version, "#333")
         out.append(
             f'<path class="series" data-version={quoteattr(s.version)} '
-            f'd="{_path(s.points, px, py)}" fill="none" stroke="{color}" stroke-width="2"/>'
+            f'd="{_path(s.points, frame.px, frame.py)}" fill="none" stroke="{color}" '
+            'stroke-width="2"/>'
         )
         for x, v in s.points:
             if v is None or not math.isfinite(v):
                 continue
             out.append(
-                f'<circle class="point" data-version={quoteattr(s.version)} cx="{px(x):.1f}" '
-                f'cy="{py(v):.1f}" r="3" fill="{color}"><title>{escape(s.version)} t+'
-                f"{_num(x)} s: {_num(v)} {escape(units)}</title></circle>"
+                f'<circle class="point" data-version={quoteattr(s.version)} '
+                f'cx="{frame.px(x):.1f}" cy="{frame.py(v):.1f}" r="3" fill="{color}">'
+                f"<title>{escape(s.version)} t+{_num(x)} s: {_num(v)} {escape(units)}</title>"
+                "</circle>"
             )
+    return out
+
+
+def _legend(series: Sequence[Series]) -> list[str]:
+    out = []
     for k, s in enumerate(series):
         x = LEFT + 10 + 90 * k
         color = COLORS.get(s.version, "#333")
@@ -165,8 +202,7 @@ def chart(
             f'stroke="{color}" stroke-width="2"/>'
         )
         out.append(f'<text x="{x + 26}" y="{TOP + 18}">{escape(s.version)}</text>')
-    out.append("</svg>")
-    return "\n".join(out) + "\n"
+    return out
 
 
 def _path(
