@@ -170,3 +170,19 @@ def test_zero_baseline_counts_from_the_traffic_start_without_waiting_for_a_scrap
     assert first.start == START + 5
     assert first.end == START + 7 and first.windows["live"].requests == 200
     assert [i.end - START for i in data.intervals] == [7, 9, 11, 13, 15, 17]
+
+
+def test_custom_metric_units_reach_the_judge_also_from_the_result_file():
+    the_spec = build_spec(
+        {
+            "target": "default/sample-app",
+            "metrics": [{"name": "queue-depth", "query": "sum(queue)", "units": "jobs"}],
+            "objectives": [{"metric": "queue-depth", "upper": 5}],
+        },
+        Sources("test"),
+    )
+    data = new_data(the_spec, "envoy", LABELS, True)
+    again = ExperimentData.from_json(json.loads(json.dumps(data.to_json())))  # an xdist worker
+    for d in (data, again):
+        assert d.context("queue-depth").units == "jobs" == the_spec.units_of("queue-depth")
+        assert d.context("mean-latency").units == ""  # built-in metrics: the judge's own rule
