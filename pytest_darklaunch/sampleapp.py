@@ -24,8 +24,11 @@ Knobs (flag / environment variable, a flag wins):
 
 A request log line is the ground truth the accuracy checks compare Prometheus against::
 
-    {"time": 1700000000.123, "latency_ms": 20.113, "status": 200, "x-request-id": "...",
-     "host": "customdomain.com-shadow", "path": "/"}
+    {"time": 1700000000.123, "arrived": 1700000000.103, "latency_ms": 20.113, "status": 200,
+     "x-request-id": "...", "host": "customdomain.com-shadow", "method": "POST",
+     "path": "/items", "query": "page=2", "body_bytes": 23, "body_sha256": "9f86d0..."}
+
+so tests can check that each request arrived with its method, query and exact body.
 
 ``GET /healthz`` answers ``ok`` at once and is not logged: it is the readiness probe.
 The app binds 127.0.0.1 only and exits cleanly on SIGTERM or SIGINT.
@@ -35,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import random
@@ -152,17 +156,24 @@ class SampleApp:
         if request.path == HEALTH_PATH:
             return web.Response(body=b"ok\n", content_type="text/plain")
         start = time.perf_counter()
+        arrived = time.time()
+        body = await request.read() if request.can_read_body else b""
         latency_ms, status = self.plan()
         if latency_ms > 0:
             await asyncio.sleep(latency_ms / 1000.0)
         if self.log is not None:
             line = {
                 "time": round(time.time(), 6),
+                "arrived": round(arrived, 6),
                 "latency_ms": round((time.perf_counter() - start) * 1000.0, 3),
                 "status": status,
                 "x-request-id": request.headers.get("x-request-id"),
                 "host": request.host,
+                "method": request.method,
                 "path": request.path,
+                "query": request.query_string,
+                "body_bytes": len(body),
+                "body_sha256": hashlib.sha256(body).hexdigest(),
             }
             self.log.write(json.dumps(line) + "\n")
         return web.Response(status=status, body=self.body, content_type="text/plain")
@@ -176,7 +187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Line-buffered: every answered request is in the file once its response has left.
     log = open(knobs.log, "a", buffering=1, encoding="utf-8") if knobs.log else None  # noqa: SIM115
     try:
-        app = web.Application()
+        # Recorded uploads can be large; the 1 MiB default would answer them 413.
+        app = web.Application(client_max_size=32 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", SampleApp(knobs, log).handle)
         web.run_app(
             app,

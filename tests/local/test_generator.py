@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import pytest
 
-from pytest_darklaunch.backends.local.generator import LogHistogram
+from pytest_darklaunch.backends.local.counters import LogHistogram
 from pytest_darklaunch.backends.local.processes import (
     ManagedProcess,
     free_port,

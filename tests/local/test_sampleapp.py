@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import statistics
 import time
@@ -107,13 +108,21 @@ def test_request_log_has_ground_truth_fields_and_skips_probes(
     requests.get(f"{url}/healthz", timeout=2).close()
     before = time.time()
     requests.get(f"{url}/x", headers={"x-request-id": "abc-1"}, timeout=2).close()
+    body = bytes(range(256)) * 300  # 75 KiB, not text
+    requests.put(f"{url}/up?a=1&b=2", data=body, timeout=2).close()
 
     lines = read_jsonl(log)
-    assert len(lines) == 1
-    line = lines[0]
-    assert set(line) == {"time", "latency_ms", "status", "x-request-id", "host", "path"}
+    assert len(lines) == 2
+    line, put = lines
+    assert set(line) == {
+        "time", "arrived", "latency_ms", "status", "x-request-id", "host", "method", "path",
+        "query", "body_bytes", "body_sha256",
+    }
     assert line["x-request-id"] == "abc-1" and line["status"] == 200 and line["path"] == "/x"
-    assert before <= line["time"] <= time.time()
+    assert before <= line["arrived"] <= line["time"] <= time.time()
+    assert (line["method"], line["body_bytes"]) == ("GET", 0)
+    assert (put["method"], put["path"], put["query"]) == ("PUT", "/up", "a=1&b=2")
+    assert (put["body_bytes"], put["body_sha256"]) == (len(body), hashlib.sha256(body).hexdigest())
 
 
 def test_binds_loopback_only_and_exits_cleanly_on_sigterm(serve: Serve, tmp_path: Path) -> None:

@@ -16,6 +16,13 @@ and once more on exit::
 Headers given with ``--headers-file`` (a JSON object) stay out of the process list, which
 every user of the machine can read: the backend passes the spec's headers that way.
 
+A mix (``--targets FILE``, the JSON of :func:`~pytest_darklaunch.core.traffic.model.
+targets_to_json`, with bodies) replaces ``--method``/``--path``: at ``--timing rate`` request
+``i`` is still due at ``t0 + i / rate`` and its target is drawn by weight (``--seed``); at
+``--timing recorded`` each target is due at its recorded offset / ``--speed``, and the rate
+the stats file reports as ``target_rps`` is that schedule's. Counts per target (sent, errors,
+late) are under ``targets``; headers and bodies are never written anywhere.
+
 ``--url -`` reads the URL from the first line of stdin, so the process can be started (and its
 imports done) before the address it will load is known. Counters for the first ``--warmup``
 seconds are kept apart (``warmup`` in the file) and excluded from every top-level figure.
@@ -26,95 +33,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import os
 import signal
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+from pytest_darklaunch.backends.local.counters import ERRORS, LATE, SENT, Counters
+from pytest_darklaunch.core.traffic.model import Target, targets_from_json
+from pytest_darklaunch.core.traffic.schedule import TIMINGS, Schedule
 
 REPORT_EVERY_S = 0.5
 # Requests started in one go before the event loop gets a turn.
 BURST = 64
 DRAIN_MAX_S = 1.0
-
-
-class LogHistogram:
-    """Counts of non-negative values (ms) in bins 1% wide: percentiles accurate to 1%.
-
-    >>> h = LogHistogram()
-    >>> for v in range(1, 101):
-    ...     h.add(float(v))
-    >>> round(h.percentile(0.5)), round(h.percentile(0.99))
-    (50, 99)
-    """
-
-    FLOOR_MS = 0.001
-    _LOG_STEP = math.log(1.01)
-
-    def __init__(self) -> None:
-        self.counts: dict[int, int] = {}
-        self.total = 0
-        self.max_ms = 0.0
-
-    def add(self, ms: float) -> None:
-        index = -1 if ms < self.FLOOR_MS else int(math.log(ms / self.FLOOR_MS) / self._LOG_STEP)
-        self.counts[index] = self.counts.get(index, 0) + 1
-        self.total += 1
-        if ms > self.max_ms:
-            self.max_ms = ms
-
-    def percentile(self, q: float) -> float | None:
-        """The value below which a share ``q`` of the values lie (bin's geometric middle)."""
-        if not self.total:
-            return None
-        rank = max(1, math.ceil(q * self.total))
-        seen = 0
-        for index in sorted(self.counts):
-            seen += self.counts[index]
-            if seen >= rank:
-                if index < 0:
-                    return 0.0
-                return min(self.max_ms, self.FLOOR_MS * math.exp((index + 0.5) * self._LOG_STEP))
-        return self.max_ms
-
-
-@dataclass
-class Counters:
-    """What happened to the requests due in one phase (warm-up or measured)."""
-
-    sent: int = 0
-    ok: int = 0
-    errors: int = 0
-    timeouts: int = 0
-    connection_errors: int = 0
-    cancelled: int = 0
-    late: int = 0
-    statuses: dict[str, int] = field(default_factory=dict)
-    lag: LogHistogram = field(default_factory=LogHistogram)
-    latency: LogHistogram = field(default_factory=LogHistogram)
-
-    def as_dict(self) -> dict[str, Any]:
-        def rounded(value: float | None) -> float | None:
-            return None if value is None else round(value, 3)
-
-        return {
-            "sent": self.sent,
-            "ok": self.ok,
-            "errors": self.errors,
-            "timeouts": self.timeouts,
-            "connection_errors": self.connection_errors,
-            "cancelled": self.cancelled,
-            "late": self.late,
-            "statuses": dict(self.statuses),
-            "lag_p50_ms": rounded(self.lag.percentile(0.50)),
-            "lag_p99_ms": rounded(self.lag.percentile(0.99)),
-            "lag_max_ms": rounded(self.lag.max_ms) if self.lag.total else None,
-            "latency_p50_ms": rounded(self.latency.percentile(0.50)),
-            "latency_p99_ms": rounded(self.latency.percentile(0.99)),
-        }
 
 
 @dataclass(frozen=True)
@@ -132,6 +66,25 @@ class Config:
     late_after_s: float = 0.25
     connections: int = 256
     parent_pid: int | None = None
+    targets: tuple[Target, ...] = ()
+    timing: str = "rate"
+    speed: float = 1.0
+    seed: int = 0
+
+    def mix(self) -> tuple[Target, ...]:
+        """The targets to send: ``targets``, or the one of ``method`` and ``path``."""
+        return self.targets or (Target(f"{self.method} {self.path}", self.method, self.path),)
+
+
+@dataclass(frozen=True)
+class Request:
+    """A target made ready to send: full URL, headers as pairs, body or ``None``."""
+
+    name: str
+    method: str
+    url: str
+    headers: tuple[tuple[str, str], ...]
+    body: bytes | None
 
 
 class Generator:
@@ -139,7 +92,15 @@ class Generator:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.target = config.url.rstrip("/") + config.path
+        base = config.url.rstrip("/")
+        self.requests = [
+            Request(t.name, t.method, base + t.path, t.headers, t.body or None)
+            for t in config.mix()
+        ]
+        self.schedule = Schedule(
+            config.mix(), config.rate_rps, config.timing, config.speed, config.seed
+        )
+        self.target = self.requests[0].url if not config.targets else base
         self.warmup = Counters()
         self.measured = Counters()
         self.in_flight: set[asyncio.Task[None]] = set()
@@ -188,17 +149,17 @@ class Generator:
 
     async def _schedule(self, session: Any) -> None:
         loop = asyncio.get_running_loop()
-        interval = 1.0 / self.config.rate_rps
         warm_end = self.t0 + self.config.warmup_s
         end = self.t0 + self.config.max_duration_s
         # A request queued in the client longer than the timeout fails anyway: past this many
         # in flight a due request cannot be answered in time and counts as late (bounded memory).
         max_in_flight = max(
-            self.config.connections * 4, int(self.config.rate_rps * self.config.timeout_s * 1.5)
+            self.config.connections * 4,
+            int(self.schedule.planned_rps * self.config.timeout_s * 1.5),
         )
         next_report = loop.time() + REPORT_EVERY_S
-        index = 0
-        due = self.t0
+        offset, which = self.schedule.next()
+        due = self.t0 + offset
         while due < end:
             delay = due - loop.time()
             if delay > 0:
@@ -208,15 +169,17 @@ class Generator:
             started = 0
             while due <= now and due < end:
                 phase = self.measured if due >= warm_end else self.warmup
+                request = self.requests[which]
                 if now - due > self.config.late_after_s or len(self.in_flight) >= max_in_flight:
                     phase.late += 1
+                    phase.count(request.name, LATE)
                 else:
-                    task = asyncio.create_task(self._one(session, due, phase))
+                    task = asyncio.create_task(self._one(session, request, due, phase))
                     self.in_flight.add(task)
                     task.add_done_callback(self.in_flight.discard)
                     started += 1
-                index += 1
-                due = self.t0 + index * interval
+                offset, which = self.schedule.next()
+                due = self.t0 + offset
                 if started >= BURST:
                     # Let responses and the stats writer run: an overloaded generator must
                     # still report what it manages.
@@ -228,23 +191,28 @@ class Generator:
         if self.stop_reason is None:
             self.stop_reason = "max duration reached"
 
-    async def _one(self, session: Any, due: float, phase: Counters) -> None:
+    async def _one(self, session: Any, request: Request, due: float, phase: Counters) -> None:
         import aiohttp
 
         loop = asyncio.get_running_loop()
         phase.sent += 1
+        phase.count(request.name, SENT)
         phase.lag.add(max(0.0, loop.time() - due) * 1000.0)
         try:
-            async with session.request(self.config.method, self.target) as response:
+            async with session.request(
+                request.method, request.url, headers=request.headers, data=request.body
+            ) as response:
                 await response.read()
                 status = response.status
         except asyncio.TimeoutError:
             phase.timeouts += 1
             phase.errors += 1
+            phase.count(request.name, ERRORS)
             return
         except (aiohttp.ClientError, OSError):
             phase.connection_errors += 1
             phase.errors += 1
+            phase.count(request.name, ERRORS)
             return
         except asyncio.CancelledError:
             phase.cancelled += 1
@@ -256,6 +224,7 @@ class Generator:
             phase.ok += 1
         else:
             phase.errors += 1
+            phase.count(request.name, ERRORS)
 
     async def _drain(self) -> None:
         pending = set(self.in_flight)
@@ -281,9 +250,10 @@ class Generator:
         measured_s = max(0.0, now - self.t0 - self.config.warmup_s)
         achieved = self.measured.sent / measured_s if measured_s >= 0.05 else None
         return {
-            "target_rps": self.config.rate_rps,
+            "target_rps": round(self.schedule.planned_rps, 6),
+            "timing": self.config.timing,
             "url": self.target,
-            "method": self.config.method,
+            "method": self.config.method if not self.config.targets else "mix",
             "started_at": self.started_at,
             "warmup_s": self.config.warmup_s,
             "measured_since": self.started_at + self.config.warmup_s,
@@ -341,6 +311,10 @@ def parse_args(argv: Sequence[str] | None) -> Config:
     parser.add_argument("--late-after", type=_positive, default=0.25, help="lateness budget, s")
     parser.add_argument("--connections", type=int, default=256, help="connection pool size")
     parser.add_argument("--parent-pid", type=int, default=None, help="stop when it is gone")
+    parser.add_argument("--targets", default=None, help="JSON list of targets (a mix)")
+    parser.add_argument("--timing", choices=TIMINGS, default="rate")
+    parser.add_argument("--speed", type=_positive, default=1.0, help="of recorded timing")
+    parser.add_argument("--seed", type=int, default=0, help="of the weighted draw")
     args = parser.parse_args(argv)
     headers = list(args.header)
     if args.headers_file:
@@ -352,6 +326,15 @@ def parse_args(argv: Sequence[str] | None) -> Config:
         if not isinstance(extra, dict):
             parser.error(f"--headers-file {args.headers_file!r}: expected a JSON object")
         headers += [(str(k), str(v)) for k, v in extra.items()]
+    targets: tuple[Target, ...] = ()
+    if args.targets:
+        try:
+            with open(args.targets, encoding="utf-8") as handle:
+                targets = tuple(targets_from_json(json.load(handle)))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            parser.error(f"--targets {args.targets!r}: {exc}")
+        if not targets:
+            parser.error(f"--targets {args.targets!r}: no targets")
     url = args.url
     if url == "-":
         url = sys.stdin.readline().strip()
@@ -373,6 +356,10 @@ def parse_args(argv: Sequence[str] | None) -> Config:
         late_after_s=args.late_after,
         connections=max(1, args.connections),
         parent_pid=args.parent_pid,
+        targets=targets,
+        timing=args.timing,
+        speed=args.speed,
+        seed=args.seed,
     )
 
 

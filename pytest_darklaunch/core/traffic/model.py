@@ -14,11 +14,12 @@ host, and a length recomputed from the body).
 
 from __future__ import annotations
 
+import base64
 import re
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 METHODS_HINT = "one of " + ", ".join(HTTP_METHODS)
@@ -165,4 +166,40 @@ def with_offsets_from_zero(targets: list[Target]) -> list[Target]:
     return [
         t if t.offset_s is None else replace(t, offset_s=round(t.offset_s - first, 6))
         for t in targets
+    ]
+
+
+def targets_to_json(targets: Iterable[Target]) -> list[dict[str, object]]:
+    """The hand-off to the generator process (bodies in base64, header pairs kept in order).
+
+    >>> targets_from_json(targets_to_json([Target("a", "PUT", "/", (("X", "1"),), b"\\0")]))
+    [Target(name='a', method='PUT', path='/', headers=(('X', '1'),), body=b'\\x00', weight=1.0, \
+offset_s=None)]
+    """
+    return [
+        {
+            "name": t.name,
+            "method": t.method,
+            "path": t.path,
+            "headers": [list(pair) for pair in t.headers],
+            "body_base64": base64.b64encode(t.body).decode("ascii"),
+            "weight": t.weight,
+            "offset_s": t.offset_s,
+        }
+        for t in targets
+    ]
+
+
+def targets_from_json(data: Iterable[Mapping[str, Any]]) -> list[Target]:
+    return [
+        Target(
+            name=str(d["name"]),
+            method=str(d["method"]),
+            path=str(d["path"]),
+            headers=tuple((str(k), str(v)) for k, v in d["headers"]),
+            body=base64.b64decode(d["body_base64"]),
+            weight=float(d["weight"]),
+            offset_s=None if d["offset_s"] is None else float(d["offset_s"]),
+        )
+        for d in data
     ]
