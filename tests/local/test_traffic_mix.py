@@ -9,7 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 from pytest_darklaunch.backends.local.processes import ManagedProcess
-from pytest_darklaunch.core.traffic.model import Target, targets_to_json
+from pytest_darklaunch.core.traffic.model import Target, dump_targets
 from tests.local.helpers import binomial_acceptance, read_jsonl, start_sampleapp
 
 GENERATOR = [sys.executable, "-m", "pytest_darklaunch.backends.local.generator"]
@@ -20,7 +20,7 @@ def run_generator(
 ) -> dict[str, object]:
     """Run the generator on ``targets`` until its ``--max-duration``; its final stats."""
     mix = tmp_path / "targets.json"
-    mix.write_text(json.dumps(targets_to_json(targets)), encoding="utf-8")
+    dump_targets(targets, str(mix))
     stats = tmp_path / "stats.json"
     argv = [*GENERATOR, "--url", url, "--stats", str(stats), "--targets", str(mix), *flags]
     proc = ManagedProcess.start("generator", argv, log_path=str(tmp_path / "gen.log"))

@@ -16,8 +16,8 @@ and once more on exit::
 Headers given with ``--headers-file`` (a JSON object) stay out of the process list, which
 every user of the machine can read: the backend passes the spec's headers that way.
 
-A mix (``--targets FILE``, the JSON of :func:`~pytest_darklaunch.core.traffic.model.
-targets_to_json`, with bodies) replaces ``--method``/``--path``: at ``--timing rate`` request
+A mix (``--targets FILE``, written by :func:`~pytest_darklaunch.core.traffic.model.
+dump_targets`, bodies beside it) replaces ``--method``/``--path``: at ``--timing rate`` request
 ``i`` is still due at ``t0 + i / rate`` and its target is drawn by weight (``--seed``); at
 ``--timing recorded`` each target is due at its recorded offset / ``--speed``, and the rate
 the stats file reports as ``target_rps`` is that schedule's. Counts per target (sent, errors,
@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pytest_darklaunch.backends.local.counters import ERRORS, LATE, SENT, Counters
-from pytest_darklaunch.core.traffic.model import Target, targets_from_json
+from pytest_darklaunch.core.traffic.model import Target, load_targets
 from pytest_darklaunch.core.traffic.schedule import TIMINGS, Schedule
 
 REPORT_EVERY_S = 0.5
@@ -67,6 +67,7 @@ class Config:
     connections: int = 256
     parent_pid: int | None = None
     targets: tuple[Target, ...] = ()
+    bodies: tuple[memoryview, ...] = ()
     timing: str = "rate"
     speed: float = 1.0
     seed: int = 0
@@ -84,7 +85,7 @@ class Request:
     method: str
     url: str
     headers: tuple[tuple[str, str], ...]
-    body: bytes | None
+    body: bytes | memoryview | None
 
 
 class Generator:
@@ -93,9 +94,10 @@ class Generator:
     def __init__(self, config: Config) -> None:
         self.config = config
         base = config.url.rstrip("/")
+        bodies: Sequence[bytes | memoryview] = config.bodies or [t.body for t in config.mix()]
         self.requests = [
-            Request(t.name, t.method, base + t.path, t.headers, t.body or None)
-            for t in config.mix()
+            Request(t.name, t.method, base + t.path, t.headers, body if len(body) else None)
+            for t, body in zip(config.mix(), bodies)
         ]
         self.schedule = Schedule(
             config.mix(), config.rate_rps, config.timing, config.speed, config.seed
@@ -327,10 +329,11 @@ def parse_args(argv: Sequence[str] | None) -> Config:
             parser.error(f"--headers-file {args.headers_file!r}: expected a JSON object")
         headers += [(str(k), str(v)) for k, v in extra.items()]
     targets: tuple[Target, ...] = ()
+    bodies: tuple[memoryview, ...] = ()
     if args.targets:
         try:
-            with open(args.targets, encoding="utf-8") as handle:
-                targets = tuple(targets_from_json(json.load(handle)))
+            loaded, views = load_targets(args.targets)
+            targets, bodies = tuple(loaded), tuple(views)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             parser.error(f"--targets {args.targets!r}: {exc}")
         if not targets:
@@ -357,6 +360,7 @@ def parse_args(argv: Sequence[str] | None) -> Config:
         connections=max(1, args.connections),
         parent_pid=args.parent_pid,
         targets=targets,
+        bodies=bodies,
         timing=args.timing,
         speed=args.speed,
         seed=args.seed,

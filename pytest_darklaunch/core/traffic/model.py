@@ -14,12 +14,13 @@ host, and a length recomputed from the body).
 
 from __future__ import annotations
 
-import base64
+import json
+import os
 import re
 import urllib.parse
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Optional
+from typing import BinaryIO, Callable, Optional
 
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 METHODS_HINT = "one of " + ", ".join(HTTP_METHODS)
@@ -169,37 +170,64 @@ def with_offsets_from_zero(targets: list[Target]) -> list[Target]:
     ]
 
 
-def targets_to_json(targets: Iterable[Target]) -> list[dict[str, object]]:
-    """The hand-off to the generator process (bodies in base64, header pairs kept in order).
-
-    >>> targets_from_json(targets_to_json([Target("a", "PUT", "/", (("X", "1"),), b"\\0")]))
-    [Target(name='a', method='PUT', path='/', headers=(('X', '1'),), body=b'\\x00', weight=1.0, \
-offset_s=None)]
+def dump_targets(targets: Iterable[Target], path: str) -> None:
+    """The hand-off to the generator process: ``path`` (JSON, header pairs in order) and
+    ``path.bodies`` (every body, back to back), both readable by the owner only (headers may
+    carry credentials). Bodies stay binary: base64 in JSON would triple the reader's peak
+    memory on a large recording.
     """
-    return [
-        {
-            "name": t.name,
-            "method": t.method,
-            "path": t.path,
-            "headers": [list(pair) for pair in t.headers],
-            "body_base64": base64.b64encode(t.body).decode("ascii"),
-            "weight": t.weight,
-            "offset_s": t.offset_s,
-        }
-        for t in targets
-    ]
+    index: list[dict[str, object]] = []
+    with _private(path + ".bodies") as bodies:
+        offset = 0
+        for t in targets:
+            bodies.write(t.body)
+            index.append(
+                {
+                    "name": t.name,
+                    "method": t.method,
+                    "path": t.path,
+                    "headers": [list(pair) for pair in t.headers],
+                    "body": [offset, len(t.body)],
+                    "weight": t.weight,
+                    "offset_s": t.offset_s,
+                }
+            )
+            offset += len(t.body)
+    with _private(path) as handle:
+        handle.write(json.dumps(index).encode("utf-8"))
 
 
-def targets_from_json(data: Iterable[Mapping[str, Any]]) -> list[Target]:
-    return [
-        Target(
-            name=str(d["name"]),
-            method=str(d["method"]),
-            path=str(d["path"]),
-            headers=tuple((str(k), str(v)) for k, v in d["headers"]),
-            body=base64.b64decode(d["body_base64"]),
-            weight=float(d["weight"]),
-            offset_s=None if d["offset_s"] is None else float(d["offset_s"]),
+def load_targets(path: str) -> tuple[list[Target], list[memoryview]]:
+    """What :func:`dump_targets` wrote: the targets without their bodies, and the bodies as
+    views into one buffer (no copy per body).
+
+    >>> import tempfile, os
+    >>> p = os.path.join(tempfile.mkdtemp(), "t.json")
+    >>> dump_targets([Target("a", "PUT", "/", (("X", "1"),), b"\\0\\1", 2.0)], p)
+    >>> targets, bodies = load_targets(p)
+    >>> targets[0].headers, targets[0].weight, bytes(bodies[0])
+    ((('X', '1'),), 2.0, b'\\x00\\x01')
+    """
+    with open(path, encoding="utf-8") as handle:
+        index = json.load(handle)
+    with open(path + ".bodies", "rb") as handle:
+        blob = memoryview(handle.read())
+    targets, bodies = [], []
+    for d in index:
+        start, length = d["body"]
+        bodies.append(blob[start : start + length])
+        targets.append(
+            Target(
+                name=str(d["name"]),
+                method=str(d["method"]),
+                path=str(d["path"]),
+                headers=tuple((str(k), str(v)) for k, v in d["headers"]),
+                weight=float(d["weight"]),
+                offset_s=None if d["offset_s"] is None else float(d["offset_s"]),
+            )
         )
-        for d in data
-    ]
+    return targets, bodies
+
+
+def _private(path: str) -> BinaryIO:
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
