@@ -261,7 +261,13 @@ class EnvoyAddresses:
 
 
 def start_envoy(
-    spec: Spec, workdir: str, *, live_port: int, dark_port: int, binary: str | None = None
+    spec: Spec,
+    workdir: str,
+    *,
+    live_port: int,
+    dark_port: int,
+    binary: str | None = None,
+    mirror_methods: tuple[str, ...] = SAFE_METHODS,
 ) -> tuple[ManagedProcess, str]:
     """Write the config and start Envoy; returns the process and its admin-address file.
 
@@ -269,7 +275,10 @@ def start_envoy(
     """
     config_path = os.path.join(workdir, "envoy.json")
     with open(config_path, "w", encoding="utf-8") as handle:
-        json.dump(envoy_config(spec, live_port=live_port, dark_port=dark_port), handle, indent=1)
+        config = envoy_config(
+            spec, live_port=live_port, dark_port=dark_port, mirror_methods=mirror_methods
+        )
+        json.dump(config, handle, indent=1)
     admin_path = os.path.join(workdir, "envoy-admin.txt")
     argv = [
         binary or envoy_binary(),
