@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from pytest_darklaunch.core.traffic.mix import Mix, build_mix
-from pytest_darklaunch.core.traffic.model import Target
+from pytest_darklaunch.core.traffic.mix import Mix, build_mix, mirror_methods, traffic_command
+from pytest_darklaunch.core.traffic.model import HTTP_METHODS, Target
 from pytest_darklaunch.core.traffic.schedule import Schedule
 from pytest_darklaunch.errors import ConfigError
 
@@ -405,3 +405,70 @@ def test_secrets_never_in_errors(tmp_path: Path) -> None:
         }
     }
     assert "s3cret" not in error(tmp_path, targets_file=write(tmp_path, "c.har", har(entry)))
+
+
+# -- mirror.methods and traffic.command ------------------------------------------------------
+
+
+def mirror_fail(path: tuple[str, ...], value: object, allowed: str) -> Exception:
+    return ConfigError("mirror." + ".".join(path).replace(".[", "["), value, "spec.yaml", allowed)
+
+
+def test_mirror_methods_default_list_and_all() -> None:
+    assert mirror_methods(None, mirror_fail) == ("GET", "HEAD", "OPTIONS")
+    assert mirror_methods(["post", "GET", "GET"], mirror_fail) == ("GET", "POST")
+    assert mirror_methods("all", mirror_fail) == HTTP_METHODS
+    with pytest.raises(ConfigError) as info:
+        mirror_methods(["GET", "FETCH"], mirror_fail)
+    assert str(info.value) == (
+        "invalid mirror.methods[1] 'FETCH' (from spec.yaml): expected all, or a list of methods "
+        "among GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+    )
+    with pytest.raises(ConfigError, match=r"invalid mirror.methods \[\] "):
+        mirror_methods([], mirror_fail)
+
+
+def test_traffic_command_found_on_path_or_by_path(tmp_path: Path) -> None:
+    assert traffic_command({"command": ["sh", "-c", "true"]}, fail, str(tmp_path)) == (
+        "sh",
+        "-c",
+        "true",
+    )
+    script = tmp_path / "load.sh"
+    script.write_text("#!/bin/sh\n", encoding="utf-8")
+    script.chmod(0o755)
+    assert traffic_command({"command": "./load.sh --fast"}, fail, str(tmp_path)) == (
+        "./load.sh",
+        "--fast",
+    )
+    assert traffic_command({}, fail, str(tmp_path)) is None
+
+
+@pytest.mark.parametrize(
+    ("traffic", "expected"),
+    [
+        (
+            {"command": ["no-such-load-tool-4711", "run"]},
+            "invalid traffic.command 'no-such-load-tool-4711' (from spec.yaml): expected an argv "
+            "list or a command string, its program on PATH or a path to it "
+            "('no-such-load-tool-4711' not found on PATH)",
+        ),
+        (
+            {"command": "./missing.sh"},
+            "invalid traffic.command './missing.sh' (from spec.yaml): "
+            "expected an argv list or a command string, its program on PATH or a path to it "
+            "('./missing.sh' not executable or missing)",
+        ),
+        ({"command": []}, "invalid traffic.command [] (from spec.yaml)"),
+        ({"command": "sh -c 'unclosed"}, 'invalid traffic.command "sh -c \'unclosed"'),
+        (
+            {"command": ["sh"], "targets": [{"path": "/"}]},
+            "invalid traffic.targets [{'path': '/'}] (from spec.yaml): expected no targets with "
+            "traffic.command",
+        ),
+    ],
+)
+def test_bad_traffic_command(tmp_path: Path, traffic: dict[str, Any], expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        traffic_command(traffic, fail, str(tmp_path))
+    assert str(info.value).startswith(expected)

@@ -17,13 +17,15 @@ ValueError: traffic.path '/b': expected either path (one target) or targets, not
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from pytest_darklaunch.core.traffic.entries import TARGET_KEYS, check_keys, target_from_mapping
 from pytest_darklaunch.core.traffic.loaders import load_targets_file
-from pytest_darklaunch.core.traffic.model import Target
+from pytest_darklaunch.core.traffic.model import HTTP_METHODS, SAFE_METHODS, Target
 from pytest_darklaunch.core.traffic.schedule import TIMINGS
 
 PathFail = Callable[[tuple[str, ...], object, str], Exception]
@@ -119,3 +121,56 @@ def _timing(t: Mapping[str, Any], fail: PathFail, targets: list[Target]) -> tupl
                 "startedDateTime, or \"time\" in JSON lines)",
             )
     return str(timing), speed
+
+
+def mirror_methods(value: object, fail: PathFail) -> tuple[str, ...]:
+    """``mirror.methods``: a list of methods, or ``all``; default GET, HEAD, OPTIONS.
+
+    ``fail`` takes a path under ``mirror``.
+    """
+    allowed = f"all, or a list of methods among {', '.join(HTTP_METHODS)}"
+    if value is None:
+        return SAFE_METHODS
+    if isinstance(value, str) and value.strip().lower() == "all":
+        return HTTP_METHODS
+    items = value if isinstance(value, list) else [value] if isinstance(value, str) else None
+    if not items:
+        raise fail(("methods",), value, allowed)
+    methods: list[str] = []
+    for i, item in enumerate(items):
+        if not isinstance(item, str) or item.strip().upper() not in HTTP_METHODS:
+            raise fail(("methods", f"[{i}]"), item, allowed)
+        if item.strip().upper() not in methods:
+            methods.append(item.strip().upper())
+    return tuple(m for m in HTTP_METHODS if m in methods)
+
+
+def traffic_command(t: Mapping[str, Any], fail: PathFail, base_dir: str) -> tuple[str, ...] | None:
+    """``traffic.command``: an argv list or a shell-like string whose program exists now.
+
+    It sends its own requests, so it excludes the built-in generator's targets.
+    """
+    value = t.get("command")
+    if value is None:
+        return None
+    allowed = "an argv list or a command string, its program on PATH or a path to it"
+    if isinstance(value, str):
+        try:
+            argv = tuple(shlex.split(value))
+        except ValueError:
+            raise fail(("command",), value, allowed) from None
+    elif isinstance(value, list) and all(isinstance(a, (str, int, float)) for a in value):
+        argv = tuple(str(a) for a in value)
+    else:
+        raise fail(("command",), value, allowed)
+    if not argv:
+        raise fail(("command",), value, allowed)
+    for key in ("targets", "targets_file", "body", "body_file"):
+        if t.get(key) is not None:
+            raise fail((key,), t[key], "no targets with traffic.command: it sends its own requests")
+    program = argv[0]
+    found = shutil.which(os.path.join(base_dir, program) if os.sep in program else program)
+    if found is None:
+        where = "not executable or missing" if os.sep in program else "not found on PATH"
+        raise fail(("command",), program, f"{allowed} ({program!r} {where})")
+    return argv
