@@ -126,7 +126,11 @@ def resolve(
             "namespace/name such as default/sample-app, as target: in the spec file or "
             "--darklaunch-target",
         )
-    spec = build_spec(raw, sources, known_metric=is_builtin)
+    # Files a spec names (bodies, recorded traffic, a command) are relative to the spec file.
+    base_dir = rootdir
+    if settings.spec_path:
+        base_dir = os.path.dirname(os.path.abspath(settings.spec_path))
+    spec = build_spec(raw, sources, known_metric=is_builtin, base_dir=str(base_dir))
     origin.update(_spec_origins(picked, sources))
     values.update(_spec_values(spec))
     return Resolved(spec, settings, origin, values)

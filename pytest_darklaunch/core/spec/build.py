@@ -22,6 +22,7 @@ from pytest_darklaunch.core.spec.model import (
 )
 from pytest_darklaunch.core.spec.objectives import parse_objectives
 from pytest_darklaunch.core.spec.reader import Reader, Sources, to_int
+from pytest_darklaunch.core.traffic.mix import build_mix, mirror_methods, traffic_command
 from pytest_darklaunch.core.units import (
     DURATION_HINT,
     HOST_HINT,
@@ -63,12 +64,16 @@ VERSION_KEYS = ("revision", "image", "env", "command")
 
 
 def build_spec(
-    raw: Mapping[str, Any], sources: Sources, known_metric: Callable[[str], bool] | None = None
+    raw: Mapping[str, Any],
+    sources: Sources,
+    known_metric: Callable[[str], bool] | None = None,
+    base_dir: str = ".",
 ) -> Spec:
     """Validate ``raw`` (the merged spec mapping) into a :class:`Spec`.
 
     ``known_metric`` decides which objective metric names exist (built-ins and percentiles);
-    custom metrics declared under ``metrics`` are always known.
+    custom metrics declared under ``metrics`` are always known. Files the spec names
+    (``body_file``, ``targets_file``, a ``command`` given by path) are relative to ``base_dir``.
     """
     r = Reader(sources)
     top = r.mapping(raw, (), TOP_KEYS)
@@ -78,7 +83,7 @@ def build_spec(
     # Sections are read in the file's order, so the first bad value is the one reported.
     versions = _versions(r, top.get("versions"), target)
     mirror = _mirror(r, top.get("mirror"), target)
-    traffic = _traffic(r, top.get("traffic"))
+    traffic = _traffic(r, top.get("traffic"), base_dir)
     duration = _duration(r, top.get("duration"))
     metrics = _metrics(r, top.get("metrics"))
     custom = {m.name for m in metrics}
@@ -109,21 +114,24 @@ def _versions(r: Reader, value: object, target: Target) -> Versions:
 
 
 def _mirror(r: Reader, value: object, target: Target) -> Mirror:
-    m = r.mapping(value, ("mirror",), ("percent", "host"))
+    m = r.mapping(value, ("mirror",), ("percent", "host", "methods"))
     return Mirror(
         percent=r.number(
             m.get("percent", 40), ("mirror", "percent"), 0, 100, "a percent in 0..100"
         ),
         host=_host(r, m.get("host", f"{target.name}.{target.namespace}.example.com")),
+        methods=mirror_methods(m.get("methods"), lambda p, v, a: r.fail(("mirror", *p), v, a)),
     )
 
 
-def _traffic(r: Reader, value: object) -> Traffic:
-    t = r.mapping(
-        value,
-        ("traffic",),
-        ("rate", "path", "method", "headers", "timeout", "warmup"),
-    )
+TRAFFIC_KEYS = (
+    "rate", "path", "method", "headers", "body", "body_file", "targets", "targets_file",
+    "timing", "speed", "command", "timeout", "warmup",
+)
+
+
+def _traffic(r: Reader, value: object, base_dir: str) -> Traffic:
+    t = r.mapping(value, ("traffic",), TRAFFIC_KEYS)
     method = r.string(
         t.get("method", "GET"), ("traffic", "method"), "one of " + ", ".join(HTTP_METHODS)
     )
@@ -141,7 +149,18 @@ def _traffic(r: Reader, value: object) -> Traffic:
         headers=_headers(r, t.get("headers")),
         timeout_s=_timeout(r, t.get("timeout", "2s")),
         warmup_s=_warmup(r, t.get("warmup", 0)),
+        **_mix(r, t, base_dir),
     )
+
+
+def _mix(r: Reader, t: Mapping[str, Any], base_dir: str) -> dict[str, Any]:
+    """The mix and the command of ``traffic`` (see :mod:`pytest_darklaunch.core.traffic`)."""
+
+    def fail(path: tuple[str, ...], value: object, allowed: str) -> Exception:
+        return r.fail(("traffic", *path), value, allowed)
+
+    command = traffic_command(t, fail, base_dir)
+    return {"mix": build_mix(t, fail, base_dir), "command": command, "command_cwd": base_dir}
 
 
 def _duration(r: Reader, value: object) -> Duration:

@@ -7,6 +7,10 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from pytest_darklaunch.core.metrics import units_of
+from pytest_darklaunch.core.traffic.mix import Mix
+from pytest_darklaunch.core.traffic.model import HTTP_METHODS, SAFE_METHODS
+from pytest_darklaunch.core.traffic.model import Target as MixTarget
+from pytest_darklaunch.core.traffic.schedule import Schedule
 
 # The two versions of every experiment, in the order the spec, the stack and reports list them.
 ROLES = ("live", "dark")
@@ -16,7 +20,8 @@ ERROR_CLASSES = ("5xx", "4xx+5xx", "non-2xx")
 JUDGE_MODES = ("experiment", "interval")
 
 
-HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+# HTTP_METHODS (re-exported) is the traffic model's: one list for the spec, mixes and Envoy.
+__all__ = ["HTTP_METHODS"]
 
 
 @dataclass(frozen=True)
@@ -53,15 +58,25 @@ class Versions:
 
 @dataclass(frozen=True)
 class Mirror:
-    """Share of live requests copied to dark (0..100) and the host users call."""
+    """Share of live requests copied to dark (0..100) and the host users call; only requests
+    of ``methods`` are mirrored (by default the ones that change nothing)."""
 
     percent: float
     host: str
+    methods: tuple[str, ...] = SAFE_METHODS
+
+    @property
+    def all_methods(self) -> bool:
+        return set(self.methods) >= set(HTTP_METHODS)
 
 
 @dataclass(frozen=True)
 class Traffic:
-    """The open-loop traffic: ``rate_rps`` requests per second to ``path``."""
+    """The open-loop traffic: ``rate_rps`` requests per second to ``path`` or over ``mix``.
+
+    ``command`` (an argv, run in ``command_cwd``) replaces the built-in generator. ``path``,
+    ``method`` and ``headers`` are the single target's (a mix leaves the defaults).
+    """
 
     rate_rps: float
     path: str = "/"
@@ -69,6 +84,17 @@ class Traffic:
     headers: Mapping[str, str] = field(default_factory=dict)
     timeout_s: float = 2.0
     warmup_s: float = 0.0
+    mix: Mix = field(default_factory=lambda: Mix((MixTarget("GET /", "GET", "/"),)))
+    command: Optional[tuple[str, ...]] = None
+    # The spec file's directory, so `k6 run load.js` finds load.js.
+    command_cwd: str = "."
+
+    @property
+    def planned_rps(self) -> float:
+        """The rate the generator must hold: ``rate_rps``, or the recorded schedule's."""
+        if self.command is None and self.mix.timing == "recorded":
+            return Schedule(self.mix.targets, self.rate_rps, "recorded", self.mix.speed).planned_rps
+        return self.rate_rps
 
 
 @dataclass(frozen=True)
