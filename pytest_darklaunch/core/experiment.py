@@ -35,6 +35,8 @@ from pytest_darklaunch.errors import MetricsError
 if TYPE_CHECKING:
     from pytest_darklaunch.core.prometheus import PrometheusClient
 
+# Labels of live's mirror-eligible requests, when the backend counts them apart.
+ELIGIBLE = "eligible"
 # Prometheus' first scrape of a new target lands about 5 s after it starts.
 FIRST_SCRAPE_TIMEOUT_S = 30.0
 
@@ -115,6 +117,7 @@ class ExperimentData:
             pairs,
             self.context(obj.metric),
             final,
+            eligible=last.cumulative.get(ELIGIBLE),
         )
 
     def verdicts_for(self, objectives: Sequence[Objective]) -> list[Verdict]:
@@ -201,7 +204,7 @@ def new_data(
         planned=spec.duration.iterations,
         confidence=spec.confidence,
         mirror_percent=spec.mirror.percent,
-        target_rps=spec.traffic.rate_rps if generated else None,
+        target_rps=spec.traffic.planned_rps if generated else None,
         timeout_s=spec.traffic.timeout_s,
         full_duration=full_duration,
         fail_fast=fail_fast,
@@ -247,6 +250,11 @@ class Runner:
         self._seen_scrape = not counters_start_at_zero
         source = SOURCES[data.source]
         self.readers = {r: SnapshotReader(client, source, data.labels[r]) for r in ROLES}
+        if ELIGIBLE in data.labels:
+            # Live's mirror-eligible requests (only some methods mirrored): see judge().
+            self.readers[ELIGIBLE] = SnapshotReader(
+                client, SOURCES[f"{data.source}-eligible"], data.labels[ELIGIBLE]
+            )
         self._fresh_selector = freshness_selector(source, data.labels["live"])
 
     def _sleep(self, seconds: float) -> None:
@@ -286,7 +294,17 @@ class Runner:
         return ts
 
     def _snapshots(self, at: float) -> dict[str, Snapshot]:
-        return {r: self.readers[r].read(at) for r in ROLES}
+        return {r: reader.read(at) for r, reader in self.readers.items()}
+
+    def _window(
+        self, role: str, first: Snapshot, last: Snapshot, start: Optional[float] = None
+    ) -> Window:
+        """``role``'s window between two snapshots, with the custom metrics from ``start``
+        (default: the first snapshot); live's eligible requests carry no custom metrics."""
+        window = window_between(first, last, self.spec.errors, self.readers[role].source)
+        if role == ELIGIBLE:
+            return window
+        return self._custom(window, role, first.at if start is None else start)
 
     def _custom(self, window: Window, role: str, start: float) -> Window:
         if not self.spec.metrics:
@@ -323,7 +341,7 @@ class Runner:
             # Every counter was zero when the traffic started: that is an exact baseline, and
             # Prometheus' first scrape (about 5 s after its start) delays nothing.
             t0 = self.traffic_started_at
-            first = previous = {r: Snapshot(t0) for r in ROLES}
+            first = previous = {r: Snapshot(t0) for r in self.readers}
         else:
             warm_end = self.traffic_started_at + spec.traffic.warmup_s
             if not self._wait_until(warm_end):
@@ -359,17 +377,8 @@ class Runner:
                 data.stage, data.stop_reason = Stage.STOPPED, f"interrupted in interval {k}"
                 return
             current = self._snapshots(end)
-            src = SOURCES[data.source]
-            windows = {
-                r: self._custom(
-                    window_between(previous[r], current[r], spec.errors, src), r, previous[r].at
-                )
-                for r in ROLES
-            }
-            cumulative = {
-                r: self._custom(window_between(first[r], current[r], spec.errors, src), r, t0)
-                for r in ROLES
-            }
+            windows = {r: self._window(r, previous[r], current[r]) for r in self.readers}
+            cumulative = {r: self._window(r, first[r], current[r], t0) for r in self.readers}
             interval = Interval(k, previous["dark"].at, end, windows, cumulative)
             data.intervals.append(interval)
             previous = current

@@ -87,6 +87,15 @@ SOURCES: Mapping[str, MetricSource] = {
         "code",
         "envoy_cluster_upstream_rq_time",
     ),
+    # Envoy's virtual cluster of the mirrored methods (local backend): live's requests a
+    # mirror could copy, the base of the mirror check when only some methods are mirrored.
+    "envoy-eligible": MetricSource(
+        "envoy-eligible",
+        "envoy_vhost_vcluster_upstream_rq",
+        "envoy_response_code",
+        "code",
+        "envoy_vhost_vcluster_upstream_rq_time",
+    ),
     # Istio standard metrics; mirrored requests show up only with reporter="destination".
     "istio": MetricSource(
         "istio",

@@ -110,6 +110,17 @@ def test_mirror_share_off_is_inconclusive():
     assert v.outcome == "inconclusive" and "mirror delivered 10.0%" in v.reason
 
 
+def test_mirror_share_of_the_mirrored_methods_when_only_some_are():
+    # 1000 live requests, 700 of them GETs (the mirrored method): 280 on dark is 40% of those.
+    obj = Objective("mean-latency", upper=50)
+    v = judge(obj, (win(280), win(1000)), [], CTX, final=True, eligible=win(700))
+    assert v.outcome == "pass"
+    v = judge(obj, (win(280), win(1000)), [], CTX, final=True)
+    assert v.outcome == "inconclusive" and "mirror delivered 28.0% of live's requests" in v.reason
+    v = judge(obj, (win(400), win(1000)), [], CTX, final=True, eligible=win(700))
+    assert "delivered 57.1% of live's requests of mirrored methods" in v.reason  # writes copied
+
+
 def test_generator_below_its_rate_is_inconclusive():
     ctx = Context(0.95, 1, 40.0, target_rps=1000.0)
     v = judge(Objective("mean-latency", upper=50), (win(400), win(1000)), [], ctx, final=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Optional
 
 from pytest_darklaunch.core import stats
 from pytest_darklaunch.core.metrics import percentile_of, units_of
@@ -33,8 +34,12 @@ from pytest_darklaunch.core.verdict.sequential import judge_sequentially
 MIN_RATE_SHARE = 0.9
 
 
-def precheck(dark: Window, live: Window, ctx: Context) -> str:
-    """Why no verdict is possible on this cumulative window, or ``""``."""
+def precheck(dark: Window, live: Window, ctx: Context, eligible: Optional[Window] = None) -> str:
+    """Why no verdict is possible on this cumulative window, or ``""``.
+
+    ``eligible``: live's requests of the mirrored methods, when only some methods are mirrored;
+    the mirror check's base (else all of live's requests).
+    """
     span = f"{dark.seconds:.1f} s"
     if dark.reset or live.reset:
         return f"a counter went backwards in the {span} window (a restarted proxy or app)"
@@ -50,21 +55,27 @@ def precheck(dark: Window, live: Window, ctx: Context) -> str:
                 f"the generator achieved {achieved:.1f} requests/s of the "
                 f"{ctx.target_rps:g} requests/s target"
             )
-    if live.requests:
-        # Requests in flight at a window's edge may be counted in the next window on dark.
-        slack = ctx.mirror_percent / 100 * (ctx.target_rps or 0.0) * ctx.dark_timeout_s
-        ok, lo, hi, observed = stats.mirror_share_check(
-            int(round(dark.requests)), int(round(live.requests)), ctx.mirror_percent
-        )
-        share = ctx.mirror_percent / 100
-        if not ok and abs(dark.requests - share * live.requests) > slack:
-            return (
-                f"the mirror delivered {observed * 100:.1f}% of live's requests to dark "
-                f"(99.9% interval {lo * 100:.1f}..{hi * 100:.1f}%), expected "
-                f"{ctx.mirror_percent:g}%: the routing is wrong, no other number can be "
-                "trusted"
-            )
-    return ""
+    if eligible is not None and eligible.requests is not None:
+        return _mirror_check(dark.requests, eligible.requests, ctx, "requests of mirrored methods")
+    return _mirror_check(dark.requests, live.requests, ctx, "requests")
+
+
+def _mirror_check(dark: float, base: Optional[float], ctx: Context, what: str) -> str:
+    """Whether dark got ``mirror_percent`` of live's ``base`` requests, within binomial noise."""
+    if not base:
+        return ""
+    # Requests in flight at a window's edge may be counted in the next window on dark.
+    slack = ctx.mirror_percent / 100 * (ctx.target_rps or 0.0) * ctx.dark_timeout_s
+    ok, lo, hi, observed = stats.mirror_share_check(
+        int(round(dark)), int(round(base)), ctx.mirror_percent
+    )
+    if ok or abs(dark - ctx.mirror_percent / 100 * base) <= slack:
+        return ""
+    return (
+        f"the mirror delivered {observed * 100:.1f}% of live's {what} to dark "
+        f"(99.9% interval {lo * 100:.1f}..{hi * 100:.1f}%), expected "
+        f"{ctx.mirror_percent:g}%: the routing is wrong, no other number can be trusted"
+    )
 
 
 def judge(
@@ -73,8 +84,12 @@ def judge(
     intervals: Sequence[tuple[Window, Window]],
     ctx: Context,
     final: bool,
+    eligible: Optional[Window] = None,
 ) -> Verdict:
-    """Judge ``obj`` on (dark, live) windows; ``final`` turns 'undecided' into inconclusive."""
+    """Judge ``obj`` on (dark, live) windows; ``final`` turns 'undecided' into inconclusive.
+
+    ``eligible`` is live's cumulative window of mirror-eligible requests (see :func:`precheck`).
+    """
     dark, live = cumulative
     # Each decision is one-sided: a two-sided interval at 1 - 2*alpha bounds it at 1 - alpha.
     alpha = stats.bonferroni_alpha(ctx.confidence, ctx.looks)
@@ -88,7 +103,7 @@ def judge(
         units=ctx.units or units_of(obj.metric),
         points=_points(obj, intervals, conf),
     )
-    why = precheck(dark, live, ctx)
+    why = precheck(dark, live, ctx, eligible)
     if why:
         return replace(base, reason=why, samples=int(dark.requests or 0))
     if obj.judge == "interval":
