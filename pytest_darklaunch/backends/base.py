@@ -73,6 +73,13 @@ class TrafficStats:
     achieved_rps: float
     lag_p50_ms: Optional[float] = None
     lag_p99_ms: Optional[float] = None
+    # Per target name of a mix: {"sent", "errors", "late"} (names only: never headers, bodies).
+    targets: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    # "generator" (the built-in one counted) or "proxy" (a user's command: Envoy counted).
+    counted_by: str = "generator"
+    # The unix times the measured counts are between (warm-up excluded).
+    measured_since: Optional[float] = None
+    measured_until: Optional[float] = None
 
 
 @dataclass(frozen=True)

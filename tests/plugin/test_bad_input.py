@@ -449,6 +449,136 @@ CASES = [
     ),
 ]
 
+# --- traffic mixes, recorded traffic, mirror.methods, traffic.command --------------------------
+HAR_OK_ENTRY = '{"request": {"method": "GET", "url": "http://a.example/x"}}'
+CASES += [
+    spec(
+        "target-method",
+        SPEC_OK + "traffic: {targets: [{path: /, method: FETCH}]}\n",
+        "traffic.targets[0].method",
+        "'FETCH'",
+        also="one of GET, HEAD, POST",
+    ),
+    spec(
+        "target-path",
+        SPEC_OK + "traffic: {targets: [{path: items}]}\n",
+        "traffic.targets[0].path",
+        "'items'",
+        also="a path starting with /",
+    ),
+    spec(
+        "target-weight-zero",
+        SPEC_OK + "traffic: {targets: [{path: /a}, {path: /b, weight: 0}]}\n",
+        "traffic.targets[1].weight",
+        "0",
+        also="a number greater than 0",
+    ),
+    spec(
+        "target-weight-text",
+        SPEC_OK + "traffic: {targets: [{path: /a, weight: lots}]}\n",
+        "traffic.targets[0].weight",
+        "'lots'",
+    ),
+    spec(
+        "target-body-and-file",
+        SPEC_OK + "traffic: {targets: [{path: /a, body: x, body_file: b.bin}]}\n",
+        "traffic.targets[0].body_file",
+        "'given with body'",
+        also="only one of body or body_file",
+    ),
+    spec(
+        "body-file-missing",
+        SPEC_OK + "traffic: {method: PUT, body_file: missing.png}\n",
+        "traffic.body_file",
+        "'missing.png'",
+        also="No such file or directory",
+    ),
+    spec(
+        "targets-file-missing",
+        SPEC_OK + "traffic: {targets_file: rec.har}\n",
+        "traffic.targets_file",
+        "'rec.har'",
+        also="No such file or directory",
+    ),
+    Case(
+        "spec-targets-file-unreadable",
+        "invalid traffic.targets_file 'dir.har' (from bad.yaml)",
+        args=("--darklaunch-spec", "bad.yaml"),
+        files=(("bad.yaml", SPEC_OK + "traffic: {targets_file: dir.har}\n"),),
+        dirs=("dir.har",),
+        also="not a file",
+    ),
+    Case(
+        "spec-har-malformed",
+        "invalid JSON 'Expecting value' (from rec.har, line 3 column 13)",
+        args=("--darklaunch-spec", "bad.yaml"),
+        files=(
+            ("bad.yaml", SPEC_OK + "traffic: {targets_file: rec.har}\n"),
+            ("rec.har", '{"log": {"entries": [\n' + HAR_OK_ENTRY + ',\n{"request": }]}}'),
+        ),
+        also="a HAR 1.2 file",
+    ),
+    Case(
+        "spec-jsonl-malformed",
+        "invalid JSON 'Expecting value' (from mix.jsonl, line 2 column 10)",
+        args=("--darklaunch-spec", "bad.yaml"),
+        files=(
+            ("bad.yaml", SPEC_OK + "traffic: {targets_file: mix.jsonl}\n"),
+            ("mix.jsonl", '{"path": "/"}\n{"path": \n'),
+        ),
+    ),
+    Case(
+        "spec-har-entry-without-request",
+        "invalid request None (from rec.har, entry 2)",
+        args=("--darklaunch-spec", "bad.yaml"),
+        files=(
+            ("bad.yaml", SPEC_OK + "traffic: {targets_file: rec.har}\n"),
+            ("rec.har", '{"log": {"entries": [' + HAR_OK_ENTRY + ', {"time": 3}]}}'),
+        ),
+        also="an entry with a request",
+    ),
+    spec(
+        "targets-with-path",
+        SPEC_OK + "traffic: {path: /x, targets: [{path: /a}]}\n",
+        "traffic.path",
+        "'/x'",
+        also="either path (one target) or targets, not both",
+    ),
+    spec(
+        "targets-with-file",
+        SPEC_OK + "traffic: {targets_file: a.har, targets: [{path: /a}]}\n",
+        "traffic.targets_file",
+        "'a.har'",
+        also="either targets or targets_file",
+    ),
+    Case(
+        "spec-recorded-without-times",
+        "invalid traffic.timing 'recorded' (from bad.yaml)",
+        args=("--darklaunch-spec", "bad.yaml"),
+        files=(
+            ("bad.yaml", SPEC_OK + "traffic: {targets_file: t.txt, timing: recorded}\n"),
+            ("t.txt", "GET /a\n\nPOST /b\n"),
+        ),
+        also="request 1 of t.txt has no recorded time",
+    ),
+    spec("speed-zero", SPEC_OK + "traffic: {speed: 0}\n", "traffic.speed", "0"),
+    spec("speed-negative", SPEC_OK + "traffic: {speed: -2}\n", "traffic.speed", "-2"),
+    spec(
+        "mirror-methods",
+        SPEC_OK + "mirror: {methods: [GET, FETCH]}\n",
+        "mirror.methods[1]",
+        "'FETCH'",
+        also="all, or a list of methods among GET",
+    ),
+    spec(
+        "command-not-found",
+        SPEC_OK + "traffic: {command: [no-such-load-tool-4711, run]}\n",
+        "traffic.command",
+        "'no-such-load-tool-4711'",
+        also="not found on PATH",
+    ),
+]
+
 
 def test_corpus_size_and_ids_are_distinct() -> None:
     assert len(CASES) >= 40

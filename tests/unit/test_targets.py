@@ -365,13 +365,13 @@ def test_bad_spec_targets(tmp_path: Path, traffic: dict[str, Any], expected: str
         (
             "t.txt",
             "# only comments\n",
-            "invalid traffic.targets_file 't.txt' (from spec): expected a "
+            "invalid traffic.targets_file 't.txt' (from spec.yaml): expected a "
             "file with at least one request",
         ),
         (
             "t.csv",
             "GET /\n",
-            "invalid traffic.targets_file 't.csv' (from spec): expected a file ending in .har",
+            "invalid traffic.targets_file 't.csv' (from spec.yaml): expected a file ending in .har",
         ),
     ],
 )

@@ -25,10 +25,13 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Callable, Optional
 
-from pytest_darklaunch.backends.local.processes import ManagedProcess
+from pytest_darklaunch.backends.local.launch import max_traffic_s
+from pytest_darklaunch.backends.local.processes import ManagedProcess, NotReady, wait_until
+from pytest_darklaunch.core.spec import Spec
 
 LOG_NAME = "traffic-command.log"
 POLL_S = 0.1
+FIRST_REQUEST_DEADLINE_S = 30.0
 # Envoy's HTTP connection manager counters, under the listener's stat_prefix "ingress".
 TOTAL = "http.ingress.downstream_rq_total"
 COMPLETED = "http.ingress.downstream_rq_completed"
@@ -53,6 +56,36 @@ def start_command(
         "traffic command", argv, log_path=os.path.join(workdir, LOG_NAME),
         env={**os.environ, **env}, cwd=cwd,
     )
+
+
+def start_command_traffic(
+    spec: Spec,
+    workdir: str,
+    ingress_url: str,
+    admin: str,
+    stats_path: str,
+    track: Callable[[ManagedProcess], None],
+) -> DownstreamWatch:
+    """Start ``traffic.command`` on the entry point (``track`` gets its process at once) and
+    the watch of the proxy's counters; return once the proxy has seen its first request."""
+    t = spec.traffic
+    if t.command is None:
+        raise ValueError("the spec has no traffic.command")
+    env = command_environment(ingress_url, spec.mirror.host, t.rate_rps, max_traffic_s(spec))
+    proc = start_command(t.command, workdir, env, t.command_cwd)
+    track(proc)
+    watch = DownstreamWatch(admin, stats_path, t.rate_rps, t.warmup_s, proc)
+    watch.start()
+    try:
+        # A command that fails at once (a typo in its script) stops the run with its log tail.
+        wait_until(
+            watch.first_request, what="traffic command sending its first request",
+            deadline_s=FIRST_REQUEST_DEADLINE_S, process=proc,
+        )
+    except BaseException:
+        watch.stop("the command failed to start")
+        raise
+    return watch
 
 
 def read_counters(admin: str, timeout_s: float = 1.0) -> dict[str, int]:
@@ -122,6 +155,13 @@ class DownstreamWatch:
         if self.stop_reason is None and not self.process.alive():
             self.stop_reason = f"the command exited with status {self.process.exit_code()}"
         self.write()
+
+    def first_request(self) -> int:
+        """The proxy's request count since the start, once there is one (else NotReady)."""
+        sent = _delta(self._last[1], self._start[1], TOTAL)
+        if sent <= 0:
+            raise NotReady("the proxy has received no request yet")
+        return sent
 
     def stop(self, reason: str) -> None:
         """Stop sampling (after one last sample) and write the final file."""

@@ -261,6 +261,7 @@ class Generator:
             "measured_since": self.started_at + self.config.warmup_s,
             "updated_at": time.time(),
             "measured_s": round(measured_s, 3),
+            "measured_until": self.started_at + self.config.warmup_s + measured_s,
             "achieved_rps": None if achieved is None else round(achieved, 3),
             **self.measured.as_dict(),
             "in_flight": len(self.in_flight),

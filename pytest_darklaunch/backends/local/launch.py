@@ -15,6 +15,7 @@ from typing import Any, Callable
 from pytest_darklaunch.backends.base import with_package_path
 from pytest_darklaunch.backends.local.processes import ManagedProcess, NotReady, wait_until
 from pytest_darklaunch.core.spec import Spec, Version
+from pytest_darklaunch.core.traffic.model import dump_targets
 from pytest_darklaunch.errors import ProvisioningError
 
 APP_READY_DEADLINE_S = 15.0
@@ -76,6 +77,12 @@ def generator_argv(spec: Spec, workdir: str, stats_path: str) -> list[str]:
         "--connections", str(max(64, min(1024, int(t.rate_rps * 0.5)))),
         "--parent-pid", str(os.getpid()),
     ]
+    mix = t.mix
+    if not (mix.single and not mix.targets[0].body):
+        # Files only we can read: headers may carry credentials, argv is public.
+        targets_path = os.path.join(workdir, "generator-targets.json")
+        dump_targets(mix.targets, targets_path)
+        argv += ["--targets", targets_path, "--timing", mix.timing, "--speed", f"{mix.speed:g}"]
     if t.headers:
         # A file only we can read: headers may carry credentials, argv is public.
         headers_path = os.path.join(workdir, "generator-headers.json")

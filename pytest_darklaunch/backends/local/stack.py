@@ -32,11 +32,14 @@ import tenacity
 from pytest_darklaunch.backends.base import Environment, RunContext, TrafficStats
 from pytest_darklaunch.backends.guardian import Guardian
 from pytest_darklaunch.backends.local.envoy import (
+    MIRRORED_VCLUSTER,
+    VIRTUAL_HOST,
     EnvoyAddresses,
     envoy_binary,
     start_envoy,
     wait_for_envoy,
 )
+from pytest_darklaunch.backends.local.external import DownstreamWatch, start_command_traffic
 from pytest_darklaunch.backends.local.launch import (
     start_app,
     start_generator,
@@ -88,6 +91,7 @@ class LocalBackend:
         self._pids: list[int] = []
         self._environment: Environment | None = None
         self._final_traffic: dict[str, Any] | None = None
+        self._watch: DownstreamWatch | None = None
         self._torn_down = False
         # provision() may run in another thread than teardown(): see _track.
         self._lock = threading.Lock()
@@ -147,6 +151,10 @@ class LocalBackend:
             achieved_rps=float(raw["achieved_rps"] or 0.0),
             lag_p50_ms=raw.get("lag_p50_ms"),
             lag_p99_ms=raw.get("lag_p99_ms"),
+            targets=raw.get("targets", {}),
+            counted_by=raw.get("source", "generator"),
+            measured_since=raw.get("measured_since"),
+            measured_until=raw.get("measured_until"),
         )
 
     def teardown(self) -> None:
@@ -220,6 +228,9 @@ class LocalBackend:
         """Stop the generator (its last counters are kept) and leave the stack running."""
         generator = self._procs.get("generator")
         if generator is not None and self._final_traffic is None:
+            if self._watch is not None:
+                # Count up to the command's last request: it is still running here.
+                self._watch.stop("stopped with the experiment")
             generator.stop()
             self._final_traffic = self.traffic_details()
         return self.traffic_stats()
@@ -231,13 +242,16 @@ class LocalBackend:
     ) -> Environment:
         ports = self._ports(3)
         app_ports = dict(zip(ROLES, ports[:2]))
-        generator = start_generator(self.spec, self.workdir, self.stats_path)
-        self._track("generator", generator)
+        # A user's command starts once the entry point is known; ours waits for it on stdin.
+        generator = None
+        if self.spec.traffic.command is None:
+            generator = start_generator(self.spec, self.workdir, self.stats_path)
+            self._track("generator", generator)
         for role in ROLES:
             self._track(role, start_app(self.spec, role, app_ports[role], self.workdir))
         envoy_proc, admin_path = start_envoy(
             self.spec, self.workdir, live_port=app_ports["live"], dark_port=app_ports["dark"],
-            binary=envoy_bin,
+            binary=envoy_bin, mirror_methods=self.spec.mirror.methods,
         )
         self._track("envoy", envoy_proc)
         if prometheus_bin is not None:
@@ -253,11 +267,21 @@ class LocalBackend:
         )
         self.timings["stack_ready_s"] = time.monotonic() - started
 
-        traffic_started_at = start_traffic(
-            generator, envoy.ingress_url, self.traffic_details, self.stats_path
-        )
+        traffic_started_at = self._start_traffic(generator, envoy)
         self.timings["provision_s"] = time.monotonic() - started
         return self._describe(envoy, app_ports, prometheus_url.rstrip("/"), traffic_started_at)
+
+    def _start_traffic(self, generator: ManagedProcess | None, envoy: EnvoyAddresses) -> float:
+        """Hand the generator its URL, or start the user's command; when traffic started."""
+        if generator is not None:
+            return start_traffic(
+                generator, envoy.ingress_url, self.traffic_details, self.stats_path
+            )
+        self._watch = start_command_traffic(
+            self.spec, self.workdir, envoy.ingress_url, envoy.admin, self.stats_path,
+            lambda proc: self._track("generator", proc),
+        )
+        return self._watch.started_at
 
     def _ports(self, count: int) -> list[int]:
         ports: list[int] = []
@@ -344,13 +368,23 @@ class LocalBackend:
             run_id=self.run.run_id,
             prometheus_url=prometheus_url,
             metric_source="envoy",
-            labels={role: {"envoy_cluster_name": role} for role in ROLES},
+            labels=self._labels(),
             endpoints=endpoints,
             pids=tuple(p.pid for p in self._procs.values()),
             scrape_interval_s=SCRAPE_INTERVAL_S,
             details=details,
             counters_start_at_zero=True,  # this run's own Envoy, started before the traffic
         )
+
+    def _labels(self) -> dict[str, dict[str, str]]:
+        """Per role the labels of its series; ``eligible``: live's requests of the mirrored
+        methods, counted apart when some methods are not mirrored (the mirror check's base)."""
+        labels = {role: {"envoy_cluster_name": role} for role in ROLES}
+        if not self.spec.mirror.all_methods:
+            labels["eligible"] = {
+                "envoy_virtual_host": VIRTUAL_HOST, "envoy_virtual_cluster": MIRRORED_VCLUSTER
+            }
+        return labels
 
     def _stop_started(self) -> None:
         """Stop what runs, in order: generator, Envoy, Prometheus, apps."""

@@ -23,7 +23,7 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Callable
 
 from pytest_darklaunch.core.traffic.entries import (
     RECORD_KEYS,
@@ -47,6 +47,13 @@ FORMATS = {".har": "har", ".json": "jsonl", ".jsonl": "jsonl", ".txt": "http"}
 FORMATS_HINT = "a file ending in .har (HAR 1.2), .json/.jsonl (JSON lines) or .txt (vegeta http)"
 
 
+FileFail = Callable[[object, str], Exception]
+
+
+def _file_fail(value: object, allowed: str) -> Exception:
+    return ConfigError("traffic.targets_file", value, "spec", allowed)
+
+
 def _failer(shown: str, where: str) -> Fail:
     def fail(field: str, value: object, allowed: str) -> Exception:
         return ConfigError(field, value, f"{shown}, {where}", allowed)
@@ -54,21 +61,22 @@ def _failer(shown: str, where: str) -> Fail:
     return fail
 
 
-def load_targets_file(path: str, shown: str, base_dir: str) -> list[Target]:
+def load_targets_file(
+    path: str, shown: str, base_dir: str, fail: FileFail = _file_fail
+) -> list[Target]:
     """The targets in ``path`` (``shown`` names it in errors; ``@file`` bodies of the vegeta
-    http format are relative to ``base_dir``). File-level errors name ``traffic.targets_file``.
+    http format are relative to ``base_dir``). ``fail(value, allowed)`` builds the errors about
+    the file as a whole (the spec names where ``targets_file`` came from).
     """
     ending = os.path.splitext(path)[1].lower()
     if ending not in FORMATS:
-        raise ConfigError("traffic.targets_file", shown, "spec", FORMATS_HINT)
+        raise fail(shown, FORMATS_HINT)
     try:
         with open(path, encoding="utf-8") as handle:
             text = handle.read()
     except (OSError, UnicodeDecodeError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
-        raise ConfigError(
-            "traffic.targets_file", shown, "spec", f"a readable UTF-8 file ({reason}: {path})"
-        ) from None
+        raise fail(shown, f"a readable UTF-8 file ({reason}: {path})") from None
     kind = FORMATS[ending]
     if kind == "har":
         targets = _har(text, shown)
@@ -77,7 +85,7 @@ def load_targets_file(path: str, shown: str, base_dir: str) -> list[Target]:
     else:
         targets = _vegeta_http(text, shown, base_dir)
     if not targets:
-        raise ConfigError("traffic.targets_file", shown, "spec", "a file with at least one request")
+        raise fail(shown, "a file with at least one request")
     return with_offsets_from_zero(targets)
 
 

@@ -96,7 +96,9 @@ def _file(value: object, fail: PathFail, base_dir: str) -> list[Target]:
     if not os.path.isfile(path):
         why = "not a file" if os.path.exists(path) else "No such file or directory"
         raise fail(("targets_file",), value, f"the path of a readable file ({why}: {path})")
-    return load_targets_file(path, value, os.path.dirname(path))
+    return load_targets_file(
+        path, value, os.path.dirname(path), lambda v, a: fail(("targets_file",), v, a)
+    )
 
 
 def _timing(t: Mapping[str, Any], fail: PathFail, targets: list[Target]) -> tuple[str, float]:
