@@ -131,9 +131,31 @@ def resolve(
     if settings.spec_path:
         base_dir = os.path.dirname(os.path.abspath(settings.spec_path))
     spec = build_spec(raw, sources, known_metric=is_builtin, base_dir=str(base_dir))
+    if settings.backend == "kubernetes":
+        _local_only_traffic(raw, sources)
     origin.update(_spec_origins(picked, sources))
     values.update(_spec_values(spec))
     return Resolved(spec, settings, origin, values)
+
+
+# Spec keys only the local backend implements so far: the kubernetes traffic Job sends one URL
+# without a body, and its VirtualService mirrors every method.
+LOCAL_ONLY = (
+    ("traffic", "targets"), ("traffic", "targets_file"), ("traffic", "body"),
+    ("traffic", "body_file"), ("traffic", "command"), ("traffic", "timing"),
+    ("mirror", "methods"),
+)
+
+
+def _local_only_traffic(raw: Mapping[str, Any], sources: Sources) -> None:
+    for section, key in LOCAL_ONLY:
+        node = raw.get(section)
+        if isinstance(node, Mapping) and node.get(key) is not None:
+            label, source = sources.of((section, key))
+            raise ConfigError(
+                label, node[key], source,
+                "no such key with --darklaunch-backend kubernetes yet (the local backend has it)",
+            )
 
 
 def _describe(label: str, source: str) -> str:

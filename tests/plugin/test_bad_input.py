@@ -570,6 +570,13 @@ CASES += [
         "'FETCH'",
         also="all, or a list of methods among GET",
     ),
+    Case(
+        "spec-targets-on-kubernetes",
+        "invalid traffic.targets [{'path': '/a'}] (from bad.yaml)",
+        args=("--darklaunch-spec", "bad.yaml", "--darklaunch-backend", "kubernetes"),
+        files=(("bad.yaml", SPEC_OK + "traffic: {targets: [{path: /a}]}\n"),),
+        also="with --darklaunch-backend kubernetes yet",
+    ),
     spec(
         "command-not-found",
         SPEC_OK + "traffic: {command: [no-such-load-tool-4711, run]}\n",
