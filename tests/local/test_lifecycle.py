@@ -38,7 +38,10 @@ def test_environment_describes_the_stack(stack: Callable[..., LocalBackend]) -> 
 
     assert (env.backend, env.metric_source, env.scrape_interval_s) == ("local", "envoy", 1.0)
     assert env.labels == {
-        "live": {"envoy_cluster_name": "live"}, "dark": {"envoy_cluster_name": "dark"}
+        "live": {"envoy_cluster_name": "live"},
+        "dark": {"envoy_cluster_name": "dark"},
+        # live's requests of the mirrored methods (GET, HEAD, OPTIONS by default)
+        "eligible": {"envoy_virtual_host": "app", "envoy_virtual_cluster": "mirrored"},
     }
     assert set(env.endpoints) == {"ingress", "live", "dark", "envoy_admin", "prometheus"}
     assert env.prometheus_url == env.endpoints["prometheus"]
