@@ -129,11 +129,8 @@ def _routes(route: dict[str, Any], methods: tuple[str, ...]) -> list[dict[str, A
     ]
 
 
-def envoy_config(
-    spec: Spec, *, live_port: int, dark_port: int, mirror_methods: tuple[str, ...] = SAFE_METHODS
-) -> dict[str, Any]:
-    """The bootstrap config (as a JSON-able dict) for one run; only ``mirror_methods`` are
-    mirrored."""
+def _connection_manager(spec: Spec, mirror_methods: tuple[str, ...]) -> dict[str, Any]:
+    """The HTTP connection manager: one virtual host, the mirroring route(s), the router."""
     host = spec.mirror.host
     numerator = round(spec.mirror.percent * 10_000)
     route: dict[str, Any] = {
@@ -150,7 +147,7 @@ def envoy_config(
             }
         ],
     }
-    hcm = {
+    return {
         "@type": "type.googleapis.com/envoy.extensions.filters.network."
         "http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": "ingress",
@@ -181,6 +178,14 @@ def envoy_config(
             }
         ],
     }
+
+
+def envoy_config(
+    spec: Spec, *, live_port: int, dark_port: int, mirror_methods: tuple[str, ...] = SAFE_METHODS
+) -> dict[str, Any]:
+    """The bootstrap config (as a JSON-able dict) for one run; only ``mirror_methods`` are
+    mirrored."""
+    hcm = _connection_manager(spec, mirror_methods)
     loopback_any_port = {"socket_address": {"address": "127.0.0.1", "port_value": 0}}
     connect_timeout_s = min(1.0, spec.traffic.timeout_s)
     return {

@@ -292,6 +292,29 @@ def _positive(text: str) -> float:
     return value
 
 
+def _headers(parser: argparse.ArgumentParser, path: str) -> list[tuple[str, str]]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            extra = json.load(handle)
+    except (OSError, ValueError) as exc:
+        parser.error(f"--headers-file {path!r}: {exc}")
+    if not isinstance(extra, dict):
+        parser.error(f"--headers-file {path!r}: expected a JSON object")
+    return [(str(k), str(v)) for k, v in extra.items()]
+
+
+def _targets(
+    parser: argparse.ArgumentParser, path: str
+) -> tuple[tuple[Target, ...], tuple[memoryview, ...]]:
+    try:
+        targets, bodies = load_targets(path)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        parser.error(f"--targets {path!r}: {exc}")
+    if not targets:
+        parser.error(f"--targets {path!r}: no targets")
+    return tuple(targets), tuple(bodies)
+
+
 def parse_args(argv: Sequence[str] | None) -> Config:
     parser = argparse.ArgumentParser(
         prog="python -m pytest_darklaunch.backends.local.generator",
@@ -319,26 +342,8 @@ def parse_args(argv: Sequence[str] | None) -> Config:
     parser.add_argument("--speed", type=_positive, default=1.0, help="of recorded timing")
     parser.add_argument("--seed", type=int, default=0, help="of the weighted draw")
     args = parser.parse_args(argv)
-    headers = list(args.header)
-    if args.headers_file:
-        try:
-            with open(args.headers_file, encoding="utf-8") as handle:
-                extra = json.load(handle)
-        except (OSError, ValueError) as exc:
-            parser.error(f"--headers-file {args.headers_file!r}: {exc}")
-        if not isinstance(extra, dict):
-            parser.error(f"--headers-file {args.headers_file!r}: expected a JSON object")
-        headers += [(str(k), str(v)) for k, v in extra.items()]
-    targets: tuple[Target, ...] = ()
-    bodies: tuple[memoryview, ...] = ()
-    if args.targets:
-        try:
-            loaded, views = load_targets(args.targets)
-            targets, bodies = tuple(loaded), tuple(views)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            parser.error(f"--targets {args.targets!r}: {exc}")
-        if not targets:
-            parser.error(f"--targets {args.targets!r}: no targets")
+    headers = list(args.header) + (_headers(parser, args.headers_file) if args.headers_file else [])
+    targets, bodies = _targets(parser, args.targets) if args.targets else ((), ())
     url = args.url
     if url == "-":
         url = sys.stdin.readline().strip()
