@@ -77,7 +77,8 @@ class Counters:
             row = self.targets[name] = [0, 0, 0]
         row[what] += 1
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self, with_targets: bool = True) -> dict[str, Any]:
+        """The counters; ``targets`` is ``None`` without ``with_targets``."""
         def rounded(value: float | None) -> float | None:
             return None if value is None else round(value, 3)
 
@@ -98,5 +99,7 @@ class Counters:
             "targets": {
                 name: {"sent": sent, "errors": errors, "late": late}
                 for name, (sent, errors, late) in self.targets.items()
-            },
+            }
+            if with_targets
+            else None,
         }

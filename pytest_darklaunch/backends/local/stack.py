@@ -151,7 +151,7 @@ class LocalBackend:
             achieved_rps=float(raw["achieved_rps"] or 0.0),
             lag_p50_ms=raw.get("lag_p50_ms"),
             lag_p99_ms=raw.get("lag_p99_ms"),
-            targets=raw.get("targets", {}),
+            targets=raw.get("targets") or {},
             counted_by=raw.get("source", "generator"),
             measured_since=raw.get("measured_since"),
             measured_until=raw.get("measured_until"),
