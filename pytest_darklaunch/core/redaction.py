@@ -21,3 +21,17 @@ def hide_sensitive(values: Mapping[str, str]) -> dict[str, str]:
     {'Authorization': '***', 'Accept': 'text/plain'}
     """
     return {k: HIDDEN if SENSITIVE.search(k) else v for k, v in values.items()}
+
+
+def hide_query(path: str) -> str:
+    """``path`` with the values of secret-looking query parameters replaced by :data:`HIDDEN`.
+
+    >>> hide_query("/items?api_key=abc&page=2")
+    '/items?api_key=***&page=2'
+    """
+    base, sep, query = path.partition("?")
+    if not sep:
+        return path
+    pairs = [p.partition("=") for p in query.split("&")]
+    shown = (k + eq + (HIDDEN if eq and SENSITIVE.search(k) else v) for k, eq, v in pairs)
+    return f"{base}?{'&'.join(shown)}"

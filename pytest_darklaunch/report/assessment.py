@@ -8,13 +8,14 @@ generator facts, and the file names of the objectives (what is hidden is ``core.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
 from pytest_darklaunch.core import stats
 from pytest_darklaunch.core.experiment import ExperimentData, unavailable_reason
 from pytest_darklaunch.core.spec import Objective, Spec, objective_ids
+from pytest_darklaunch.core.units import format_value
 from pytest_darklaunch.core.verdict import (
     FAIL,
     INCONCLUSIVE,
@@ -122,12 +123,17 @@ def mirror_facts(spec: Spec, data: Optional[ExperimentData]) -> dict[str, Any]:
         "live_requests": None,
         "ok": None,
         "interval_percent": None,
+        "methods": list(spec.mirror.methods),
+        "live_eligible_requests": None,
     }
     if data is None or not data.intervals:
         return out
     last = data.intervals[-1].cumulative
     dark, live = last["dark"].requests, last["live"].requests
     out.update(dark_requests=dark, live_requests=live)
+    if "eligible" in last and last["eligible"].requests is not None:
+        # Only some methods are mirrored: the share is of live's requests of those methods.
+        out["live_eligible_requests"] = live = last["eligible"].requests
     if dark is None or not live:
         return out
     ok, lo, hi, observed = stats.mirror_share_check(round(dark), round(live), spec.mirror.percent)
@@ -139,11 +145,44 @@ def mirror_facts(spec: Spec, data: Optional[ExperimentData]) -> dict[str, Any]:
 
 
 def generator_facts(spec: Spec, data: Optional[ExperimentData]) -> dict[str, Any]:
+    """What the generator (or, for a ``traffic.command``, the proxy) counted; per target of a
+    mix too. ``target_rps`` is the recorded schedule's rate with ``timing: recorded``."""
     gen = (data.generator if data else None) or {}
-    keys = ("achieved_rps", "sent", "errors", "late", "lag_p50_ms", "lag_p99_ms")
-    out = {"target_rps": spec.traffic.rate_rps, **{k: gen.get(k) for k in keys}}
+    keys = (
+        "achieved_rps", "sent", "errors", "late", "lag_p50_ms", "lag_p99_ms", "counted_by",
+        "measured_since", "measured_until",
+    )
+    out = {"target_rps": spec.traffic.planned_rps, **{k: gen.get(k) for k in keys}}
+    out["timing"] = "command" if spec.traffic.command else spec.traffic.mix.timing
+    out["targets"] = dict(gen.get("targets") or {})
     out["generated"] = data is None or data.target_rps is not None
     return out
+
+
+def traffic_text(spec: Spec) -> str:
+    """``100 requests/s, GET /``; a mix, a recording or a command said as such."""
+    t, mix = spec.traffic, spec.traffic.mix
+    if t.command:
+        return f"{t.rate_rps:g} requests/s asked of traffic.command ({t.command[0]})"
+    if mix.single:
+        body = f" with a {len(mix.targets[0].body)} B body" if mix.targets[0].body else ""
+        return f"{t.rate_rps:g} requests/s, {t.method} {t.path}{body}"
+    what = f"{len(mix.targets)} targets" + ("" if mix.source == "targets" else f" of {mix.source}")
+    if mix.timing == "recorded":
+        return f"{what} at their recorded times / {mix.speed:g} ({t.planned_rps:.4g} requests/s)"
+    order = "drawn by weight" if len({x.weight for x in mix.targets}) > 1 else "in turn"
+    return f"{t.rate_rps:g} requests/s over {what}, {order}"
+
+
+def mirrored_of(m: Mapping[str, Any]) -> str:
+    """Live's requests a mirror share is of: all, or those of the mirrored methods."""
+    if m["live_eligible_requests"] is None:
+        return format_value(m["live_requests"])
+    methods = "/".join(m["methods"])
+    return (
+        f"{format_value(m['live_eligible_requests'])} {methods} "
+        f"(of {format_value(m['live_requests'])})"
+    )
 
 
 def summary_counts(verdicts: Sequence[Verdict]) -> str:

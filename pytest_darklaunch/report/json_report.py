@@ -6,8 +6,9 @@ import json
 import math
 from typing import TYPE_CHECKING, Any, Optional
 
-from pytest_darklaunch.core.redaction import hide_sensitive
+from pytest_darklaunch.core.redaction import HIDDEN, SENSITIVE, hide_query, hide_sensitive
 from pytest_darklaunch.core.spec import Spec
+from pytest_darklaunch.core.traffic.mix import Mix
 from pytest_darklaunch.core.verdict import Estimate, Verdict
 from pytest_darklaunch.report.assessment import (
     final_verdicts,
@@ -129,8 +130,37 @@ def spec_json(spec: Spec) -> dict[str, Any]:
     """The effective spec as JSON, with secret-looking header and env values hidden."""
     import dataclasses
 
-    out: dict[str, Any] = json.loads(json.dumps(dataclasses.asdict(spec), default=str))
+    raw = dataclasses.asdict(spec)
+    # Bodies are not written (only their size), nor secret-looking headers or query values.
+    raw["traffic"]["mix"] = _mix_json(spec.traffic.mix)
+    out: dict[str, Any] = json.loads(json.dumps(raw, default=str))
     out["traffic"]["headers"] = hide_sensitive(out["traffic"].get("headers") or {})
     for role in ("live", "dark"):
         out["versions"][role]["env"] = hide_sensitive(out["versions"][role].get("env") or {})
     return out
+
+
+MAX_TARGETS = 100
+
+
+def _mix_json(mix: Mix) -> dict[str, Any]:
+    """The mix as the report shows it: the first :data:`MAX_TARGETS` targets, no bodies."""
+    targets = [
+        {
+            "name": t.name,
+            "method": t.method,
+            "path": hide_query(t.path),
+            "weight": t.weight,
+            "offset_s": t.offset_s,
+            "headers": [[k, HIDDEN if SENSITIVE.search(k) else v] for k, v in t.headers],
+            "body_bytes": len(t.body),
+        }
+        for t in mix.targets[:MAX_TARGETS]
+    ]
+    return {
+        "source": mix.source,
+        "timing": mix.timing,
+        "speed": mix.speed,
+        "count": len(mix.targets),
+        "targets": targets,
+    }

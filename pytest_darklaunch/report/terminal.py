@@ -7,7 +7,7 @@ Everything here reads the session after the fact, through ``assessment``.
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
@@ -20,9 +20,11 @@ from pytest_darklaunch.report.assessment import (
     limit_text,
     metric_rows,
     mirror_facts,
+    mirrored_of,
     redact_url,
     shown_values,
     summary_counts,
+    traffic_text,
 )
 
 if TYPE_CHECKING:
@@ -137,10 +139,10 @@ def _overview(write: Write, darklaunch: DarklaunchSession) -> None:
     _field(write, "backend", f"{backend}" + (f" ({where})" if where else ""))
     versions = f"live {spec.versions.live.revision}, dark {spec.versions.dark.revision}"
     _field(write, "versions", versions)
-    mirror = f"{spec.mirror.percent:g}% of live's requests (host {spec.mirror.host})"
+    methods = "" if spec.mirror.all_methods else " " + "/".join(spec.mirror.methods)
+    mirror = f"{spec.mirror.percent:g}% of live's{methods} requests (host {spec.mirror.host})"
     _field(write, "mirror", mirror)
-    traffic = spec.traffic
-    _field(write, "traffic", f"{traffic.rate_rps:g} requests/s, {traffic.method} {traffic.path}")
+    _field(write, "traffic", traffic_text(spec))
     duration = spec.duration
     ran = ""
     if data and data.started_at:
@@ -228,7 +230,7 @@ def _mirror(write: Write, darklaunch: DarklaunchSession) -> None:
         write,
         "share",
         f"{configured}, observed {mirror['observed_percent']:.1f}% (dark "
-        f"{format_value(mirror['dark_requests'])} of live {format_value(mirror['live_requests'])}"
+        f"{format_value(mirror['dark_requests'])} of live {mirrored_of(mirror)}"
         f" requests; 99.9% interval {lo:.1f}..{hi:.1f}%): {verdict}",
         **({} if mirror["ok"] else {"red": True}),
     )
@@ -253,6 +255,24 @@ def _generator(write: Write, darklaunch: DarklaunchSession) -> None:
         _field(write, "rate", f"target {gen['target_rps']:g} requests/s, achieved {achieved}")
         counts = f"sent {gen['sent']}, errors {gen['errors']}, late {gen['late']}"
         _field(write, "requests", counts + lag)
+        if gen["counted_by"] == "proxy":
+            _field(write, "counted", "by the proxy (traffic.command sends the load)")
+        _per_target(write, gen["targets"])
+
+
+def _per_target(write: Write, targets: Mapping[str, Mapping[str, int]]) -> None:
+    """Sent, errors and late per target of a mix, the busiest first (all in the JSON report)."""
+    if len(targets) < 2:
+        return
+    shown = sorted(targets.items(), key=lambda item: -item[1]["sent"])
+    for i, (name, c) in enumerate(shown[:MAX_TARGETS_SHOWN]):
+        text = f"{name}: sent {c['sent']}, errors {c['errors']}, late {c['late']}"
+        _field(write, "per target" if i == 0 else "", text)
+    if len(shown) > MAX_TARGETS_SHOWN:
+        _field(write, "", f"... {len(shown) - MAX_TARGETS_SHOWN} more in the JSON report")
+
+
+MAX_TARGETS_SHOWN = 20
 
 
 def _files(write: Write, outputs: Outputs) -> None:
