@@ -176,7 +176,7 @@ def traffic_text(spec: Spec) -> str:
 
 def mirrored_of(m: Mapping[str, Any]) -> str:
     """Live's requests a mirror share is of: all, or those of the mirrored methods."""
-    if m["live_eligible_requests"] is None:
+    if m["live_eligible_requests"] in (None, m["live_requests"]):
         return format_value(m["live_requests"])
     methods = "/".join(m["methods"])
     return (

@@ -270,7 +270,7 @@ def test_summary_overview_and_progress(run: Run, report: dict[str, Any]) -> None
     for expected in (
         "  target        default/sample-app",
         "  versions      live sample-app-v1, dark sample-app-v2",
-        "  mirror        40% of live's requests (host customdomain.com)",
+        "  mirror        40% of live's GET/HEAD/OPTIONS requests (host customdomain.com)",
         "  traffic       100 requests/s, GET /",
         f"  iterations    {k} of 10 completed",
         "  stage         completed",
@@ -369,6 +369,7 @@ _MAP_KEYS = {
     "series": "<metric>",
     "series.<metric>": "<version>",
     "plots": "<objective id>",
+    "generator.targets": "<name>",
 }
 
 
