@@ -32,6 +32,8 @@ _LISTEN = "0A"  # TCP_LISTEN in /proc/net/tcp's "st" column
 
 
 class Owner(enum.Enum):
+    """Whose listener takes connections to a port (see :func:`ownership`)."""
+
     OURS = "ours"
     FOREIGN = "another program"
     NONE = "nobody listens"
@@ -40,6 +42,8 @@ class Owner(enum.Enum):
 
 @dataclass(frozen=True)
 class Listener:
+    """A listening socket in ``/proc/net/tcp{,6}``: its inode, and its owner's uid."""
+
     inode: int
     uid: int
 
