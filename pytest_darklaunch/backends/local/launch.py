@@ -6,13 +6,13 @@ every process they start (for the guardian and teardown) and decides the order.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import sys
 from typing import Any, Callable
 
 from pytest_darklaunch.backends.base import with_package_path
+from pytest_darklaunch.backends.local.listeners import connect
 from pytest_darklaunch.backends.local.processes import ManagedProcess, NotReady, wait_until
 from pytest_darklaunch.core.spec import Spec, Version
 from pytest_darklaunch.core.traffic.model import dump_targets
@@ -43,10 +43,11 @@ def start_app(spec: Spec, role: str, port: int, workdir: str) -> ManagedProcess:
 
 
 def wait_for_app(role: str, port: int, process: ManagedProcess) -> None:
-    """Until the app answers HTTP at all (any status: dark may be told to fail)."""
+    """Until the app answers HTTP at all (any status: dark may be told to fail), itself: when
+    another program holds ``port``, :class:`~.processes.PortInUse` (see :mod:`~.listeners`)."""
 
     def probe() -> int:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1.0)
+        conn = connect(process, port)
         try:
             conn.request("GET", "/healthz")
             response = conn.getresponse()

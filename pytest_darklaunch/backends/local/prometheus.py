@@ -9,11 +9,11 @@ provisioning only waits for ``/-/ready``.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import shutil
 
+from pytest_darklaunch.backends.local.listeners import connect
 from pytest_darklaunch.backends.local.processes import (
     ManagedProcess,
     NotReady,
@@ -90,10 +90,11 @@ def set_envoy_target(workdir: str, envoy_admin: str) -> None:
 def wait_for_prometheus(
     proc: ManagedProcess, port: int, deadline_s: float = READY_DEADLINE_S
 ) -> str:
-    """Wait until ``/-/ready`` answers 200; returns the base URL."""
+    """Wait until ``/-/ready`` answers 200 from ``proc`` (another run's Prometheus on ``port``
+    is :class:`~.processes.PortInUse`, see :mod:`~.listeners`); returns the base URL."""
 
     def probe() -> str:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1.0)
+        conn = connect(proc, port)
         try:
             conn.request("GET", "/-/ready")
             response = conn.getresponse()
