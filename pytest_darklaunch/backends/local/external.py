@@ -125,7 +125,8 @@ class DownstreamWatch:
         self._thread: Optional[threading.Thread] = None
         self.started_at = clock()
         self._start = self._sample()
-        self._base: Optional[tuple[float, dict[str, int]]] = None
+        # Without a warm-up the counts start with the command, at the first sample.
+        self._base: Optional[tuple[float, dict[str, int]]] = None if warmup_s > 0 else self._start
         self._last = self._start
         self.stop_reason: Optional[str] = None
 
