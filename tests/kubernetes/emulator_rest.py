@@ -101,20 +101,23 @@ def perform(emulator: Emulator, request: Request, route: Route) -> tuple[int, An
             )
         return 200, out(obj)
     if request.verb in ("list", "deletecollection"):
-        items = store.list(
-            rt, route.namespace or None, q.get("labelSelector"), q.get("fieldSelector")
-        )
-        if request.verb == "deletecollection":
-            items = [
-                store.delete(
-                    rt,
-                    i["metadata"].get("namespace", ""),
-                    i["metadata"]["name"],
-                    q.get("propagationPolicy"),
-                )
-                for i in items
-            ]
+        # One lock hold for the items and the resourceVersion: a write landing between the two
+        # (a controller's status update) would be neither in the items nor after the version,
+        # so a watch from that version would never deliver it, unlike on an API server.
         with store.lock:
+            items = store.list(
+                rt, route.namespace or None, q.get("labelSelector"), q.get("fieldSelector")
+            )
+            if request.verb == "deletecollection":
+                items = [
+                    store.delete(
+                        rt,
+                        i["metadata"].get("namespace", ""),
+                        i["metadata"]["name"],
+                        q.get("propagationPolicy"),
+                    )
+                    for i in items
+                ]
             version = str(store.rv)
         return 200, {
             "kind": f"{rt.kind}List",

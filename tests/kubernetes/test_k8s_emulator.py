@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from typing import Any
 
 import requests
@@ -102,6 +103,64 @@ def test_watch_streams_changes_after_a_resource_version_for_a_selector(emulator:
         ("ADDED", "after"),
         ("DELETED", "before"),
     ]
+
+
+def test_a_write_racing_a_list_is_in_its_items_or_after_its_resource_version(
+    emulator: Emulator,
+) -> None:
+    # The flake of test_two_concurrent_runs_...: the controller's status write landed between
+    # the list's items and its resourceVersion, so the waiter's watch never saw it. Here a
+    # second thread writes exactly when the list has its items: if the list still holds the
+    # store's lock, the write must wait for the answer and then reach the watch.
+    emulator.controllers.stop()
+    store = emulator.store
+    requests.post(f"{emulator.url}{KSVC}", json=ksvc("a"), timeout=5)
+    real_list = store.list
+    deferred: list[threading.Thread] = []
+
+    def write() -> None:
+        with store.lock:
+            obj = store.get(emulator.resource("services", "serving.knative.dev"), "default", "a")
+            assert obj is not None
+            obj["status"] = {"observedGeneration": 1}
+            store.replace(emulator.resource("services", "serving.knative.dev"), obj)
+
+    def try_write() -> None:
+        if store.lock.acquire(blocking=False):
+            try:
+                write()
+            finally:
+                store.lock.release()
+        else:  # the list holds the lock: write as soon as it answered
+            deferred.append(threading.Thread(target=write))
+            deferred[-1].start()
+
+    def racing_list(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        items = real_list(*args, **kwargs)
+        writer = threading.Thread(target=try_write)
+        writer.start()
+        writer.join()
+        store.list = real_list  # type: ignore[method-assign]
+        return items
+
+    store.list = racing_list  # type: ignore[method-assign]
+    listed = requests.get(f"{emulator.url}{KSVC}", timeout=5).json()
+    stream = requests.get(
+        f"{emulator.url}{KSVC}",
+        params={
+            "watch": "true",
+            "resourceVersion": listed["metadata"]["resourceVersion"],
+            "timeoutSeconds": "2",
+        },
+        stream=True,
+        timeout=5,
+    )
+    first = next((json.loads(line) for line in stream.iter_lines() if line), None)
+    stream.close()
+    for thread in deferred:
+        thread.join()
+    seen = [listed["items"][0].get("status")] + ([first["object"]["status"]] if first else [])
+    assert {"observedGeneration": 1} in seen
 
 
 def test_deletecollection_by_label_and_propagation(emulator: Emulator) -> None:
