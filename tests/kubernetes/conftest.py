@@ -25,6 +25,8 @@ FAST = KubeSettings(
     ready_timeout_s=10.0,
     job_timeout_s=10.0,
     retry=RetryPolicy(attempts=4, initial_s=0.01, max_s=0.05),
+    # No Prometheus behind the emulator: the mirror probe has tests of its own.
+    mirror_probe_s=0,
 )
 
 
@@ -53,6 +55,7 @@ def other_app_spec() -> Spec:
     """A second app in the same namespace, for runs side by side."""
     return make_spec(
         target="default/shop",
+        mirror={"percent": 40, "host": "shop.example.test"},
         versions={
             "live": {"image": "a:1", "revision": "shop-v1"},
             "dark": {"image": "a:2", "revision": "shop-v2"},
@@ -128,12 +131,15 @@ def make_backend(api_client: Any, tmp_path: Path) -> Iterator[BackendFactory]:
 
 
 def run_objects(emulator: Emulator, run_id: str) -> list[str]:
-    """Every object in the emulator labelled with ``run_id``, as ``kind/name``."""
+    """Every object in the emulator labelled with ``run_id``, as ``kind/name``, once the
+    emulated controllers (the garbage collector among them) are done with what came before."""
+    emulator.controllers.settle()
     found = []
     for plural, group in (
         ("services", "serving.knative.dev"),
         ("revisions", "serving.knative.dev"),
         ("virtualservices", "networking.istio.io"),
+        ("httproutes", "gateway.networking.k8s.io"),
         ("jobs", "batch"),
         ("pods", ""),
         ("services", ""),

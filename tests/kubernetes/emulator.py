@@ -6,12 +6,16 @@ the official client to drive the kubernetes backend against it:
 - discovery (``/version``, ``/api``, ``/apis``, ``/api/v1``, ``/apis/<group>/<version>``) for
   core/v1 namespaces, pods, services, events; batch/v1 jobs; serving.knative.dev/v1 services and
   revisions; networking.istio.io v1, v1beta1 and v1alpha3 virtualservices;
+  gateway.networking.k8s.io v1 and v1beta1 httproutes and gateways (``without_groups`` leaves
+  groups out, as a cluster without those CRDs);
 - create, get, list (label and field selectors), ``?watch=true`` streaming from a
   resourceVersion (chunked, one JSON event per line, ``timeoutSeconds``), patch (server-side
   apply ``application/apply-patch+yaml`` with ``fieldManager``/``force``, merge patch), update,
   delete and deletecollection with ``propagationPolicy``; 404/409 answered with Status objects;
-- simulated controllers (see :mod:`emulator_controllers`): Knative marks a Service Ready (or
-  failed, or keeps it pending) and creates its revisions; the Job controller starts a pod;
+- simulated controllers (see :mod:`emulator_controllers`): Knative's (revisions, their pods and
+  conditions, per outcome), the Job controller, Istio's injection webhook, the garbage
+  collector; and a model of the mesh's data path (:mod:`emulator_mesh`: where a request and
+  its mirrored copy go, and what the sidecars count);
 - pod port-forwarding over WebSocket (``v4.channel.k8s.io``) to a local TCP address;
 - fault injection per verb and resource (``fail``), hooks (``on``) and a request log.
 

@@ -3,13 +3,20 @@
 They react to writes from their own thread, as real controllers do, so a client sees the
 object first without status and then its status change through a watch:
 
-- Knative: for a Service, creates the revision named by ``spec.template.metadata.name`` (with
-  a pod for it, owned through the revision) and sets the Service's status: Ready, failed
-  (``RevisionFailed``) or pending (``Ready=Unknown``), per revision (``knative[revision]``);
+- Knative (:mod:`emulator_knative`): revisions, their pods and statuses per outcome
+  (``knative[revision]``: ready, pending, unschedulable, failed);
 - Job: for a new Job, creates one pod from its template, Running, Pending with an image pull
-  back-off, or Failed, per ``job_pods`` (default Running), and sets the Job's status.
+  back-off, or Failed, per ``job_pods`` (default Running), and sets the Job's status;
+- admission of pods: Istio's injection webhook adds the ``istio-proxy`` sidecar to a pod
+  labelled ``sidecar.istio.io/inject: "true"`` unless its namespace says
+  ``istio-injection=disabled`` (a container, or with ``native_sidecars`` an init container);
+- the garbage collector: a Background delete returns at once and the owner's dependents go
+  later, from this thread, as Kubernetes' GC does; ``hold_gc()`` keeps them (a revision that
+  outlives its deleted Service), ``release_gc()`` lets them go.
 
-Each non-ready outcome also records a Warning event about the object, as the real ones do.
+Each non-ready outcome also records a Warning event about the object the real component
+records it on (the pod, for the scheduler and the kubelet). :meth:`Controllers.settle` waits
+until everything queued so far is done (a real signal: the queue's own accounting).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
+from .emulator_knative import reconcile_service
 from .emulator_store import ApiError, ResourceType, now
 
 if TYPE_CHECKING:
@@ -29,7 +37,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a controller makes of an object: ``ready``, ``pending`` or ``failed``."""
+    """What a controller makes of an object: ``ready``, ``pending``, ``unschedulable``,
+    ``failed`` (or ``taken``: a revision name that exists)."""
 
     state: str = "ready"
     reason: str = ""
@@ -39,24 +48,37 @@ class Outcome:
 READY = Outcome()
 
 
-def pending(message: str = "0/1 nodes are available: 1 Insufficient cpu.") -> Outcome:
+def pending(message: str = 'Back-off pulling image "ghcr.io/acme/app:2"') -> Outcome:
     return Outcome("pending", "RevisionMissing", message)
 
 
-def failed(message: str = 'Back-off pulling image "ghcr.io/acme/app:broken"') -> Outcome:
+def unschedulable(message: str = "0/3 nodes are available: 3 Insufficient cpu.") -> Outcome:
+    return Outcome("unschedulable", "RevisionFailed", message)
+
+
+def failed(message: str = "exit status 1") -> Outcome:
     return Outcome("failed", "RevisionFailed", message)
 
 
+Item = tuple[str, Optional[ResourceType], Any]
+
+
 class Controllers:
-    """The Knative and Job controllers of one emulator; configure outcomes before provisioning."""
+    """The controllers of one emulator; configure outcomes before provisioning."""
 
     def __init__(self, emulator: Emulator) -> None:
         self.emulator = emulator
+        self.ready = READY
         self.knative: dict[str, Outcome] = {}
         self.job_pods: Outcome = READY
-        self._queue: queue.Queue[Optional[tuple[str, ResourceType, dict[str, Any]]]] = queue.Queue()
+        self.native_sidecars = False
+        self.errors: list[BaseException] = []
+        self._gc_held = False
+        self._held: list[str] = []
+        self._queue: queue.Queue[Optional[Item]] = queue.Queue()
         self._thread: Optional[threading.Thread] = None
         emulator.store.listeners.append(self._observe)
+        emulator.store.collect = lambda uid: self._queue.put(("gc", None, uid))
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="emulator-controllers", daemon=True)
@@ -67,12 +89,25 @@ class Controllers:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
+    def settle(self) -> None:
+        """Return once the controllers handled every change made so far (and what that
+        caused); re-raise what a controller failed with."""
+        self._queue.join()
+        if self.errors:
+            raise self.errors[0]
+
     def reconcile(self, namespace: str, name: str) -> None:
         """Reconcile a Knative Service again (after a test changed its outcome)."""
-        rt = self._rt("services", "serving.knative.dev")
+        rt = self.rt("services", "serving.knative.dev")
         obj = self.emulator.store.get(rt, namespace, name)
         if obj is not None:
             self._queue.put(("ksvc-again", rt, obj))
+
+    def hold_gc(self) -> None:
+        self._queue.put(("gc-hold", None, True))
+
+    def release_gc(self) -> None:
+        self._queue.put(("gc-hold", None, False))
 
     def _observe(self, kind: str, rt: ResourceType, obj: dict[str, Any]) -> None:
         if kind == "DELETED":
@@ -84,21 +119,41 @@ class Controllers:
 
     def _run(self) -> None:
         for item in iter(self._queue.get, None):
-            what, rt, obj = item
-            if what.startswith("ksvc"):
-                self._reconcile_service(rt, obj, again=what == "ksvc-again")
+            try:
+                self._handle(*item)
+            except BaseException as exc:  # noqa: BLE001 - reported by settle()
+                self.errors.append(exc)
+            finally:
+                self._queue.task_done()
+
+    def _handle(self, what: str, rt: Optional[ResourceType], obj: Any) -> None:
+        if what == "gc-hold":
+            self._gc_held = bool(obj)
+            if not self._gc_held:
+                for uid in self._held:
+                    self._queue.put(("gc", None, uid))
+                self._held.clear()
+        elif what == "gc":
+            if self._gc_held:
+                self._held.append(obj)
             else:
-                self._start_job(rt, obj)
+                self.emulator.store.delete_dependents(obj)
+        elif what.startswith("ksvc"):
+            assert rt is not None
+            reconcile_service(self, rt, obj, again=what == "ksvc-again")
+        else:
+            assert rt is not None
+            self._start_job(rt, obj)
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def _rt(self, plural: str, group: str = "") -> ResourceType:
+    def rt(self, plural: str, group: str = "") -> ResourceType:
         return self.emulator.resource(plural, group)
 
-    def _event(self, obj: dict[str, Any], kind: str, reason: str, message: str) -> None:
+    def event(self, obj: dict[str, Any], kind: str, reason: str, message: str) -> None:
         meta = obj["metadata"]
         self.emulator.store.create(
-            self._rt("events"),
+            self.rt("events"),
             {
                 "apiVersion": "v1",
                 "kind": "Event",
@@ -121,7 +176,7 @@ class Controllers:
         )
 
     @staticmethod
-    def _owner(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    def owner(obj: dict[str, Any]) -> list[dict[str, Any]]:
         return [
             {
                 "apiVersion": obj["apiVersion"],
@@ -133,136 +188,68 @@ class Controllers:
             }
         ]
 
-    def _set_status(self, rt: ResourceType, obj: dict[str, Any], status: dict[str, Any]) -> bool:
+    def set_status(self, rt: ResourceType, obj: dict[str, Any], status: dict[str, Any]) -> bool:
+        """Write ``status``; ``True`` when that changed the object."""
         store = self.emulator.store
         with store.lock:
             current = store.get(rt, obj["metadata"]["namespace"], obj["metadata"]["name"])
             if current is None or current["metadata"]["uid"] != obj["metadata"]["uid"]:
                 return False  # deleted meanwhile
             if current.get("status") == status:
-                return True
+                return False
             current["status"] = status
             store.replace(rt, current)
             return True
 
-    # -- Knative ----------------------------------------------------------------------------
-
-    def _reconcile_service(
-        self, rt: ResourceType, svc: dict[str, Any], again: bool = False
-    ) -> None:
-        store, meta = self.emulator.store, svc["metadata"]
-        name, ns, generation = meta["name"], meta["namespace"], meta["generation"]
-        with store.lock:
-            current = store.get(rt, ns, name)
-        if current is None or current["metadata"]["generation"] != generation:
-            return  # a newer write is queued
-        if (current.get("status") or {}).get("observedGeneration") == generation and not again:
-            return  # our own status write
-        template = current["spec"].get("template") or {}
-        revision = (template.get("metadata") or {}).get("name") or f"{name}-{generation:05d}"
-        rev_rt = self._rt("revisions", "serving.knative.dev")
-        if store.get(rev_rt, ns, revision) is None:
-            labels = {
-                **((template.get("metadata") or {}).get("labels") or {}),
-                "serving.knative.dev/service": name,
-                "serving.knative.dev/configuration": name,
-            }
-            rev = store.create(
-                rev_rt,
-                {
-                    "apiVersion": "serving.knative.dev/v1",
-                    "kind": "Revision",
-                    "metadata": {
-                        "name": revision,
-                        "namespace": ns,
-                        "labels": labels,
-                        "ownerReferences": self._owner(current),
-                    },
-                    "spec": copy.deepcopy(template.get("spec") or {}),
-                },
-            )
-            store.create(
-                self._rt("pods"),
-                {
-                    "apiVersion": "v1",
-                    "kind": "Pod",
-                    "metadata": {
-                        "name": f"{revision}-deployment-{uuid.uuid4().hex[:5]}",
-                        "namespace": ns,
-                        "labels": {**labels, "serving.knative.dev/revision": revision},
-                        "ownerReferences": self._owner(rev),
-                    },
-                    "spec": copy.deepcopy(template.get("spec") or {}),
-                    "status": {"phase": "Running"},
-                },
-            )
-        outcome = self.knative.get(revision, READY)
-        previous = current.get("status") or {}
-        status: dict[str, Any] = {
-            "observedGeneration": generation,
-            "latestCreatedRevisionName": revision,
-            "latestReadyRevisionName": previous.get("latestReadyRevisionName"),
-            "url": f"http://{name}.{ns}.example.com",
-        }
-        if outcome.state == "ready":
-            status["latestReadyRevisionName"] = revision
-            conditions = [
-                ("ConfigurationsReady", "True", "", ""),
-                ("Ready", "True", "", ""),
-                ("RoutesReady", "True", "", ""),
-            ]
-            traffic = current["spec"].get("traffic") or [{"latestRevision": True, "percent": 100}]
-            status["traffic"] = [
-                {
-                    **t,
-                    "revisionName": t.get("revisionName") or revision,
-                    **(
-                        {"url": f"http://{t['tag']}-{name}.{ns}.example.com"}
-                        if t.get("tag")
-                        else {}
-                    ),
-                }
-                for t in traffic
-            ]
-        elif outcome.state == "failed":
-            text = f'Revision "{revision}" failed with message: {outcome.message}.'
-            conditions = [
-                ("ConfigurationsReady", "False", outcome.reason, text),
-                ("Ready", "False", outcome.reason, text),
-                ("RoutesReady", "True", "", ""),
-            ]
-        else:
-            text = f'Configuration "{name}" is waiting for a Revision to become ready.'
-            conditions = [
-                ("ConfigurationsReady", "Unknown", outcome.reason, text),
-                ("Ready", "Unknown", outcome.reason, text),
-                ("RoutesReady", "Unknown", "", ""),
-            ]
-        status["conditions"] = [
-            {
-                "type": t,
-                "status": s,
-                **({"reason": r} if r else {}),
-                **({"message": m} if m else {}),
-                "lastTransitionTime": now(),
-            }
-            for t, s, r, m in conditions
-        ]
-        if outcome.state != "ready":
-            rev = store.get(rev_rt, ns, revision)
-            if rev is not None:
-                self._event(
-                    rev,
-                    "Revision",
-                    "InternalError" if outcome.state == "failed" else "FailedScheduling",
-                    outcome.message,
-                )
-        self._set_status(rt, current, status)
+    def admit_pod(self, pod: dict[str, Any]) -> Optional[dict[str, Any]]:
+        """Create ``pod`` as the API server would after Istio's injection webhook."""
+        meta = pod["metadata"]
+        ns = self.emulator.store.get(self.rt("namespaces"), "", meta["namespace"]) or {}
+        ns_labels = (ns.get("metadata") or {}).get("labels") or {}
+        wanted = (meta.get("labels") or {}).get("sidecar.istio.io/inject") == "true"
+        if wanted and ns_labels.get("istio-injection") != "disabled":
+            proxy = {"name": "istio-proxy", "image": "docker.io/istio/proxyv2:1.30.3"}
+            spec = pod.setdefault("spec", {})
+            if self.native_sidecars:
+                spec.setdefault("initContainers", []).append({**proxy, "restartPolicy": "Always"})
+            else:
+                spec.setdefault("containers", []).append(proxy)
+        try:
+            return self.emulator.store.create(self.rt("pods"), pod)
+        except ApiError:
+            return None  # the namespace or the owner vanished meanwhile
 
     # -- Jobs -------------------------------------------------------------------------------
 
+    def _job_pod_status(self, container: str) -> dict[str, Any]:
+        outcome = self.job_pods
+        if outcome.state == "ready":
+            return {
+                "phase": "Running",
+                "conditions": [{"type": "Ready", "status": "True"}],
+                "containerStatuses": [
+                    {"name": container, "ready": True, "state": {"running": {"startedAt": now()}}}
+                ],
+            }
+        if outcome.state == "failed":
+            terminated = {"reason": "Error", "exitCode": 1, "message": outcome.message}
+            return {
+                "phase": "Failed",
+                "containerStatuses": [
+                    {"name": container, "ready": False, "state": {"terminated": terminated}}
+                ],
+            }
+        waiting = {"reason": "ImagePullBackOff", "message": outcome.message}
+        return {
+            "phase": "Pending",
+            "conditions": [{"type": "Ready", "status": "False", "reason": "ContainersNotReady"}],
+            "containerStatuses": [
+                {"name": container, "ready": False, "state": {"waiting": waiting}}
+            ],
+        }
+
     def _start_job(self, rt: ResourceType, job: dict[str, Any]) -> None:
-        meta, store = job["metadata"], self.emulator.store
+        meta = job["metadata"]
         template = job["spec"]["template"]
         labels = {
             **((template.get("metadata") or {}).get("labels") or {}),
@@ -271,70 +258,26 @@ class Controllers:
             "controller-uid": meta["uid"],
         }
         outcome = self.job_pods
-        container = template["spec"]["containers"][0]["name"]
-        if outcome.state == "ready":
-            pod_status = {
-                "phase": "Running",
-                "conditions": [{"type": "Ready", "status": "True"}],
-                "containerStatuses": [
-                    {"name": container, "ready": True, "state": {"running": {"startedAt": now()}}}
-                ],
-            }
-        elif outcome.state == "failed":
-            pod_status = {
-                "phase": "Failed",
-                "containerStatuses": [
-                    {
-                        "name": container,
-                        "ready": False,
-                        "state": {
-                            "terminated": {
-                                "reason": "Error",
-                                "exitCode": 1,
-                                "message": outcome.message,
-                            }
-                        },
-                    }
-                ],
-            }
-        else:
-            pod_status = {
-                "phase": "Pending",
-                "conditions": [
-                    {"type": "Ready", "status": "False", "reason": "ContainersNotReady"}
-                ],
-                "containerStatuses": [
-                    {
-                        "name": container,
-                        "ready": False,
-                        "state": {
-                            "waiting": {"reason": "ImagePullBackOff", "message": outcome.message}
-                        },
-                    }
-                ],
-            }
-        try:
-            pod = store.create(
-                self._rt("pods"),
-                {
-                    "apiVersion": "v1",
-                    "kind": "Pod",
-                    "metadata": {
-                        "name": f"{meta['name']}-{uuid.uuid4().hex[:5]}",
-                        "namespace": meta["namespace"],
-                        "labels": labels,
-                        "annotations": (template.get("metadata") or {}).get("annotations", {}),
-                        "ownerReferences": self._owner(job),
-                    },
-                    "spec": copy.deepcopy(template["spec"]),
-                    "status": pod_status,
+        pod = self.admit_pod(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "name": f"{meta['name']}-{uuid.uuid4().hex[:5]}",
+                    "namespace": meta["namespace"],
+                    "labels": labels,
+                    "annotations": (template.get("metadata") or {}).get("annotations", {}),
+                    "ownerReferences": self.owner(job),
                 },
-            )
-        except ApiError:
-            return  # the namespace or the Job vanished meanwhile
+                "spec": copy.deepcopy(template["spec"]),
+                "status": self._job_pod_status(template["spec"]["containers"][0]["name"]),
+            }
+        )
+        if pod is None:
+            return
         if outcome.state == "pending":
-            self._event(pod, "Pod", "Failed", outcome.message)
-        self._set_status(
+            self.event(pod, "Pod", "Failed", outcome.message)
+        self.set_status(
             rt,
             job,
             {

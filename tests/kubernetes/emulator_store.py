@@ -3,8 +3,9 @@
 Keeps objects per resource type, namespace and name with resourceVersion, generation, uid and
 ownerReferences; records every change as a watch event; implements label and field selectors,
 server-side apply (field managers, conflicts, ``force``), JSON merge patch and cascading
-deletion. It is deliberately small: no admission, no defaulting, no finalizers (Foreground
-deletion completes at once).
+deletion: Foreground and Orphan complete at once (no finalizers), Background hands the owner's
+uid to ``collect`` (the emulated garbage collector, which removes the dependents later, as
+Kubernetes does). It is deliberately small: no admission, no defaulting.
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ RESOURCES = (
     ResourceType(
         "networking.istio.io", ("v1", "v1beta1", "v1alpha3"), "virtualservices", "VirtualService"
     ),
+    ResourceType("gateway.networking.k8s.io", ("v1", "v1beta1"), "httproutes", "HTTPRoute"),
+    ResourceType("gateway.networking.k8s.io", ("v1", "v1beta1"), "gateways", "Gateway"),
 )
 # What a DELETE without propagationPolicy does, per type (batch/v1 Jobs orphan their pods).
 DEFAULT_PROPAGATION = {"jobs": "Orphan"}
@@ -305,6 +308,8 @@ class Store:
         self.history: list[WatchEvent] = []
         self.rv = 0
         self.listeners: list[Callable[[str, ResourceType, dict[str, Any]], None]] = []
+        # Background deletion: the dependents of this uid are the garbage collector's to delete.
+        self.collect: Optional[Callable[[str], None]] = None
         self.closed = False
 
     def _record(self, kind: str, rt: ResourceType, obj: dict[str, Any]) -> None:
@@ -416,11 +421,14 @@ class Store:
             self.configs.pop(key, None)
             self._bump(obj)
             self._record("DELETED", rt, obj)
-            if (propagation or DEFAULT_PROPAGATION.get(rt.plural, "Background")) != "Orphan":
-                self._delete_dependents(obj["metadata"]["uid"])
+            policy = propagation or DEFAULT_PROPAGATION.get(rt.plural, "Background")
+            if policy == "Background" and self.collect is not None:
+                self.collect(obj["metadata"]["uid"])
+            elif policy != "Orphan":
+                self.delete_dependents(obj["metadata"]["uid"])
             return obj
 
-    def _delete_dependents(self, uid: str) -> None:
+    def delete_dependents(self, uid: str) -> None:
         by_key = {(r.group, r.plural): r for r in RESOURCES}
         for key, obj in list(self.objects.items()):
             owners = (obj.get("metadata") or {}).get("ownerReferences") or []

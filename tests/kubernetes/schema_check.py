@@ -1,7 +1,7 @@
 """Checks of rendered manifests against the published schemas (tests only).
 
-- Knative Service and Istio VirtualService: ``spec`` against the CRD's ``openAPIV3Schema`` of
-  the manifest's version (jsonschema, Draft 4 as OpenAPI v3 is), plus a pruning check: a field
+- Knative Service, Istio VirtualService and Gateway API HTTPRoute: ``spec`` against the CRD's
+  ``openAPIV3Schema`` of the manifest's version (jsonschema, Draft 4 as OpenAPI v3 is), plus a pruning check: a field
   the schema does not declare would be dropped by the API server without an error, so it is
   reported here (jsonschema alone cannot: the schemas carry no ``additionalProperties: false``).
 - Job: Kubernetes' own schema as the official client encodes it in its generated models. The
@@ -27,6 +27,7 @@ SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "schemas"
 CRD_FILES = {
     ("serving.knative.dev", "Service"): "knative-serving-service-crd.yaml",
     ("networking.istio.io", "VirtualService"): "istio-virtualservice-crd.yaml",
+    ("gateway.networking.k8s.io", "HTTPRoute"): "gateway-api-httproute-crd.yaml",
 }
 _DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")

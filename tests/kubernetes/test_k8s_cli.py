@@ -80,7 +80,6 @@ def test_render_prints_the_documents_render_returns(tmp_path: Path) -> None:
         "Service",
         "Service",
         "VirtualService",
-        "VirtualService",
         "Job",
     ]
 

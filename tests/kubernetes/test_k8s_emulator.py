@@ -179,7 +179,7 @@ def test_deletecollection_by_label_and_propagation(emulator: Emulator) -> None:
         job["metadata"]["name"] = name
         assert requests.post(f"{emulator.url}{JOBS}", json=job, timeout=5).status_code == 201
     requests.post(f"{emulator.url}{KSVC}", json=ksvc("keep", run="y"), timeout=5)
-    emulator.controllers.stop()  # let the controller finish creating the pods
+    emulator.controllers.settle()  # the controller created the pods
     pods = {p["metadata"]["labels"]["job-name"] for p in emulator.objects("pods", labels="run=x")}
     assert pods == {"orphaning", "cascading"}
 
@@ -190,11 +190,44 @@ def test_deletecollection_by_label_and_propagation(emulator: Emulator) -> None:
         timeout=5,
     )
     assert emulator.objects("jobs", "batch") == []
+    emulator.controllers.settle()  # the garbage collector removed the dependents
     left = {p["metadata"]["labels"]["job-name"] for p in emulator.objects("pods", labels="run=x")}
     assert left == {"orphaning"}, "a Job deleted without a policy orphans its pods"
     assert [s["metadata"]["name"] for s in emulator.objects("services", "serving.knative.dev")] == [
         "keep"
     ]
+
+
+def test_revisions_outlive_a_background_delete_of_their_service(emulator: Emulator) -> None:
+    # Kubernetes' garbage collector removes dependents after a Background delete has
+    # returned; the emulator's did so within the delete, so a quick rerun never met them.
+    emulator.controllers.hold_gc()
+    spec = ksvc("a")
+    spec["spec"]["template"]["metadata"] = {"name": "a-v1"}
+    requests.post(f"{emulator.url}{KSVC}", json=spec, timeout=5)
+    emulator.controllers.settle()
+    revisions = emulator.objects("revisions", "serving.knative.dev")
+    assert [r["metadata"]["name"] for r in revisions] == ["a-v1"]
+    background = {"propagationPolicy": "Background"}
+    requests.delete(f"{emulator.url}{KSVC}/a", params=background, timeout=5)
+    emulator.controllers.settle()
+    assert emulator.objects("services", "serving.knative.dev") == []
+    assert len(emulator.objects("revisions", "serving.knative.dev")) == 1, "not collected yet"
+    # a new Service asking for the same revision name meets Knative's refusal
+    requests.post(f"{emulator.url}{KSVC}", json=spec, timeout=5)
+    emulator.controllers.settle()
+    ready = next(
+        c
+        for c in emulator.objects("services", "serving.knative.dev")[0]["status"]["conditions"]
+        if c["type"] == "Ready"
+    )
+    assert (ready["status"], ready["reason"]) == ("False", "RevisionFailed")
+    assert 'revisions.serving.knative.dev "a-v1" already exists' in ready["message"]
+    requests.delete(f"{emulator.url}{KSVC}/a", params=background, timeout=5)
+    emulator.controllers.release_gc()
+    emulator.controllers.settle()
+    assert emulator.objects("revisions", "serving.knative.dev") == []
+    assert emulator.objects("pods", labels="serving.knative.dev/revision=a-v1") == []
 
 
 def test_importing_the_backend_does_not_import_kubernetes() -> None:

@@ -42,7 +42,8 @@ def test_delete_command_removes_one_run_and_leaves_the_other(
     assert sorted(run_objects(emulator, "run-b")) == other
     deletes = [d.qualified for d in emulator.calls("deletecollection")]
     assert deletes == [
-        "virtualservices.networking.istio.io", "jobs.batch", "services.serving.knative.dev"
+        "httproutes.gateway.networking.k8s.io", "virtualservices.networking.istio.io",
+        "jobs.batch", "services.serving.knative.dev",
     ]
 
 
@@ -81,7 +82,7 @@ def test_guardian_deletes_the_run_when_pytest_is_gone(
     )
     try:
         backend.provision()
-        assert len(run_objects(emulator, "run-g")) == 9
+        assert len(run_objects(emulator, "run-g")) == 8
         guardian = backend._guardian
         assert guardian is not None
         assert guardian.popen.stdin is not None
@@ -101,7 +102,9 @@ def test_guardian_is_dismissed_by_teardown_and_not_started_for_keep(
 ) -> None:
     def backend(run_id: str, keep: bool) -> KubernetesBackend:
         return KubernetesBackend(
-            make_spec(target=f"default/{run_id}"),
+            make_spec(
+                target=f"default/{run_id}", mirror={"percent": 40, "host": f"{run_id}.test"}
+            ),
             RunContext(run_id=run_id, workdir=str(tmp_path / run_id), keep=keep,
                        prometheus_url="http://prometheus.test:9090"),
             settings=FAST,
@@ -111,7 +114,7 @@ def test_guardian_is_dismissed_by_teardown_and_not_started_for_keep(
     kept.provision()
     assert kept._guardian is None
     kept.teardown()
-    assert len(run_objects(emulator, "kept")) == 9
+    assert len(run_objects(emulator, "kept")) == 8
 
     normal = backend("normal", keep=False)
     normal.provision()
@@ -160,7 +163,7 @@ def test_pytest_killed_mid_run_leaves_nothing_in_the_cluster(
     try:
         jobs = wait_for(job, "the run's traffic Job", 60)
         run_id = jobs[0]["metadata"]["labels"][RUN_LABEL]
-        wait_for(lambda: len(run_objects(emulator, run_id)) == 9, "the run's objects", 30)
+        wait_for(lambda: len(run_objects(emulator, run_id)) == 8, "the run's objects", 30)
         run.kill()
         assert run.wait(timeout=30) == -signal.SIGKILL
 
@@ -172,5 +175,6 @@ def test_pytest_killed_mid_run_leaves_nothing_in_the_cluster(
             run.wait()
     deletes = [d.qualified for d in emulator.calls("deletecollection")]
     assert deletes == [
-        "virtualservices.networking.istio.io", "jobs.batch", "services.serving.knative.dev"
+        "httproutes.gateway.networking.k8s.io", "virtualservices.networking.istio.io",
+        "jobs.batch", "services.serving.knative.dev",
     ]

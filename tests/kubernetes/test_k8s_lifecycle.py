@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import _thread
 import threading
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 import pytest
 
-from pytest_darklaunch.backends.kubernetes import KubeSettings
 from pytest_darklaunch.backends.kubernetes.render import render
 from pytest_darklaunch.errors import ProvisioningError
 
 from .conftest import FAST, RUN_LABEL, BackendFactory, make_spec, other_app_spec, run_objects
 from .emulator import Emulator
-from .emulator_controllers import failed, pending
+from .emulator_controllers import failed, pending, unschedulable
 
 
 def test_provision_applies_everything_and_reports_the_environment(
@@ -26,10 +26,13 @@ def test_provision_applies_everything_and_reports_the_environment(
 
     assert env.backend == "kubernetes" and env.metric_source == "istio"
     assert env.prometheus_url == "http://prometheus.test:9090"
+    # only what dark's sidecar received from the traffic Job: no autoscaler scrape, no probe
     assert env.labels["dark"] == {
         "destination_workload": "sample-app-v2-deployment",
         "destination_workload_namespace": "default",
         "reporter": "destination",
+        "source_workload": "sample-app-traffic-run-a",
+        "source_workload_namespace": "default",
     }
     assert env.labels["live"]["destination_workload"] == "sample-app-v1-deployment"
     assert env.endpoints == {
@@ -37,8 +40,10 @@ def test_provision_applies_everything_and_reports_the_environment(
         "dark": "http://dark-sample-app.default.example.com",
     }
     assert env.details["delete_command"] == (
-        "kubectl delete virtualservices.networking.istio.io,jobs.batch,"
-        "services.serving.knative.dev -n default -l darklaunch.dev/run-id=run-a"
+        "python -m pytest_darklaunch delete --namespace default --run-id run-a"
+    )
+    assert env.details["mirror_rule"] == (
+        "virtualservices.networking.istio.io/sample-app-mirror-run-a"
     )
 
     ksvc = emulator.objects("services", "serving.knative.dev")[0]
@@ -56,7 +61,7 @@ def test_provision_applies_everything_and_reports_the_environment(
     vs_names = sorted(
         v["metadata"]["name"] for v in emulator.objects("virtualservices", "networking.istio.io")
     )
-    assert vs_names == ["sample-app-mirror-run-a", "sample-app-routing-run-a"]
+    assert vs_names == ["sample-app-mirror-run-a"]
     pods = emulator.objects("pods", namespace="default", labels="job-name=sample-app-traffic-run-a")
     assert [p["status"]["phase"] for p in pods] == ["Running"]
     started = pods[0]["status"]["containerStatuses"][0]["state"]["running"]["startedAt"]
@@ -75,7 +80,6 @@ def test_applies_server_side_in_order_and_waits_with_watches(
     assert [p.qualified for p in patches] == [
         "services.serving.knative.dev",
         "services.serving.knative.dev",
-        "virtualservices.networking.istio.io",
         "virtualservices.networking.istio.io",
         "jobs.batch",
     ]
@@ -109,35 +113,69 @@ def test_a_wait_that_needs_the_watch_sees_the_status_change(
     assert ksvc["status"]["latestReadyRevisionName"] == "sample-app-v2"
 
 
-def test_a_revision_that_never_gets_ready_fails_with_its_condition(
+def test_an_unschedulable_revision_is_waited_for_and_times_out_with_the_pods_events(
     emulator: Emulator, make_backend: BackendFactory
 ) -> None:
-    emulator.controllers.knative["sample-app-v2"] = pending(
+    # Knative reports a pod without a node as RevisionFailed at once; with node autoscaling
+    # it recovers, so the wait goes on to its deadline and then shows the scheduler's event,
+    # which is recorded on the pod (the old code raised at once, without the event).
+    emulator.controllers.knative["sample-app-v2"] = unschedulable(
         "0/3 nodes are available: 3 Insufficient cpu."
     )
-    backend = make_backend(settings=KubeSettings(ready_timeout_s=1.0, retry=FAST.retry))
+    backend = make_backend(settings=replace(FAST, ready_timeout_s=1.0))
     with pytest.raises(ProvisioningError) as info:
         backend.provision()
     message = str(info.value)
     assert (
         "Knative Service default/sample-app (revision sample-app-v2) not ready after 1s" in message
     )
-    assert 'Ready=Unknown (RevisionMissing: Configuration "sample-app" is waiting' in message
+    assert 'Ready=False (RevisionFailed: Revision "sample-app-v2" failed with message: 0/3' in (
+        message
+    )
     assert "latestReadyRevisionName=sample-app-v1" in message
     assert "Warning FailedScheduling: 0/3 nodes are available: 3 Insufficient cpu." in message
     backend.teardown()
     assert run_objects(emulator, "run-a") == []
 
 
-def test_a_failed_revision_fails_at_once_with_knatives_reason(
+def test_an_unschedulable_revision_that_gets_a_node_is_provisioned(
     emulator: Emulator, make_backend: BackendFactory
 ) -> None:
-    emulator.controllers.knative["sample-app-v2"] = failed('Back-off pulling image "acme/app:nope"')
-    backend = make_backend(settings=KubeSettings(ready_timeout_s=30.0, retry=FAST.retry))
+    emulator.controllers.knative["sample-app-v2"] = unschedulable()
+
+    def node_arrives(_: Any) -> None:
+        if emulator.controllers.knative.pop("sample-app-v2", None):
+            emulator.controllers.reconcile("default", "sample-app")
+
+    emulator.on("watch", "services.serving.knative.dev", node_arrives, times=None)
+    make_backend().provision()
+    ksvc = emulator.objects("services", "serving.knative.dev")[0]
+    assert ksvc["status"]["latestReadyRevisionName"] == "sample-app-v2"
+
+
+def test_an_image_still_pulling_times_out_with_the_kubelets_event(
+    emulator: Emulator, make_backend: BackendFactory
+) -> None:
+    emulator.controllers.knative["sample-app-v2"] = pending('Back-off pulling image "acme/app:2"')
+    backend = make_backend(settings=replace(FAST, ready_timeout_s=1.0))
+    with pytest.raises(ProvisioningError) as info:
+        backend.provision()
+    message = str(info.value)
+    assert 'Ready=Unknown (RevisionMissing: Configuration "sample-app" is waiting' in message
+    assert 'Warning Failed: Back-off pulling image "acme/app:2"' in message
+
+
+def test_a_crashing_revision_fails_at_once_although_ready_says_revision_missing(
+    emulator: Emulator, make_backend: BackendFactory
+) -> None:
+    # The route's RevisionMissing overwrites the Service's Ready reason; the old check read
+    # only that and waited the whole deadline.
+    emulator.controllers.knative["sample-app-v2"] = failed("exit status 3")
+    backend = make_backend(settings=replace(FAST, ready_timeout_s=30.0))
     with pytest.raises(
         ProvisioningError,
-        match=r"failed: Ready=False \(RevisionFailed: Revision "
-        r"\"sample-app-v2\" failed with message: Back-off pulling image",
+        match=r"\(revision sample-app-v2\) failed: ContainerHealthy=False \(ExitCode1: "
+        r"Container failed with: exit status 3\)",
     ):
         backend.provision()
     # it did not wait for the deadline: one list was enough to see the failure
@@ -148,7 +186,7 @@ def test_a_traffic_pod_that_cannot_start_fails_with_its_state_and_events(
     emulator: Emulator, make_backend: BackendFactory
 ) -> None:
     emulator.controllers.job_pods = pending('Back-off pulling image "fortio/fortio:1.69.5"')
-    backend = make_backend(settings=KubeSettings(job_timeout_s=1.0, retry=FAST.retry))
+    backend = make_backend(settings=replace(FAST, job_timeout_s=1.0))
     with pytest.raises(ProvisioningError) as info:
         backend.provision()
     message = str(info.value)
@@ -200,19 +238,20 @@ def test_teardown_deletes_by_run_label_in_order_and_leaves_nothing(
 ) -> None:
     backend = make_backend()
     backend.provision()
-    assert len(run_objects(emulator, "run-a")) == 9  # ksvc, 2 revisions + pods, 2 VS, job + pod
+    assert len(run_objects(emulator, "run-a")) == 8  # ksvc, 2 revisions + pods, VS, job + pod
     backend.teardown()
     backend.teardown()  # idempotent
 
     assert run_objects(emulator, "run-a") == []
     deletes = emulator.calls("deletecollection")
-    assert [d.qualified for d in deletes[:3]] == [
+    assert [d.qualified for d in deletes[:4]] == [
+        "httproutes.gateway.networking.k8s.io",
         "virtualservices.networking.istio.io",
         "jobs.batch",
         "services.serving.knative.dev",
     ]
     assert all(d.query["labelSelector"].endswith(f"{RUN_LABEL}=run-a") for d in deletes)
-    assert deletes[1].query["propagationPolicy"] == "Foreground"
+    assert deletes[2].query["propagationPolicy"] == "Foreground"
     assert not emulator.calls("delete"), "never deletes by name"
 
 
@@ -225,7 +264,7 @@ def test_teardown_reports_what_it_could_not_delete_and_still_deletes_the_rest(
     with pytest.raises(ProvisioningError) as info:
         backend.teardown()
     assert "cannot deletecollection jobs.batch in namespace default" in str(info.value)
-    assert "remove the rest with: kubectl delete" in str(info.value)
+    assert "remove the rest with: python -m pytest_darklaunch delete" in str(info.value)
     assert not emulator.objects("virtualservices", "networking.istio.io")
     assert not emulator.objects("services", "serving.knative.dev")
     assert emulator.objects("jobs", "batch")
@@ -240,21 +279,44 @@ def test_keep_leaves_everything_and_says_how_to_remove_it(
     backend = make_backend(keep=True)
     backend.provision()
     backend.teardown()
-    assert len(run_objects(emulator, "run-a")) == 9
+    assert len(run_objects(emulator, "run-a")) == 8
     assert backend.keep_instructions().endswith(
-        "kubectl delete virtualservices.networking.istio.io,jobs.batch,"
-        "services.serving.knative.dev -n default -l darklaunch.dev/run-id=run-a"
+        "python -m pytest_darklaunch delete --namespace default --run-id run-a"
     )
     assert not emulator.calls("deletecollection")
 
 
-def test_provision_none_creates_nothing(emulator: Emulator, make_backend: BackendFactory) -> None:
+def test_provision_none_creates_nothing_but_checks_the_sidecars(
+    emulator: Emulator, make_backend: BackendFactory
+) -> None:
+    for revision in ("sample-app-v1", "sample-app-v2"):
+        emulator.controllers.admit_pod({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": f"{revision}-deployment-x",
+                "namespace": "default",
+                "labels": {
+                    "serving.knative.dev/revision": revision,
+                    "sidecar.istio.io/inject": "true",
+                },
+            },
+            "spec": {"containers": [{"name": "user-container", "image": "a:1"}]},
+        })
     backend = make_backend(provision="none")
     env = backend.provision()
     backend.teardown()
     assert env.labels["live"]["destination_workload"] == "sample-app-v1-deployment"
+    assert "source_workload" not in env.labels["live"], "every source counts: no Job of ours"
     assert env.prometheus_url == "http://prometheus.test:9090"
-    assert emulator.requests == [], "no API call at all"
+    assert {r.verb for r in emulator.requests} <= {"get", "list"}, "reads only"
+
+
+def test_provision_none_refuses_revisions_without_sidecars(
+    emulator: Emulator, make_backend: BackendFactory
+) -> None:
+    with pytest.raises(ProvisioningError, match="revision sample-app-v1 has no pod"):
+        make_backend(provision="none").provision()
 
 
 def test_two_concurrent_runs_never_touch_each_others_objects(
@@ -277,7 +339,7 @@ def test_two_concurrent_runs_never_touch_each_others_objects(
         t.join(timeout=20)
     assert errors == []
     before_b = sorted(run_objects(emulator, "run-b"))
-    assert len(before_b) == 9 and len(run_objects(emulator, "run-a")) == 9
+    assert len(before_b) == 8 and len(run_objects(emulator, "run-a")) == 8
 
     one.teardown()
     assert run_objects(emulator, "run-a") == []
@@ -297,7 +359,7 @@ def test_a_service_owned_by_another_run_is_never_taken_over(
     intruder.teardown()
     after = emulator.objects("services", "serving.knative.dev")[0]
     assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
-    assert len(run_objects(emulator, "run-a")) == 9
+    assert len(run_objects(emulator, "run-a")) == 8
 
 
 @pytest.mark.parametrize(
@@ -341,8 +403,8 @@ def test_a_cluster_without_knative_is_named(tmp_path: Any) -> None:
         )
         with pytest.raises(
             ProvisioningError,
-            match=r"does not serve serving.knative.dev/v1 Service "
-            r"\(services.serving.knative.dev\); install Knative Serving",
+            match=r"does not serve serving.knative.dev/v1 Service, serving.knative.dev/v1 "
+            r"Revision: install Knative Serving \(1.17 or later\)",
         ):
             backend.provision()
         assert not bare.calls("patch")

@@ -75,7 +75,7 @@ def prometheus(emulator: Emulator) -> Iterator[tuple[str, int]]:
 def test_prometheus_is_reached_through_a_local_port_forward(
     emulator: Emulator, prometheus: tuple[str, int], make_backend: BackendFactory
 ) -> None:
-    backend = make_backend(provision="none", prometheus_url=None)
+    backend = make_backend(prometheus_url=None)
     env = backend.provision()
     assert env.prometheus_url.startswith("http://127.0.0.1:")
     assert env.details["prometheus"] == "port-forward to service istio-system/prometheus:9090"

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from pytest_darklaunch.backends.kubernetes.render import render
+from pytest_darklaunch.backends.kubernetes.render import names_for, render
+from pytest_darklaunch.backends.kubernetes.routing import http_route
 
 from . import schema_check
 from .conftest import make_spec
@@ -51,7 +52,6 @@ def test_every_rendered_manifest_validates(name: str, run_id: str) -> None:
         "Service",
         "Service",
         "VirtualService",
-        "VirtualService",
         "Job",
     ]
     for manifest in manifests:
@@ -59,10 +59,33 @@ def test_every_rendered_manifest_validates(name: str, run_id: str) -> None:
 
 
 def test_istio_manifests_validate_in_every_served_version() -> None:
-    for manifest in render(make_spec(), "run-a")[2:4]:
+    for manifest in render(make_spec(), "run-a")[2:3]:
         for version in ("v1", "v1beta1", "v1alpha3"):
             other = dict(manifest, apiVersion=f"networking.istio.io/{version}")
             assert crd_errors(other) == []
+
+
+@pytest.mark.parametrize("percent", [40, 12.5, 100])
+@pytest.mark.parametrize("gateway", [None, "istio-ingress/shared"])
+def test_http_routes_validate_in_every_served_version(
+    percent: float, gateway: str | None
+) -> None:
+    names = names_for(make_spec(), "run-a", "ci-42")
+    route = http_route(names, "api.shop.example.org", percent, 2.5, gateway)
+    for version in ("v1", "v1beta1"):
+        other = dict(route, apiVersion=f"gateway.networking.k8s.io/{version}")
+        assert manifest_errors(other) == []
+
+
+def test_the_http_route_check_catches_bad_manifests() -> None:
+    names = names_for(make_spec(), "run-a")
+    route = http_route(names, "shop.example.org", 40, 2.0)
+    mirror = route["spec"]["rules"][0]["filters"][0]["requestMirror"]
+    mirror["percent"] = "40"
+    mirror["fractoin"] = {"numerator": 1}
+    errors = crd_errors(route)
+    assert any("'40' is not of type 'integer'" in e for e in errors)
+    assert any("unknown field spec.rules[0].filters[0].requestMirror.fractoin" in e for e in errors)
 
 
 def _knative(**change: Any) -> dict[str, Any]:
@@ -113,7 +136,7 @@ def test_the_istio_check_catches_bad_manifests() -> None:
     ],
 )
 def test_the_job_check_catches_bad_manifests(change: Any, expected: str) -> None:
-    job = copy.deepcopy(render(make_spec(), "run-a")[4])
+    job = copy.deepcopy(render(make_spec(), "run-a")[3])
     assert job_errors(job) == []
     change(job)
     errors = job_errors(job)
@@ -121,7 +144,7 @@ def test_the_job_check_catches_bad_manifests(change: Any, expected: str) -> None
 
 
 def test_the_metadata_check_catches_bad_names_and_labels() -> None:
-    job = copy.deepcopy(render(make_spec(), "run-a")[4])
+    job = copy.deepcopy(render(make_spec(), "run-a")[3])
     job["metadata"]["name"] = "Traffic_Job"
     job["metadata"]["labels"]["darklaunch.dev/run-id"] = "x" * 64
     errors = schema_check.metadata_errors(job)
@@ -153,5 +176,5 @@ def test_the_shared_schemas_dir_resolves_beside_the_repository(
         shared = SHARED / name
         if shared.is_file():
             assert shared.read_bytes() == (VENDORED / name).read_bytes()
-            for manifest in render(make_spec(), "run-a")[:4]:
+            for manifest in render(make_spec(), "run-a")[:3]:
                 assert manifest_errors(manifest, SHARED) == []

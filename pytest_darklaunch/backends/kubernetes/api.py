@@ -59,17 +59,32 @@ class Kind:
 
 
 KNATIVE_SERVICE = Kind("serving.knative.dev/v1", "Service", "services")
+REVISION = Kind("serving.knative.dev/v1", "Revision", "revisions")
 VIRTUAL_SERVICE = Kind("networking.istio.io/v1", "VirtualService", "virtualservices")
+HTTP_ROUTE = Kind("gateway.networking.k8s.io/v1", "HTTPRoute", "httproutes")
+GATEWAY = Kind("gateway.networking.k8s.io/v1", "Gateway", "gateways")
 JOB = Kind("batch/v1", "Job", "jobs")
 POD = Kind("v1", "Pod", "pods")
 EVENT = Kind("v1", "Event", "events")
 SERVICE = Kind("v1", "Service", "services")
-KINDS = {(k.api_version, k.kind): k for k in (KNATIVE_SERVICE, VIRTUAL_SERVICE, JOB)}
+KINDS = {(k.api_version, k.kind): k for k in (KNATIVE_SERVICE, VIRTUAL_SERVICE, HTTP_ROUTE, JOB)}
 
-_MISSING_API = {
-    KNATIVE_SERVICE: "install Knative Serving",
+_GATEWAY_API_HINT = (
+    "install the Gateway API CRDs, v1.3 or later for percent mirroring "
+    "(kubectl apply -f https://github.com/kubernetes-sigs/gateway-api/releases/download/"
+    "v1.3.0/standard-install.yaml)"
+)
+MISSING_API = {
+    KNATIVE_SERVICE: "install Knative Serving (1.17 or later) with its Istio networking layer",
+    REVISION: "install Knative Serving (1.17 or later) with its Istio networking layer",
     VIRTUAL_SERVICE: "install Istio (1.22 or later serves networking.istio.io/v1)",
+    HTTP_ROUTE: _GATEWAY_API_HINT,
+    GATEWAY: _GATEWAY_API_HINT,
 }
+
+
+class NotServed(ProvisioningError):
+    """The cluster does not serve an API the backend needs (a CRD is missing)."""
 
 
 @dataclass(frozen=True)
@@ -96,22 +111,33 @@ def import_client() -> None:
         ) from exc
 
 
+def credentials_source(context: Optional[str], env: Optional[dict[str, str]] = None) -> str:
+    """Where credentials come from, with the precedence of kubectl and the client's
+    ``load_config``: a kubeconfig (``KUBECONFIG``, else ``~/.kube/config``) when there is one or
+    a context is asked for, else the pod's service account (in-cluster), else the kubeconfig.
+
+    >>> credentials_source(None, {"KUBERNETES_SERVICE_HOST": "10.0.0.1", "HOME": "/nonexistent"})
+    'in-cluster'
+    >>> credentials_source(None, {"KUBERNETES_SERVICE_HOST": "10.0.0.1", "KUBECONFIG": "/k"})
+    'kubeconfig'
+    """
+    env = dict(os.environ) if env is None else env
+    home_config = os.path.join(env.get("HOME") or os.path.expanduser("~"), ".kube", "config")
+    if context is not None or env.get("KUBECONFIG") or os.path.exists(home_config):
+        return "kubeconfig"
+    return "in-cluster" if "KUBERNETES_SERVICE_HOST" in env else "kubeconfig"
+
+
 def load_api_client(
     context: Optional[str], context_option: str = "--darklaunch-kube-context"
 ) -> Any:
-    """An ``ApiClient`` from kubeconfig (``context`` or the current one) or in-cluster config.
-
-    In a pod (``KUBERNETES_SERVICE_HOST`` set, no ``KUBECONFIG``, no context) the pod's service
-    account is used. ``context_option`` is the option that chose ``context``, for the message.
-    """
+    """An ``ApiClient`` from kubeconfig (``context`` or the current one) or in-cluster config,
+    chosen by :func:`credentials_source`. ``context_option`` is the option that chose
+    ``context``, for the message."""
     from kubernetes import client, config
     from kubernetes.config.config_exception import ConfigException
 
-    in_cluster = (
-        context is None
-        and "KUBERNETES_SERVICE_HOST" in os.environ
-        and "KUBECONFIG" not in os.environ
-    )
+    in_cluster = credentials_source(context) == "in-cluster"
     try:
         if in_cluster:
             configuration = client.Configuration()
@@ -263,11 +289,19 @@ class KubeApi:
                 lambda: client.resources.get(api_version=kind.api_version, kind=kind.kind),
             )
         except ResourceNotFoundError as exc:
-            hint = _MISSING_API.get(kind, "check the cluster's API versions")
-            raise ProvisioningError(
+            hint = MISSING_API.get(kind, "check the cluster's API versions")
+            raise NotServed(
                 f"the cluster at {self.host} does not serve {kind.api_version} {kind.kind} "
                 f"({kind.qualified}); {hint}"
             ) from exc
+
+    def serves(self, kind: Kind) -> bool:
+        """Whether the cluster serves ``kind`` (other API errors still raise)."""
+        try:
+            self.resource(kind)
+        except NotServed:
+            return False
+        return True
 
     def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply ``manifest`` as field manager ``pytest-darklaunch``, with ``force``."""

@@ -1,10 +1,15 @@
 """The kubernetes backend: provisions the rendered objects on a cluster and removes them by run id.
 
-Provisioning applies (server-side, field manager ``pytest-darklaunch``) the Knative Service with
-the live revision and waits for it, applies it again with the dark revision and the 100/0
-traffic split and waits again, applies the two VirtualServices, then the Fortio Job, and waits
-for its pod to run. Teardown deletes by the run-id label only, mirroring rules first, then the
-Job (its pods with it), then the Knative Service (its revisions with it).
+Provisioning first checks, before it changes anything, that the cluster serves the APIs the
+run needs (Knative Serving, and the mirror provider's: Istio's VirtualService or the Gateway
+API's HTTPRoute), that no other run claims the same mirror host, and that no revision of an
+earlier run with the same names is still being deleted. It then applies (server-side, field
+manager ``pytest-darklaunch``) the Knative Service with the live revision and waits for it and
+its sidecar, applies it again with the dark revision and the 100/0 traffic split and waits
+again, applies the mirroring rule, then the Fortio Job, waits for its pod to run with its
+sidecar, and (:mod:`.probe`) waits for the first mirrored request to reach dark. Teardown
+deletes by the run-id label only, mirroring rules first, then the Job (its pods with it),
+then the Knative Service (its revisions with it).
 
 >>> backend = KubernetesBackend(spec, RunContext(run_id="r1", workdir="/tmp/r1"))  # doctest: +SKIP
 >>> env = backend.provision()  # doctest: +SKIP
@@ -25,31 +30,46 @@ from typing import Any, Optional
 from pytest_darklaunch.backends.base import Environment, RunContext, TrafficStats
 from pytest_darklaunch.backends.guardian import Guardian
 from pytest_darklaunch.backends.kubernetes.api import (
+    GATEWAY,
+    HTTP_ROUTE,
     JOB,
     KNATIVE_SERVICE,
     POD,
+    REVISION,
     VIRTUAL_SERVICE,
+    Kind,
     KubeApi,
     RetryPolicy,
+    credentials_source,
     load_api_client,
 )
+from pytest_darklaunch.backends.kubernetes.cleanup import delete_run
+from pytest_darklaunch.backends.kubernetes.names import RUN_ID_KEY
 from pytest_darklaunch.backends.kubernetes.portforward import (
     PortForwarder,
     parse_service,
     resolve_service_pod,
 )
+from pytest_darklaunch.backends.kubernetes.preflight import (
+    gateway_address,
+    refuse_host_collision,
+    require_apis,
+    wait_for_leftover_revisions,
+)
+from pytest_darklaunch.backends.kubernetes.probe import probe_mirror
 from pytest_darklaunch.backends.kubernetes.render import (
-    RUN_ID_KEY,
-    delete_command,
+    Schedule,
+    mirror_provider,
     names_for,
     render,
-    run_selector,
 )
 from pytest_darklaunch.backends.kubernetes.waits import (
     describe_knative_service,
     describe_pods,
     job_pod_running,
     knative_service_ready,
+    pod_names,
+    require_sidecars,
     wait_for,
 )
 from pytest_darklaunch.core.spec import Spec
@@ -58,10 +78,12 @@ from pytest_darklaunch.errors import ConfigError, ProvisioningError
 
 @dataclass(frozen=True)
 class KubeSettings:
-    """Deadlines, retries and the Prometheus to forward to.
+    """Deadlines, retries, the Prometheus to forward to and its scrape interval.
 
     ``prometheus_service`` is ``NAMESPACE/NAME[:PORT]``; ``scrape_interval_s`` is the cluster
-    Prometheus's (Istio's addon scrapes every 15 s), which the sampler's windows must exceed.
+    Prometheus's (Istio's addon scrapes every 15 s, kube-prometheus-stack every 30 s), which
+    the sampler's windows must exceed. ``mirror_probe_s`` bounds the wait for the first
+    mirrored request at dark (0: no probe; tests without a Prometheus use that).
     """
 
     ready_timeout_s: float = 300.0
@@ -69,6 +91,14 @@ class KubeSettings:
     retry: RetryPolicy = RetryPolicy()
     prometheus_service: str = "istio-system/prometheus:9090"
     scrape_interval_s: float = 15.0
+    mirror_probe_s: Optional[float] = None
+
+    @property
+    def probe_timeout_s(self) -> float:
+        """The probe's deadline: a few scrapes (the first mirrored request must be scraped)."""
+        if self.mirror_probe_s is not None:
+            return self.mirror_probe_s
+        return max(60.0, 4 * self.scrape_interval_s)
 
 
 class KubernetesBackend:
@@ -92,9 +122,11 @@ class KubernetesBackend:
         self.run = run
         self.settings = settings or KubeSettings()
         self.names = names_for(spec, run.run_id, run.namespace)
+        self.provider, self.gateway = mirror_provider(spec)
+        self.schedule = Schedule(scrape_interval_s=self.settings.scrape_interval_s)
         # Pure and cheap: a spec the cluster would refuse fails here, before any API call.
         self.manifests = (
-            [] if run.provision == "none" else render(spec, run.run_id, namespace=run.namespace)
+            [] if run.provision == "none" else self._render(self.schedule)
         )
         try:
             parse_service(self.settings.prometheus_service)
@@ -111,36 +143,33 @@ class KubernetesBackend:
         self._guardian: Optional[Guardian] = None
         self._touched = False
 
+    @property
+    def mirror_kind(self) -> Kind:
+        return HTTP_ROUTE if self.provider == "gateway-api" else VIRTUAL_SERVICE
+
     # -- the protocol -------------------------------------------------------------------------
 
     def provision(self) -> Environment:
-        """Apply everything, wait until it runs, and return the environment to measure."""
+        """Check, apply everything, wait until it runs, probe the mirror, return the environment."""
         prometheus_url = self._prometheus_url()
-        if self.run.provision == "none":
-            return self._environment(prometheus_url, {}, None)
-        ksvc_live, ksvc_dark, mirror_vs, routing_vs, job = self.manifests
         api = self._kube()
-        self._refuse_foreign_service(api)
+        if self.run.provision == "none":
+            require_apis(api, [KNATIVE_SERVICE])
+            for revision in (self.names.live_revision, self.names.dark_revision):
+                self._require_revision_sidecar(api, revision)
+            return self._environment(prometheus_url, {}, None)
+        self._preflight(api)
+        ksvc_live, ksvc_dark, mirror_rule, job = self.manifests
         self._start_guardian()
         self._touched = True
         self._apply_service(api, ksvc_live, self.names.live_revision)
         service = self._apply_service(api, ksvc_dark, self.names.dark_revision)
-        api.apply(mirror_vs)
-        api.apply(routing_vs)
+        api.apply(mirror_rule)
         api.apply(job)
-        n = self.names
-        pods = wait_for(
-            api,
-            POD,
-            n.namespace,
-            what=f"traffic Job {n.namespace}/{n.job}",
-            label_selector=f"{n.selector},job-name={n.job}",
-            check=job_pod_running,
-            describe=describe_pods,
-            timeout_s=self.settings.job_timeout_s,
-            event_names=lambda pods: [n.job] + [p["metadata"]["name"] for p in pods],
-        )
-        return self._environment(prometheus_url, _endpoints(service), _started_at(pods))
+        pods = self._wait_for_traffic(api)
+        env = self._environment(prometheus_url, _endpoints(service), _started_at(pods))
+        self._probe(env)
+        return env
 
     def traffic_stats(self) -> Optional[TrafficStats]:
         """``None``: Fortio reports its counters only in its pod log, at the end of its run."""
@@ -168,11 +197,14 @@ class KubernetesBackend:
             return f"nothing was created (provision none) in namespace {n.namespace}"
         return (
             f"kept Knative Service {n.namespace}/{n.service} (revisions {n.live_revision}, "
-            f"{n.dark_revision}), VirtualServices {n.mirror_vs} and {n.routing_vs} and Job "
+            f"{n.dark_revision}), {self.mirror_kind.kind} {n.mirror_route} and Job "
             f"{n.job} of run {n.run_id}; remove them with:\n  {n.delete_command()}"
         )
 
     # -- steps -------------------------------------------------------------------------------
+
+    def _render(self, schedule: Schedule) -> list[dict[str, Any]]:
+        return render(self.spec, self.run.run_id, namespace=self.run.namespace, schedule=schedule)
 
     def _kube(self) -> KubeApi:
         if self._api is None:
@@ -180,15 +212,32 @@ class KubernetesBackend:
             self._api = KubeApi(client, self.settings.retry, cache_dir=self.run.workdir)
         return self._api
 
-    def _refuse_foreign_service(self, api: KubeApi) -> None:
-        """Never take over a Knative Service another run (or a person) owns."""
+    def _preflight(self, api: KubeApi) -> None:
+        """Everything that can be known wrong before the first write (see :mod:`.preflight`)."""
+        kinds = [KNATIVE_SERVICE, REVISION, self.mirror_kind, JOB]
+        if self.gateway:
+            kinds.append(GATEWAY)
+        require_apis(api, kinds)
+        if self.gateway:
+            address = gateway_address(api, self.gateway)
+            if address:
+                self.schedule = Schedule(self.settings.scrape_interval_s, address)
+                self.manifests = self._render(self.schedule)
+        if self._refuse_foreign_service(api) is None:
+            wait_for_leftover_revisions(api, self.names, self.settings.ready_timeout_s)
+        host_routed = self.provider == "istio" or self.gateway
+        if host_routed:
+            refuse_host_collision(api, self.names, self.mirror_kind, self.spec.mirror.host)
+
+    def _refuse_foreign_service(self, api: KubeApi) -> Optional[dict[str, Any]]:
+        """Never take over a Knative Service another run (or a person) owns; returns ours."""
         n = self.names
         existing = api.get(KNATIVE_SERVICE, n.namespace, n.service)
         if existing is None:
-            return
+            return None
         owner = ((existing.get("metadata") or {}).get("labels") or {}).get(RUN_ID_KEY)
         if owner == n.run_id:
-            return
+            return existing
         whose = f"run {owner}" if owner else "no pytest-darklaunch run"
         raise ProvisioningError(
             f"Knative Service {n.namespace}/{n.service} already exists and belongs to {whose}; "
@@ -202,18 +251,60 @@ class KubernetesBackend:
         n = self.names
         applied = api.apply(manifest)
         generation = int((applied.get("metadata") or {}).get("generation") or 1)
+        pods = f"serving.knative.dev/revision={revision}"
         items = wait_for(
             api,
             KNATIVE_SERVICE,
             n.namespace,
             what=f"Knative Service {n.namespace}/{n.service} (revision {revision})",
             field_selector=f"metadata.name={n.service}",
-            check=knative_service_ready(revision, generation),
+            check=knative_service_ready(
+                revision, generation, lambda: api.get(REVISION, n.namespace, revision)
+            ),
             describe=describe_knative_service,
             timeout_s=self.settings.ready_timeout_s,
-            event_names=lambda items: [n.service, revision],
+            event_names=lambda items: [n.service, revision, *pod_names(api, n.namespace, pods)],
         )
+        self._require_revision_sidecar(api, revision)
         return items[0]
+
+    def _require_revision_sidecar(self, api: KubeApi, revision: str) -> None:
+        require_sidecars(
+            api,
+            self.names.namespace,
+            f"serving.knative.dev/revision={revision}",
+            f"revision {revision}",
+        )
+
+    def _wait_for_traffic(self, api: KubeApi) -> list[dict[str, Any]]:
+        n = self.names
+        selector = f"{n.selector},job-name={n.job}"
+        pods = wait_for(
+            api,
+            POD,
+            n.namespace,
+            what=f"traffic Job {n.namespace}/{n.job}",
+            label_selector=selector,
+            check=job_pod_running,
+            describe=describe_pods,
+            timeout_s=self.settings.job_timeout_s,
+            event_names=lambda pods: [n.job] + [p["metadata"]["name"] for p in pods],
+        )
+        # Without its sidecar Fortio's requests bypass the mirroring rule altogether.
+        require_sidecars(api, n.namespace, selector, f"traffic Job {n.job}")
+        return pods
+
+    def _probe(self, env: Environment) -> None:
+        if self.settings.probe_timeout_s <= 0 or self.spec.mirror.percent <= 0:
+            return
+        from pytest_darklaunch.core.prometheus import PrometheusClient
+
+        with PrometheusClient(env.prometheus_url, source="the kubernetes backend") as client:
+            probe_mirror(
+                lambda promql, at: client.query(promql, at).scalar(),
+                env.labels["dark"],
+                self.settings.probe_timeout_s,
+            )
 
     def _start_guardian(self) -> None:
         """Should pytest die before teardown (SIGKILL, the OOM killer), a guardian process runs
@@ -247,24 +338,38 @@ class KubernetesBackend:
             self._forwarder = forwarder
         return self._forwarder.url
 
-    def _environment(
-        self, prometheus_url: str, endpoints: dict[str, str], traffic_started_at: Optional[float]
-    ) -> Environment:
+    def _labels(self) -> dict[str, dict[str, str]]:
+        """Each revision's series: requests its sidecar received from the traffic Job only.
+
+        ``source_workload`` is the Job's name (Istio names a Job's pods' workload after the
+        Job), so Knative's autoscaler scrapes and activator probes never count, whatever the
+        capture settings; ``--darklaunch-provision none`` has no Job and counts every source.
+        """
         n = self.names
-        labels = {
-            role: {
+        labels = {}
+        for role, revision in (("live", n.live_revision), ("dark", n.dark_revision)):
+            labels[role] = {
                 "destination_workload": f"{revision}-deployment",
                 "destination_workload_namespace": n.namespace,
                 "reporter": "destination",
             }
-            for role, revision in (("live", n.live_revision), ("dark", n.dark_revision))
-        }
+            if self.run.provision != "none":
+                labels[role].update(source_workload=n.job, source_workload_namespace=n.namespace)
+        return labels
+
+    def _environment(
+        self, prometheus_url: str, endpoints: dict[str, str], traffic_started_at: Optional[float]
+    ) -> Environment:
+        n = self.names
         details = {
             "namespace": n.namespace,
             "service": n.service,
             "live_revision": n.live_revision,
             "dark_revision": n.dark_revision,
             "provision": self.run.provision,
+            "credentials": "injected client"
+            if self._api_client is not None
+            else credentials_source(self.run.kube_context),
             "prometheus": self.run.prometheus_url
             or f"port-forward to service {self.settings.prometheus_service}",
         }
@@ -273,7 +378,8 @@ class KubernetesBackend:
         if self.run.provision != "none":
             details.update(
                 job=n.job,
-                virtual_services=f"{n.mirror_vs},{n.routing_vs}",
+                mirror_provider=self.provider,
+                mirror_rule=f"{self.mirror_kind.qualified}/{n.mirror_route}",
                 delete_command=n.delete_command(),
             )
         return Environment(
@@ -281,34 +387,10 @@ class KubernetesBackend:
             run_id=n.run_id,
             prometheus_url=prometheus_url,
             metric_source="istio",
-            labels=labels,
+            labels=self._labels(),
             endpoints=endpoints,
             scrape_interval_s=self.settings.scrape_interval_s,
             details=details,
-        )
-
-
-def delete_run(api: KubeApi, namespace: str, run_id: str) -> None:
-    """Delete every object of run ``run_id`` in ``namespace``, by its label only: the
-    VirtualServices first (mirroring stops), then the Job once its pods are gone, then the
-    Knative Service (its revisions follow). What cannot be deleted is reported once the rest
-    is gone, with the command that removes it."""
-    selector = run_selector(run_id)
-    failures = []
-    for kind, propagation in (
-        (VIRTUAL_SERVICE, "Background"),
-        # Foreground: the Job goes only once its pods are gone.
-        (JOB, "Foreground"),
-        (KNATIVE_SERVICE, "Background"),
-    ):
-        try:
-            api.delete_collection(kind, namespace, selector, propagation)
-        except ProvisioningError as exc:
-            failures.append(str(exc))
-    if failures:
-        raise ProvisioningError(
-            f"teardown of run {run_id} incomplete: {' | '.join(failures)}; "
-            f"remove the rest with: {delete_command(namespace, run_id)}"
         )
 
 

@@ -4,32 +4,29 @@ The objects follow the Iter8 mirroring tutorial (``../shared/seed``), generalise
 
 1. the Knative Service applied twice, as the seed's ``service.yaml`` does: first with the live
    revision as its template, then with the dark one and ``traffic`` pinning live at 100% and
-   keeping dark routable at 0% with the tag ``dark`` (an untagged 0% revision would be
-   "unreachable" and scale to zero, so cold starts would dominate its latency);
-2. a VirtualService on the mesh and ingress gateways that routes the custom host to Knative's
-   local gateway and mirrors ``mirror.percent`` of it (``mirrorPercentage``, not the deprecated
-   ``mirrorPercent``);
-3. a VirtualService on the local gateway that routes ``<host>-shadow`` (Envoy's name for mirrored
-   requests) to the dark revision and ``<host>`` to the live one;
-4. a Fortio Job, injected with the Istio sidecar through its pod label, sending an open-loop
-   load at ``traffic.rate_rps``, bounded by ``activeDeadlineSeconds``.
+   keeping dark at 0% with the tag ``dark`` (a revision named in ``traffic`` is routable and
+   honours min-scale, 0% or not; the tag gives dark a URL of its own);
+2. the mirroring rule (:mod:`.routing`): an Istio VirtualService (``mirror.provider: istio``,
+   the default) or a Gateway API HTTPRoute (``gateway-api``), sending ``mirror.host`` to live's
+   private Service and a copy of ``mirror.percent`` straight to dark's;
+3. a Fortio Job, injected with the Istio sidecar through its pod label, sending an open-loop
+   load at ``traffic.rate_rps`` until teardown deletes it.
 
-Every object carries the run labels; names that must be unique per run end in a short
-run suffix.
+Both revision templates ask their sidecar for finer latency buckets and leave Knative's
+autoscaler/queue-proxy metrics ports out of inbound capture (see :func:`revision_annotations`).
 
 >>> from pytest_darklaunch.core.spec import Sources, build_spec
 >>> spec = build_spec({"target": "default/sample-app", "versions": {
 ...     "live": {"image": "ghcr.io/acme/app:1"}, "dark": {"image": "ghcr.io/acme/app:2"}}},
 ...     Sources("test"))
 >>> [m["kind"] for m in render(spec, "run1")]
-['Service', 'Service', 'VirtualService', 'VirtualService', 'Job']
+['Service', 'Service', 'VirtualService', 'Job']
 >>> names_for(spec, "run1").job
 'sample-app-traffic-run1'
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
@@ -38,133 +35,76 @@ from typing import Any, Optional
 
 import yaml
 
+from pytest_darklaunch.backends.kubernetes.names import (
+    ROLE_KEY,
+    Names,
+    check_run_id,
+    names_for,
+)
+from pytest_darklaunch.backends.kubernetes.routing import http_route, virtual_service
+from pytest_darklaunch.backends.local.envoy import upstream_time_buckets
 from pytest_darklaunch.core.spec import Spec, Version
-from pytest_darklaunch.core.units import DNS1123_HINT, format_duration, is_dns1123_label
+from pytest_darklaunch.core.units import format_duration
 from pytest_darklaunch.errors import ConfigError
 
-MANAGED_BY_KEY = "app.kubernetes.io/managed-by"
-MANAGED_BY = "pytest-darklaunch"
-RUN_ID_KEY = "darklaunch.dev/run-id"
-ROLE_KEY = "darklaunch.dev/role"
+__all__ = ["Names", "check_run_id", "names_for", "render", "render_yaml"]
 
 KNATIVE_API = "serving.knative.dev/v1"
-ISTIO_API = "networking.istio.io/v1"
-# Knative Serving's Istio networking layer (net-istio) names, as in the seed.
-INGRESS_GATEWAY = "knative-serving/knative-ingress-gateway"
-LOCAL_GATEWAY = "knative-serving/knative-local-gateway"
-LOCAL_GATEWAY_HOST = "knative-local-gateway.istio-system.svc.cluster.local"
 FORTIO_IMAGE = "fortio/fortio:1.69.5"
 # Fortio connections: enough that live may take this long per request before a connection is
 # still busy when its next send is due (open loop), at least 2, at most 256.
 OPEN_LOOP_LATENCY_BUDGET_S = 0.25
-# Time the Job may take beyond the experiment itself: image pull, sidecar start, slow sampler.
+# The Job's deadline beyond the effective schedule: image pull, sidecar start, slow sampler.
+# Only a safety net: teardown deletes the Job, and Fortio runs until then (-t 0).
 JOB_SLACK_S = 120
+# How long the sampler waits for the first scrape after the warm-up (core/experiment.py).
+FIRST_SCRAPE_WAIT_S = 30
+# Knative's autoscaler scrapes queue-proxy on 9090 every second (and 9091 serves its request
+# metrics): through the sidecar, istio_requests_total{reporter="destination"} would count each
+# scrape as a sub-millisecond 200 of the revision.
+QUEUE_METRICS_PORTS = "9090,9091"
+# Knative wants revision names to be DNS-1035 labels (no leading digit), stricter than 1123.
+_DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-RUN_ID_HINT = (
-    "a label value: at most 63 letters, digits, '-', '_' or '.', starting and ending alphanumeric"
-)
+
+def revision_annotations() -> dict[str, str]:
+    """Pod annotations of both revisions (Knative copies them from the template to the pods).
+
+    >>> sorted(revision_annotations())  # doctest: +NORMALIZE_WHITESPACE
+    ['autoscaling.knative.dev/min-scale', 'sidecar.istio.io/statsHistogramBuckets',
+     'traffic.sidecar.istio.io/excludeInboundPorts']
+    """
+    return {
+        # Both revisions stay warm: dark must not pay cold starts on mirrored requests.
+        "autoscaling.knative.dev/min-scale": "1",
+        "traffic.sidecar.istio.io/excludeInboundPorts": QUEUE_METRICS_PORTS,
+        # Istio's default buckets (0.5, 1, 5, 10, 25, 50, 100, 250 ms, ...) leave most
+        # percentile bounds undecidable; these are the local backend's Envoy buckets (1 ms
+        # wide to 100 ms, then at most 10%), "istiocustom" being the standard metrics' prefix.
+        "sidecar.istio.io/statsHistogramBuckets": json.dumps(
+            {"istiocustom": upstream_time_buckets()}, separators=(",", ":")
+        ),
+    }
 
 
 @dataclass(frozen=True)
-class Names:
-    """Names, namespace and labels of one run's objects.
+class Schedule:
+    """What the Job needs to know of the sampler's timing: Prometheus's scrape interval."""
 
-    >>> n = Names("default", "sample-app", "sample-app-v1", "sample-app-v2", "r1")
-    >>> n.selector
-    'app.kubernetes.io/managed-by=pytest-darklaunch,darklaunch.dev/run-id=r1'
-    """
-
-    namespace: str
-    service: str
-    live_revision: str
-    dark_revision: str
-    run_id: str
-
-    @property
-    def suffix(self) -> str:
-        return run_suffix(self.run_id)
-
-    @property
-    def mirror_vs(self) -> str:
-        return _suffixed(self.service, "mirror", self.suffix)
-
-    @property
-    def routing_vs(self) -> str:
-        return _suffixed(self.service, "routing", self.suffix)
-
-    @property
-    def job(self) -> str:
-        return _suffixed(self.service, "traffic", self.suffix)
-
-    @property
-    def labels(self) -> dict[str, str]:
-        return run_labels(self.run_id)
-
-    @property
-    def selector(self) -> str:
-        return run_selector(self.run_id)
-
-    def delete_command(self) -> str:
-        return delete_command(self.namespace, self.run_id)
+    scrape_interval_s: float = 15.0
+    # The Gateway's in-cluster address (read from its status when provisioning).
+    gateway_address: Optional[str] = None
 
 
-def run_labels(run_id: str) -> dict[str, str]:
-    """The labels on every object of run ``run_id``."""
-    return {MANAGED_BY_KEY: MANAGED_BY, RUN_ID_KEY: run_id}
+def mirror_provider(spec: Spec) -> tuple[str, Optional[str]]:
+    """``(provider, gateway)`` of the spec's ``mirror`` section."""
+    # TEMPORARY until the spec fields land (core/spec.py is frozen meanwhile).
+    return getattr(spec.mirror, "provider", "istio"), getattr(spec.mirror, "gateway", None)
 
 
-def run_selector(run_id: str) -> str:
-    """The label selector of every object of run ``run_id`` (and of nothing else)."""
-    return ",".join(f"{k}={v}" for k, v in run_labels(run_id).items())
-
-
-def delete_command(namespace: str, run_id: str) -> str:
-    """The kubectl command that removes every object of a run, mirroring rules first."""
-    kinds = "virtualservices.networking.istio.io,jobs.batch,services.serving.knative.dev"
-    return f"kubectl delete {kinds} -n {namespace} -l {RUN_ID_KEY}={run_id}"
-
-
-def run_suffix(run_id: str) -> str:
-    """A short DNS-safe form of ``run_id`` for object names.
-
-    Short ids that are already DNS-1123 labels are used as they are; anything else becomes the
-    first 8 hex digits of its SHA-256, so different run ids give different names.
-
-    >>> run_suffix("r1"), run_suffix("0f3c9a5e2b7d4c1a9e8f7a6b5c4d3e2f")
-    ('r1', 'ea1382f3')
-    """
-    if len(run_id) <= 10 and is_dns1123_label(run_id):
-        return run_id
-    return hashlib.sha256(run_id.encode()).hexdigest()[:8]
-
-
-def _suffixed(base: str, part: str, suffix: str) -> str:
-    tail = f"-{part}-{suffix}"
-    return base[: 63 - len(tail)].rstrip("-") + tail
-
-
-def check_run_id(run_id: str, source: str = "run context") -> str:
-    """``run_id`` if it can be a label value, else a :class:`ConfigError`."""
-    if not run_id or len(run_id) > 63 or not _LABEL_VALUE.match(run_id):
-        raise ConfigError("run id", run_id, source, RUN_ID_HINT)
-    return run_id
-
-
-def names_for(
-    spec: Spec, run_id: str, namespace: Optional[str] = None, *, source: str = "run context"
-) -> Names:
-    """The :class:`Names` of a run; ``namespace`` overrides the target's namespace."""
-    check_run_id(run_id, source)
-    ns = namespace or spec.target.namespace
-    if not is_dns1123_label(ns):
-        raise ConfigError("namespace", ns, source, DNS1123_HINT)
-    return Names(
-        ns, spec.target.name, spec.versions.live.revision, spec.versions.dark.revision, run_id
-    )
-
-
-def render(spec: Spec, run_id: str, *, namespace: Optional[str] = None) -> list[dict[str, Any]]:
+def render(
+    spec: Spec, run_id: str, *, namespace: Optional[str] = None, schedule: Schedule = Schedule()
+) -> list[dict[str, Any]]:
     """Every object the backend applies, in apply order.
 
     Raises :class:`ConfigError` for a spec that suits the local backend but not Kubernetes
@@ -176,13 +116,14 @@ def render(spec: Spec, run_id: str, *, namespace: Optional[str] = None) -> list[
     return [
         knative_service(spec, names, "live"),
         knative_service(spec, names, "dark"),
-        mirror_virtual_service(spec, names),
-        routing_virtual_service(spec, names),
-        traffic_job(spec, names),
+        mirror_rule(spec, names),
+        traffic_job(spec, names, schedule),
     ]
 
 
-def render_yaml(spec: Spec, run_id: str, *, namespace: Optional[str] = None) -> str:
+def render_yaml(
+    spec: Spec, run_id: str, *, namespace: Optional[str] = None, schedule: Schedule = Schedule()
+) -> str:
     """:func:`render` as one multi-document YAML stream, like ``helm template`` prints.
 
     >>> from pytest_darklaunch.core.spec import Sources, build_spec
@@ -190,10 +131,10 @@ def render_yaml(spec: Spec, run_id: str, *, namespace: Optional[str] = None) -> 
     ...     "live": {"image": "a:1"}, "dark": {"image": "a:2"}}}, Sources("test"))
     >>> text = render_yaml(spec, "r1")
     >>> text.count("\\n---\\n"), len(list(yaml.safe_load_all(text)))
-    (5, 5)
+    (4, 4)
     """
     names = names_for(spec, run_id, namespace)
-    docs = render(spec, run_id, namespace=namespace)
+    docs = render(spec, run_id, namespace=namespace, schedule=schedule)
     header = (
         f"# pytest-darklaunch run {run_id}: {spec.target.name} in namespace {names.namespace}.\n"
         "# Apply in order (the Knative Service twice: live revision, then dark); remove with:\n"
@@ -221,6 +162,14 @@ def _check_version(spec: Spec, version: Version) -> None:
             "spec",
             f"a revision name starting with {prefix!r} (Knative requires it of named revisions)",
         )
+    if not _DNS1035.match(version.revision):
+        raise ConfigError(
+            f"{field}.revision",
+            version.revision,
+            "spec",
+            "a DNS-1035 label (Knative's rule for revision names): lower-case letters, digits "
+            "and '-', starting with a letter, ending alphanumeric",
+        )
 
 
 def _meta(name: str, names: Names, **extra_labels: str) -> dict[str, Any]:
@@ -244,8 +193,7 @@ def knative_service(spec: Spec, names: Names, role: str) -> dict[str, Any]:
                 # The sidecar reports the Istio metrics the sampler reads (reporter=destination);
                 # asking per pod spares users from labelling their namespace for injection.
                 "labels": {**names.labels, ROLE_KEY: role, "sidecar.istio.io/inject": "true"},
-                # Both revisions stay warm: dark must not pay cold starts on mirrored requests.
-                "annotations": {"autoscaling.knative.dev/min-scale": "1"},
+                "annotations": revision_annotations(),
             },
             "spec": {"containers": [container]},
         },
@@ -263,98 +211,62 @@ def knative_service(spec: Spec, names: Names, role: str) -> dict[str, Any]:
     }
 
 
-def _percent(value: float) -> float | int:
-    return int(value) if value == int(value) else value
+def mirror_rule(spec: Spec, names: Names) -> dict[str, Any]:
+    """The provider's mirroring object: a VirtualService (istio) or an HTTPRoute."""
+    provider, gateway = mirror_provider(spec)
+    host, percent, timeout_s = spec.mirror.host, spec.mirror.percent, spec.traffic.timeout_s
+    if provider == "gateway-api":
+        return http_route(names, host, percent, timeout_s, gateway)
+    return virtual_service(names, host, percent, timeout_s)
 
 
-def mirror_virtual_service(spec: Spec, names: Names) -> dict[str, Any]:
-    """Routes the custom host to the local gateway and mirrors ``mirror.percent`` of it."""
-    host = spec.mirror.host
-    return {
-        "apiVersion": ISTIO_API,
-        "kind": "VirtualService",
-        "metadata": _meta(names.mirror_vs, names),
-        "spec": {
-            "gateways": ["mesh", INGRESS_GATEWAY],
-            "hosts": [host],
-            "http": [
-                {
-                    "rewrite": {"authority": host},
-                    "route": [{"destination": {"host": LOCAL_GATEWAY_HOST}}],
-                    "mirror": {"host": LOCAL_GATEWAY_HOST},
-                    "mirrorPercentage": {"value": _percent(spec.mirror.percent)},
-                }
-            ],
-        },
-    }
+def gateway_service_host(gateway: str) -> str:
+    """Istio's Service for a Gateway it deploys (``<name>-<gatewayClassName>``, class istio).
 
-
-def _revision_route(names: Names, revision: str) -> dict[str, Any]:
-    return {
-        "destination": {
-            "host": f"{revision}.{names.namespace}.svc.cluster.local",
-            "port": {"number": 80},
-        },
-        "headers": {
-            "request": {
-                "set": {
-                    "Knative-Serving-Namespace": names.namespace,
-                    "Knative-Serving-Revision": revision,
-                }
-            }
-        },
-    }
-
-
-def routing_virtual_service(spec: Spec, names: Names) -> dict[str, Any]:
-    """On the local gateway: ``<host>-shadow`` to dark, ``<host>`` to live.
-
-    The seed listed ``hosts: ["*"]``; naming the two hosts keeps concurrent runs (and the rest
-    of the cluster's traffic on that gateway) apart. The shadow rule comes first because a
-    prefix match on ``<host>`` also matches ``<host>-shadow``.
+    >>> gateway_service_host("istio-ingress/shared")
+    'shared-istio.istio-ingress.svc.cluster.local'
     """
-    host = spec.mirror.host
-    shadow = f"{host}-shadow"
-    return {
-        "apiVersion": ISTIO_API,
-        "kind": "VirtualService",
-        "metadata": _meta(names.routing_vs, names),
-        "spec": {
-            "gateways": [LOCAL_GATEWAY],
-            "hosts": [host, shadow],
-            "http": [
-                {
-                    "match": [{"authority": {"prefix": shadow}}],
-                    "route": [_revision_route(names, names.dark_revision)],
-                },
-                {
-                    "match": [{"authority": {"prefix": host}}],
-                    "route": [_revision_route(names, names.live_revision)],
-                },
-            ],
-        },
-    }
+    namespace, _, name = gateway.partition("/")
+    return f"{name}-istio.{namespace}.svc.cluster.local"
 
 
-def fortio_args(spec: Spec) -> list[str]:
-    """Fortio's ``load`` arguments: the spec's rate, spread uniformly, for the whole run.
+def traffic_target(spec: Spec, names: Names, schedule: Schedule) -> tuple[str, Optional[str]]:
+    """Fortio's address and Host header.
+
+    The mesh rules act in Fortio's own sidecar: the URL is live's private Service (so a rule
+    that does not apply still reaches live, and the mirror probe tells), and for the Istio
+    provider the Host header is ``mirror.host``, the VirtualService's host. Through a Gateway
+    the URL is the Gateway's address and the Host header selects the route.
+    """
+    provider, gateway = mirror_provider(spec)
+    if provider == "gateway-api" and gateway:
+        return schedule.gateway_address or gateway_service_host(gateway), spec.mirror.host
+    address = names.private_host(names.live_revision)
+    return address, (spec.mirror.host if provider == "istio" else None)
+
+
+def fortio_args(spec: Spec, names: Names, schedule: Schedule = Schedule()) -> list[str]:
+    """Fortio's ``load`` arguments: the spec's rate, spread uniformly, until the Job is deleted.
+
+    ``-t 0`` runs until stopped: the sampler's windows end on scrapes, so the experiment lasts
+    longer than its nominal duration, and a fixed ``-t`` would stop the load before the last
+    intervals. Teardown deletes the Job; its deadline is only a safety net.
 
     >>> from pytest_darklaunch.core.spec import Sources, build_spec
     >>> spec = build_spec({"target": "default/app", "traffic": {"rate": 40, "warmup": "1s"}},
     ...                   Sources("test"))
-    >>> " ".join(fortio_args(spec))  # doctest: +NORMALIZE_WHITESPACE
-    'load -qps 40 -t 102s -c 10 -uniform -timeout 2s -allow-initial-errors
-     -H Host:app.default.example.com http://knative-local-gateway.istio-system.svc.cluster.local/'
+    >>> " ".join(fortio_args(spec, names_for(spec, "r1")))  # doctest: +NORMALIZE_WHITESPACE
+    'load -qps 40 -t 0 -c 10 -uniform -timeout 2s -allow-initial-errors
+     -H Host:app.default.example.com http://app-v1-private.default.svc.cluster.local/'
     """
     traffic = spec.traffic
-    seconds = math.ceil(traffic.warmup_s + spec.duration.total_s + 1)
     connections = min(256, max(2, math.ceil(traffic.rate_rps * OPEN_LOOP_LATENCY_BUDGET_S)))
     args = [
         "load",
         "-qps",
         f"{traffic.rate_rps:g}",
         "-t",
-        f"{seconds}s",
+        "0",
         "-c",
         str(connections),
         "-uniform",
@@ -365,25 +277,41 @@ def fortio_args(spec: Spec) -> list[str]:
     ]
     if traffic.method != "GET":
         args += ["-X", traffic.method]
-    args += ["-H", f"Host:{spec.mirror.host}"]
+    address, host = traffic_target(spec, names, schedule)
+    if host:
+        args += ["-H", f"Host:{host}"]
     for key, value in traffic.headers.items():
         args += ["-H", f"{key}:{value}"]
-    # The sidecar routes by Host header, so the URL only has to resolve in the cluster.
-    args.append(f"http://{LOCAL_GATEWAY_HOST}{traffic.path}")
+    args.append(f"http://{address}{traffic.path}")
     return args
 
 
-def traffic_job(spec: Spec, names: Names) -> dict[str, Any]:
+def job_deadline_s(spec: Spec, schedule: Schedule) -> int:
+    """The Job's ``activeDeadlineSeconds``: the effective schedule plus slack.
+
+    Each window ends at the first scrape after its nominal end, so an interval lasts at least
+    one scrape interval; the first window waits for a first scrape after the warm-up.
+
+    >>> from pytest_darklaunch.core.spec import Sources, build_spec
+    >>> spec = build_spec({"target": "default/app"}, Sources("test"))  # 10 x 10 s
+    >>> job_deadline_s(spec, Schedule(scrape_interval_s=15))
+    300
+    """
+    duration = spec.duration
+    interval = max(duration.interval_s, schedule.scrape_interval_s)
+    effective = spec.traffic.warmup_s + FIRST_SCRAPE_WAIT_S + duration.iterations * interval
+    return math.ceil(effective + JOB_SLACK_S)
+
+
+def traffic_job(spec: Spec, names: Names, schedule: Schedule = Schedule()) -> dict[str, Any]:
     """The Fortio Job, sidecar-injected through its pod label (not ``istioctl kube-inject``)."""
-    args = fortio_args(spec)
-    run_s = int(args[args.index("-t") + 1].rstrip("s"))
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": _meta(names.job, names),
         "spec": {
             "backoffLimit": 0,
-            "activeDeadlineSeconds": run_s + JOB_SLACK_S,
+            "activeDeadlineSeconds": job_deadline_s(spec, schedule),
             # A safety net when teardown never ran (kill -9): the cluster removes it later.
             "ttlSecondsAfterFinished": 3600,
             "template": {
@@ -403,7 +331,11 @@ def traffic_job(spec: Spec, names: Names) -> dict[str, Any]:
                 "spec": {
                     "restartPolicy": "Never",
                     "containers": [
-                        {"name": "fortio", "image": FORTIO_IMAGE, "args": args},
+                        {
+                            "name": "fortio",
+                            "image": FORTIO_IMAGE,
+                            "args": fortio_args(spec, names, schedule),
+                        },
                     ],
                 },
             },

@@ -1,11 +1,12 @@
 """Waiting for Kubernetes objects: list, then watch from that resourceVersion, with a deadline.
 
 A wait ends when its check says so, raises at once when the check sees a terminal failure, and
-otherwise fails at the deadline with the last observed state and the latest events::
+otherwise fails at the deadline with the last observed state and the latest events, those of
+the revision's pods included (the scheduler and the kubelet record theirs on the pod)::
 
-    Knative Service default/sample-app not ready after 300s: Ready=Unknown
-    (RevisionMissing: Configuration "sample-app" is waiting for a Revision to become ready);
-    events: Warning InternalError: failed to pull image ...
+    Knative Service default/sample-app (revision sample-app-v1) not ready after 300s:
+    Ready=False (RevisionFailed: ... Unschedulable ...); events: Warning FailedScheduling:
+    0/3 nodes are available: 3 Insufficient cpu.
 
 Watches that break off (API server restarts, 410 Gone) are re-listed and resumed by tenacity
 until the deadline.
@@ -25,6 +26,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_expone
 
 from pytest_darklaunch.backends.kubernetes.api import (
     EVENT,
+    POD,
     Kind,
     KubeApi,
     _is_transient,
@@ -166,8 +168,23 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
     return (ApiException, HTTPError, ConnectionError)
 
 
-def knative_service_ready(revision: str, generation: int) -> Check:
-    """Ready once the controller saw ``generation`` and ``revision`` is its latest ready one."""
+RevisionStatus = Callable[[], Optional[dict[str, Any]]]
+
+
+def knative_service_ready(revision: str, generation: int, read_revision: RevisionStatus) -> Check:
+    """Ready once the controller saw ``generation`` and ``revision`` is its latest ready one.
+
+    Terminal failures are read where Knative records them, not from the Service's ``Ready``
+    reason alone (the route's ``RevisionMissing`` often overwrites it):
+
+    - ``ConfigurationsReady=False`` (reason ``RevisionFailed``): terminal, unless the Revision
+      says ``ResourcesAvailable=False`` reason ``Unschedulable``: a pod waiting for a node
+      (cluster autoscaler, Karpenter, GKE Autopilot), which Knative recovers from, so the wait
+      goes on until its deadline;
+    - the Revision's ``ContainerHealthy=False`` (a crashing container): terminal at once.
+
+    ``read_revision`` reads the Revision (``None`` when it does not exist yet).
+    """
 
     def check(items: list[dict[str, Any]]) -> bool:
         if not items:
@@ -179,21 +196,79 @@ def knative_service_ready(revision: str, generation: int) -> Check:
         ready = condition(svc, "Ready")
         if (
             ready
-            and ready.get("status") == "False"
-            and ready.get("reason") in TERMINAL_KNATIVE_REASONS
-        ):
-            meta = svc["metadata"]
-            raise ProvisioningError(
-                f"Knative Service {meta.get('namespace')}/{meta['name']} failed: "
-                f"{format_condition(ready)}"
-            )
-        return bool(
-            ready
             and ready.get("status") == "True"
             and status.get("latestReadyRevisionName") == revision
-        )
+        ):
+            return True
+        config = condition(svc, "ConfigurationsReady") or ready
+        config_failed = bool(config and config.get("status") == "False")
+        if config_failed or (ready and ready.get("status") == "False"):
+            _raise_if_terminal(svc, revision, config if config_failed else None, read_revision())
+        return False
 
     return check
+
+
+def _raise_if_terminal(
+    svc: dict[str, Any],
+    revision: str,
+    config: Optional[dict[str, Any]],
+    rev: Optional[dict[str, Any]],
+) -> None:
+    meta = svc["metadata"]
+    where = f"Knative Service {meta.get('namespace')}/{meta['name']} (revision {revision})"
+    resources = condition(rev, "ResourcesAvailable") if rev else None
+    if resources and resources.get("status") == "False" and resources.get("reason") == (
+        "Unschedulable"
+    ):
+        return  # waiting for a node: Knative recovers when one arrives
+    healthy = condition(rev, "ContainerHealthy") if rev else None
+    if healthy and healthy.get("status") == "False":
+        raise ProvisioningError(f"{where} failed: {format_condition(healthy)}")
+    if config and config.get("reason") in TERMINAL_KNATIVE_REASONS:
+        raise ProvisioningError(f"{where} failed: {format_condition(config)}")
+
+
+def pod_names(api: KubeApi, namespace: str, selector: str) -> list[str]:
+    """Names of the pods matching ``selector`` (events about pods name the pod)."""
+    try:
+        items, _ = api.list(POD, namespace, label_selector=selector)
+    except ProvisioningError:
+        return []
+    return [p["metadata"]["name"] for p in items]
+
+
+SIDECAR = "istio-proxy"
+NO_SIDECAR_HINT = (
+    "the namespace disables injection (istio-injection=disabled), Istio is installed by "
+    "revision without a default tag (label the namespace istio.io/rev=<revision>), or the "
+    "mesh runs in ambient mode (not supported: the sampler reads the sidecars' "
+    "istio_requests_total)"
+)
+
+
+def has_sidecar(pod: Mapping[str, Any]) -> bool:
+    """Whether ``pod`` got Istio's sidecar, classic (a container) or native (an init container).
+
+    >>> has_sidecar({"spec": {"initContainers": [{"name": "istio-proxy"}], "containers": []}})
+    True
+    """
+    spec = pod.get("spec") or {}
+    containers = (spec.get("containers") or []) + (spec.get("initContainers") or [])
+    return any(c.get("name") == SIDECAR for c in containers)
+
+
+def require_sidecars(api: KubeApi, namespace: str, selector: str, what: str) -> None:
+    """A :class:`ProvisioningError` when a pod matching ``selector`` lacks the sidecar."""
+    items, _ = api.list(POD, namespace, label_selector=selector)
+    if not items:
+        raise ProvisioningError(f"{what} has no pod ({selector}) in namespace {namespace}")
+    bare = [p["metadata"]["name"] for p in items if not has_sidecar(p)]
+    if bare:
+        raise ProvisioningError(
+            f"{what}: pod {', '.join(bare)} in namespace {namespace} has no {SIDECAR} sidecar; "
+            f"{NO_SIDECAR_HINT}"
+        )
 
 
 def describe_knative_service(items: list[dict[str, Any]]) -> str:
