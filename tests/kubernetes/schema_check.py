@@ -1,9 +1,10 @@
 """Checks of rendered manifests against the published schemas (tests only).
 
 - Knative Service, Istio VirtualService and Gateway API HTTPRoute: ``spec`` against the CRD's
-  ``openAPIV3Schema`` of the manifest's version (jsonschema, Draft 4 as OpenAPI v3 is), plus a pruning check: a field
-  the schema does not declare would be dropped by the API server without an error, so it is
-  reported here (jsonschema alone cannot: the schemas carry no ``additionalProperties: false``).
+  ``openAPIV3Schema`` of the manifest's version (jsonschema, Draft 4 as OpenAPI v3 is), plus a
+  pruning check: a field the schema does not declare would be dropped by the API server
+  without an error, so it is reported here (jsonschema alone cannot: the schemas carry no
+  ``additionalProperties: false``).
 - Job: Kubernetes' own schema as the official client encodes it in its generated models. The
   manifest is deserialized into ``V1Job`` (pydantic: required fields and strict types) and
   serialized back; any field lost in the round trip is unknown to Kubernetes.
