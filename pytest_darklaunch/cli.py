@@ -97,7 +97,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def _delete(args: argparse.Namespace) -> str:
     from pytest_darklaunch.backends.kubernetes.api import KubeApi, load_api_client
-    from pytest_darklaunch.backends.kubernetes.backend import delete_run
+    from pytest_darklaunch.backends.kubernetes.cleanup import delete_run
     from pytest_darklaunch.backends.kubernetes.render import check_run_id
     from pytest_darklaunch.core.units import DNS1123_HINT, is_dns1123_label
 
