@@ -144,6 +144,8 @@ def run_objects(emulator: Emulator, run_id: str) -> list[str]:
         ("pods", ""),
         ("services", ""),
     ):
+        if not any((r.plural, r.group) == (plural, group) for r in emulator.resources):
+            continue  # a cluster without that API
         for obj in emulator.objects(plural, group, labels=f"{RUN_LABEL}={run_id}"):
             found.append(f"{obj['kind']}/{obj['metadata']['name']}")
     return found

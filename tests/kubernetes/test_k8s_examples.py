@@ -14,9 +14,9 @@ from pytest_darklaunch.backends.kubernetes.render import render
 from pytest_darklaunch.core.config import load_spec
 from pytest_darklaunch.errors import ProvisioningError
 
-from .conftest import FAST, BackendFactory
+from .conftest import FAST, BackendFactory, make_spec
 from .emulator import Emulator
-from .emulator_controllers import pending
+from .emulator_controllers import READY, pending
 from .schema_check import manifest_errors
 from .test_k8s_portforward import prometheus  # noqa: F401 - fixture
 
@@ -67,6 +67,18 @@ def asked(
     with pytest.raises(ProvisioningError):
         failing.provision()
     failing.teardown()
+    # the gateway-api provider, on a Gateway in the run's namespace (its address is read)
+    emulator.controllers.job_pods = READY
+    emulator.create({
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "Gateway",
+        "metadata": {"name": "shared", "namespace": "default"},
+        "status": {"addresses": [{"value": "10.96.0.7"}]},
+    })
+    spec = make_spec(mirror={"percent": 5, "provider": "gateway-api", "gateway": "default/shared"})
+    routed = make_backend(spec, run_id="run-c")
+    routed.provision()
+    routed.teardown()
     yield set(emulator.authorized)
 
 

@@ -257,3 +257,77 @@ def test_invalid_specs_are_refused_by_build_spec(raw: dict[str, Any]) -> None:
     with pytest.raises(ConfigError) as info:
         build_spec(raw, Sources("darklaunch.yaml"))
     assert "(from darklaunch.yaml)" in str(info.value)
+
+
+def test_the_gateway_api_provider_mirrors_mesh_traffic_with_an_http_route() -> None:
+    spec = make_spec(mirror={"percent": 40, "host": "shop.example.org", "provider": "gateway-api"})
+    manifests = render(spec, "run-a")
+    assert [m["kind"] for m in manifests] == ["Service", "Service", "HTTPRoute", "Job"]
+    route = manifests[2]
+    assert route["apiVersion"] == "gateway.networking.k8s.io/v1"
+    assert route["metadata"]["name"] == "sample-app-mirror-run-a"
+    assert route["spec"]["parentRefs"] == [
+        {"group": "", "kind": "Service", "name": "sample-app-v1-private", "port": 80}
+    ]
+    assert "hostnames" not in route["spec"], "a Service parent matches by destination"
+    (rule,) = route["spec"]["rules"]
+    assert rule["backendRefs"] == [{"name": "sample-app-v1-private", "port": 80, "weight": 1}]
+    assert rule["filters"] == [
+        {
+            "type": "RequestMirror",
+            "requestMirror": {
+                "backendRef": {"name": "sample-app-v2-private", "port": 80},
+                "percent": 40,
+            },
+        }
+    ]
+    assert rule["timeouts"] == {"request": "2s"}
+    args = manifests[3]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[-1] == "http://sample-app-v1-private.default.svc.cluster.local/"
+    assert not any(a.startswith("Host:") for a in args), "the route matches the Service"
+
+
+def test_the_gateway_api_provider_attaches_to_a_named_gateway() -> None:
+    spec = make_spec(
+        mirror={
+            "percent": 12.5,
+            "host": "shop.example.org",
+            "provider": "gateway-api",
+            "gateway": "istio-ingress/shared",
+        }
+    )
+    route, job = render(spec, "run-a")[2:]
+    assert route["spec"]["parentRefs"] == [
+        {
+            "group": "gateway.networking.k8s.io",
+            "kind": "Gateway",
+            "namespace": "istio-ingress",
+            "name": "shared",
+        }
+    ]
+    assert route["spec"]["hostnames"] == ["shop.example.org"]
+    mirror = route["spec"]["rules"][0]["filters"][0]["requestMirror"]
+    assert mirror["fraction"] == {"numerator": 1250, "denominator": 10000}
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    # offline, Istio's Service for a Gateway it deploys; provisioning reads the real address
+    assert args[-3:] == [
+        "-H",
+        "Host:shop.example.org",
+        "http://shared-istio.istio-ingress.svc.cluster.local/",
+    ]
+    job = render(spec, "run-a", schedule=Schedule(15, "10.96.0.7"))[3]
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"][-1] == "http://10.96.0.7/"
+
+
+@pytest.mark.parametrize(
+    "mirror, field",
+    [
+        ({"provider": "linkerd"}, "mirror.provider"),
+        ({"gateway": "istio-ingress/shared"}, "mirror.gateway"),
+        ({"provider": "gateway-api", "gateway": "shared"}, "mirror.gateway"),
+    ],
+)
+def test_bad_mirror_providers_are_refused(mirror: dict[str, Any], field: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        build_spec({"target": "default/app", "mirror": mirror}, Sources("darklaunch.yaml"))
+    assert info.value.field == field

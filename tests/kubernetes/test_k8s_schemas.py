@@ -33,6 +33,10 @@ SPECS = {
         "traffic": {"rate": 0.5},
         "duration": {"interval": "1m", "iterations": 30},
     },
+    "gateway-api-mesh": {"mirror": {"percent": 5, "provider": "gateway-api"}},
+    "gateway-api-gateway": {
+        "mirror": {"percent": 0.5, "provider": "gateway-api", "gateway": "infra/shared-gw"}
+    },
     "longest-names": {
         "target": "team-" + "x" * 53 + "/" + "s" * 40,
         "versions": {
@@ -47,13 +51,10 @@ RUN_IDS = ["run-a", "0f3c9a5e2b7d4c1a9e8f7a6b5c4d3e2f", "gw-" + "9" * 60]
 @pytest.mark.parametrize("run_id", RUN_IDS)
 @pytest.mark.parametrize("name", list(SPECS))
 def test_every_rendered_manifest_validates(name: str, run_id: str) -> None:
-    manifests = render(make_spec(**SPECS[name]), run_id, namespace="ci-42")
-    assert [m["kind"] for m in manifests] == [
-        "Service",
-        "Service",
-        "VirtualService",
-        "Job",
-    ]
+    spec = make_spec(**SPECS[name])
+    manifests = render(spec, run_id, namespace="ci-42")
+    rule = "HTTPRoute" if spec.mirror.provider == "gateway-api" else "VirtualService"
+    assert [m["kind"] for m in manifests] == ["Service", "Service", rule, "Job"]
     for manifest in manifests:
         assert manifest_errors(manifest) == [], manifest["metadata"]["name"]
 

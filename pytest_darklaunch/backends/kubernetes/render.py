@@ -98,8 +98,7 @@ class Schedule:
 
 def mirror_provider(spec: Spec) -> tuple[str, Optional[str]]:
     """``(provider, gateway)`` of the spec's ``mirror`` section."""
-    # TEMPORARY until the spec fields land (core/spec.py is frozen meanwhile).
-    return getattr(spec.mirror, "provider", "istio"), getattr(spec.mirror, "gateway", None)
+    return spec.mirror.provider, spec.mirror.gateway
 
 
 def render(

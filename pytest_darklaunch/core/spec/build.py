@@ -10,6 +10,7 @@ from typing import Any, Callable
 from pytest_darklaunch.core.spec.model import (
     ERROR_CLASSES,
     HTTP_METHODS,
+    MIRROR_PROVIDERS,
     ROLES,
     Duration,
     MetricDef,
@@ -114,13 +115,26 @@ def _versions(r: Reader, value: object, target: Target) -> Versions:
 
 
 def _mirror(r: Reader, value: object, target: Target) -> Mirror:
-    m = r.mapping(value, ("mirror",), ("percent", "host", "methods"))
+    m = r.mapping(value, ("mirror",), ("percent", "host", "methods", "provider", "gateway"))
+    provider = m.get("provider", "istio")
+    if provider not in MIRROR_PROVIDERS:
+        raise r.fail(("mirror", "provider"), provider, " or ".join(MIRROR_PROVIDERS))
+    gateway = None
+    if "gateway" in m:
+        allowed = "NAMESPACE/NAME of a Gateway (with provider gateway-api)"
+        gateway = r.string(m["gateway"], ("mirror", "gateway"), allowed)
+        namespace, _, name = gateway.partition("/")
+        valid = is_dns1123_label(namespace) and is_dns1123_label(name)
+        if provider != "gateway-api" or not valid:
+            raise r.fail(("mirror", "gateway"), gateway, allowed)
     return Mirror(
         percent=r.number(
             m.get("percent", 40), ("mirror", "percent"), 0, 100, "a percent in 0..100"
         ),
         host=_host(r, m.get("host", f"{target.name}.{target.namespace}.example.com")),
         methods=mirror_methods(m.get("methods"), lambda p, v, a: r.fail(("mirror", *p), v, a)),
+        provider=str(provider),
+        gateway=gateway,
     )
 
 

@@ -56,14 +56,22 @@ class Versions:
     dark: Version
 
 
+MIRROR_PROVIDERS = ("istio", "gateway-api")
+
+
 @dataclass(frozen=True)
 class Mirror:
     """Share of live requests copied to dark (0..100) and the host users call; only requests
-    of ``methods`` are mirrored (by default the ones that change nothing)."""
+    of ``methods`` are mirrored (by default the ones that change nothing). ``provider`` is the
+    routing API that mirrors on the kubernetes backend: ``istio`` (a VirtualService) or
+    ``gateway-api`` (an HTTPRoute, attached to ``gateway`` ``NAMESPACE/NAME`` or, without it,
+    to mesh traffic)."""
 
     percent: float
     host: str
     methods: tuple[str, ...] = SAFE_METHODS
+    provider: str = "istio"
+    gateway: Optional[str] = None
 
     @property
     def all_methods(self) -> bool:
