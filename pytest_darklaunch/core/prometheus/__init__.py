@@ -8,7 +8,9 @@ to a deadline; anything else, Prometheus' own error payloads included, fails at 
 
 Credentials come from the environment only and never appear in a message, a repr or an error:
 ``PYTEST_DARKLAUNCH_PROMETHEUS_TOKEN`` (bearer) or ``PYTEST_DARKLAUNCH_PROMETHEUS_USER`` plus
-``PYTEST_DARKLAUNCH_PROMETHEUS_PASSWORD`` (basic). ``PYTEST_DARKLAUNCH_PROMETHEUS_INSECURE=1``
+``PYTEST_DARKLAUNCH_PROMETHEUS_PASSWORD`` (basic); ``PYTEST_DARKLAUNCH_PROMETHEUS_HEADERS`` adds
+headers such as ``X-Scope-OrgID: tenant`` (Mimir, Cortex, Thanos), their values hidden as
+credentials are. ``PYTEST_DARKLAUNCH_PROMETHEUS_INSECURE=1``
 turns TLS verification off.
 
 >>> client = PrometheusClient("http://127.0.0.1:9090")  # doctest: +SKIP
@@ -22,6 +24,7 @@ what a query returns.
 from __future__ import annotations
 
 from pytest_darklaunch.core.prometheus.auth import (
+    ENV_HEADERS,
     ENV_INSECURE,
     ENV_PASSWORD,
     ENV_TOKEN,
@@ -38,6 +41,7 @@ from pytest_darklaunch.core.prometheus.results import (
 from pytest_darklaunch.core.redaction import HIDDEN
 
 __all__ = [
+    "ENV_HEADERS",
     "ENV_INSECURE",
     "ENV_PASSWORD",
     "ENV_TOKEN",

@@ -8,6 +8,7 @@ shows one: the auth objects' reprs, :class:`Redactor` and :func:`redact_url` rep
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Mapping
 from urllib.parse import urlsplit, urlunsplit
 
@@ -28,6 +29,15 @@ ENV_PASSWORD = "PYTEST_DARKLAUNCH_PROMETHEUS_PASSWORD"
 
 
 ENV_INSECURE = "PYTEST_DARKLAUNCH_PROMETHEUS_INSECURE"
+
+
+# Extra request headers, for Prometheus-compatible endpoints that want them (X-Scope-OrgID for
+# Mimir, Cortex and Thanos' receive/query frontends): "Name: value" entries separated by
+# newlines or ";". Their values are treated as secrets (a tenant id can be one).
+ENV_HEADERS = "PYTEST_DARKLAUNCH_PROMETHEUS_HEADERS"
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+# Headers the client sets itself, or that would change where or how the request goes.
+_RESERVED = frozenset({"authorization", "host", "content-type", "content-length", "accept"})
 
 
 class _BearerAuth(AuthBase):
@@ -56,6 +66,10 @@ class Redactor:
     def __repr__(self) -> str:
         return f"Redactor({len(self._secrets)} secrets)"
 
+    def extended(self, *secrets: str) -> Redactor:
+        """A redactor for these secrets too."""
+        return Redactor(*self._secrets, *secrets)
+
 
 class _NoAuth(AuthBase):
     """Sends no credentials, and keeps requests from reading ~/.netrc behind our back."""
@@ -77,12 +91,66 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{HIDDEN}@{host}"))
 
 
+class _WithHeaders(AuthBase):
+    """Another auth plus extra headers; its repr names the headers, never their values."""
+
+    def __init__(self, inner: AuthBase, headers: Mapping[str, str]) -> None:
+        self._inner = inner
+        self._headers = dict(headers)
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers.update(self._headers)
+        return self._inner(request)
+
+    def __repr__(self) -> str:
+        return f"_WithHeaders({self._inner!r}, {', '.join(self._headers)}: {HIDDEN})"
+
+
+def headers_from_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The extra headers of :data:`ENV_HEADERS`; a one-line ConfigError naming the bad entry
+    by its header name only.
+
+    >>> headers_from_env({ENV_HEADERS: "X-Scope-OrgID: team-a; X-Extra:1"})
+    {'X-Scope-OrgID': 'team-a', 'X-Extra': '1'}
+    """
+    out: dict[str, str] = {}
+    for entry in re.split(r"[;\n]", env.get(ENV_HEADERS, "")):
+        if not entry.strip():
+            continue
+        name, sep, value = entry.partition(":")
+        name = name.strip()
+        shown = name if _HEADER_NAME.match(name) else HIDDEN
+        if not sep or not _HEADER_NAME.match(name) or not value.strip():
+            raise ConfigError(
+                ENV_HEADERS, f"{shown}: {HIDDEN}", "the environment",
+                "'Name: value' entries separated by ';' or newlines, "
+                "such as 'X-Scope-OrgID: tenant-a'",
+            )
+        if name.lower() in _RESERVED:
+            raise ConfigError(
+                ENV_HEADERS, f"{name}: {HIDDEN}", "the environment",
+                f"a header other than {', '.join(sorted(_RESERVED))} "
+                f"(credentials go in {ENV_TOKEN}, or {ENV_USER} and {ENV_PASSWORD})",
+            )
+        out[name] = value.strip()
+    return out
+
+
 def auth_from_env(env: Mapping[str, str]) -> tuple[AuthBase, str, Redactor]:
-    """(auth, kind, redactor) from the environment; ConfigError for a conflicting setup.
+    """(auth, kind, redactor) from the environment, extra headers (:data:`ENV_HEADERS`)
+    included; ConfigError for a conflicting setup.
 
     Errors are raised before any credential is bound to a local variable, so a traceback
     that shows locals shows none.
     """
+    auth, kind, redactor = _credentials_from_env(env)
+    headers = headers_from_env(env)
+    if not headers:
+        return auth, kind, redactor
+    return _WithHeaders(auth, headers), kind, redactor.extended(*headers.values())
+
+
+def _credentials_from_env(env: Mapping[str, str]) -> tuple[AuthBase, str, Redactor]:
     has_token, has_user, has_password = (
         bool(env.get(n)) for n in (ENV_TOKEN, ENV_USER, ENV_PASSWORD)
     )
