@@ -47,5 +47,7 @@ def create_backend(name: str, spec: Spec, run: RunContext) -> Backend:
         settings = KubeSettings()
         if run.prometheus_service:
             settings = replace(settings, prometheus_service=run.prometheus_service)
+        if run.scrape_interval_s is not None:
+            settings = replace(settings, scrape_interval_s=run.scrape_interval_s)
         return KubernetesBackend(spec, run, settings=settings)
     raise ValueError(name)

@@ -53,6 +53,8 @@ class RunContext:
     prometheus_url: Optional[str] = None
     prometheus_bin: Optional[str] = None
     prometheus_service: Optional[str] = None
+    # The cluster Prometheus's scrape interval (kubernetes backend); None: find it out.
+    scrape_interval_s: Optional[float] = None
     kube_context: Optional[str] = None
     namespace: Optional[str] = None
     provision: str = "all"

@@ -26,6 +26,7 @@ from pytest_darklaunch.core.units import (
     format_duration,
     is_dns1123_label,
     parse_boolean,
+    parse_duration,
 )
 from pytest_darklaunch.errors import ConfigError
 
@@ -46,6 +47,7 @@ class Settings:
     prometheus_url: Optional[str] = None
     prometheus_bin: Optional[str] = None
     prometheus_service: Optional[str] = None
+    scrape_interval_s: Optional[float] = None
     report: Optional[str] = None
     plots: Optional[str] = None
     keep: bool = False
@@ -212,10 +214,24 @@ def _setting(opt: OptionDef, value: str, label: str, source: str) -> tuple[str, 
         raise ConfigError(label, value, source, "a non-empty value")
     if opt.name in ("spec", "experiment"):
         return f"{attr}_path", value
+    if opt.name == "scrape-interval":
+        return "scrape_interval_s", _scrape_interval(value, label, source)
     if opt.name == "namespace" and not is_dns1123_label(value):
         # Checked here, before anything is provisioned, like every other name.
         raise ConfigError(label, value, source, DNS1123_HINT)
     return attr, value
+
+
+def _scrape_interval(value: str, label: str, source: str) -> float:
+    """A scrape interval of 1 s to 10 min, as Prometheus configurations write them."""
+    allowed = "a duration from 1s to 10m, such as 15s or 1m"
+    try:
+        seconds = parse_duration(value)
+    except ValueError:
+        raise ConfigError(label, value, source, allowed) from None
+    if not 1 <= seconds <= 600:
+        raise ConfigError(label, value, source, allowed)
+    return seconds
 
 
 def _check_prometheus(settings: Settings, picked: Picked) -> None:

@@ -96,6 +96,12 @@ OPTIONS: tuple[OptionDef, ...] = (
         "NS/NAME[:PORT]",
     ),
     OptionDef(
+        "scrape-interval",
+        "kubernetes backend: how often the cluster's Prometheus scrapes the revisions "
+        "(default: its targets API says, else 15s)",
+        "DURATION",
+    ),
+    OptionDef(
         "prometheus-bin", "prometheus binary for the local backend (default: from PATH)", "PATH"
     ),
     OptionDef("report", "write the JSON report here", "PATH"),

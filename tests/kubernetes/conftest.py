@@ -25,8 +25,10 @@ FAST = KubeSettings(
     ready_timeout_s=10.0,
     job_timeout_s=10.0,
     retry=RetryPolicy(attempts=4, initial_s=0.01, max_s=0.05),
-    # No Prometheus behind the emulator: the mirror probe has tests of its own.
+    # No Prometheus behind the emulator: the mirror probe and the scrape interval read from
+    # Prometheus have tests of their own (test_k8s_probe.py).
     mirror_probe_s=0,
+    scrape_interval_s=15.0,
 )
 
 

@@ -23,6 +23,7 @@ from pytest_darklaunch.backends.local.prometheus import (
     wait_for_prometheus,
 )
 from pytest_darklaunch.errors import ProvisioningError
+from tests.local.helpers import wait_for
 
 from .conftest import FAST, BackendFactory
 from .emulator import Emulator
@@ -59,6 +60,12 @@ def prometheus_url(emulator: Emulator, tmp_path: Path) -> Iterator[str]:
     try:
         url = wait_for_prometheus(proc, port)
         set_envoy_target(str(tmp_path), f"127.0.0.1:{server.server_address[1]}")
+
+        def discovered() -> list[Any]:
+            answer = requests.get(f"{url}/api/v1/targets?state=active", timeout=5).json()
+            return list(answer["data"]["activeTargets"])
+
+        wait_for(discovered, "Prometheus discovered the sidecars' target", 30)
         yield url
     finally:
         proc.stop()
@@ -69,8 +76,11 @@ def prometheus_url(emulator: Emulator, tmp_path: Path) -> Iterator[str]:
 def test_provisioning_ends_once_a_mirrored_request_reached_dark(
     prometheus_url: str, make_backend: BackendFactory
 ) -> None:
-    backend = make_backend(prometheus_url=prometheus_url, settings=replace(FAST, mirror_probe_s=30))
+    # the scrape interval as Prometheus's targets API reports it (this one scrapes every 1 s)
+    settings = replace(FAST, mirror_probe_s=30, scrape_interval_s=None)
+    backend = make_backend(prometheus_url=prometheus_url, settings=settings)
     env = backend.provision()
+    assert env.scrape_interval_s == 1.0 and env.details["scrape_interval"] == "1s"
     dark = 'sum(istio_requests_total{destination_workload="sample-app-v2-deployment"})'
     answer = requests.get(
         f"{prometheus_url}/api/v1/query", params={"query": dark}, timeout=5

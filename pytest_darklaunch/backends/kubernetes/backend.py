@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Optional
 
 from pytest_darklaunch.backends.base import Environment, RunContext, TrafficStats
@@ -44,6 +42,11 @@ from pytest_darklaunch.backends.kubernetes.api import (
     load_api_client,
 )
 from pytest_darklaunch.backends.kubernetes.cleanup import delete_run
+from pytest_darklaunch.backends.kubernetes.environment import (
+    endpoints_of,
+    series_labels,
+    started_at,
+)
 from pytest_darklaunch.backends.kubernetes.names import RUN_ID_KEY
 from pytest_darklaunch.backends.kubernetes.portforward import (
     PortForwarder,
@@ -56,7 +59,11 @@ from pytest_darklaunch.backends.kubernetes.preflight import (
     require_apis,
     wait_for_leftover_revisions,
 )
-from pytest_darklaunch.backends.kubernetes.probe import probe_mirror
+from pytest_darklaunch.backends.kubernetes.probe import (
+    DEFAULT_SCRAPE_INTERVAL_S,
+    find_scrape_interval,
+    probe_prometheus,
+)
 from pytest_darklaunch.backends.kubernetes.render import (
     Schedule,
     mirror_provider,
@@ -90,15 +97,15 @@ class KubeSettings:
     job_timeout_s: float = 300.0
     retry: RetryPolicy = RetryPolicy()
     prometheus_service: str = "istio-system/prometheus:9090"
-    scrape_interval_s: float = 15.0
+    # None: as Prometheus's targets API reports it (else DEFAULT_SCRAPE_INTERVAL_S).
+    scrape_interval_s: Optional[float] = None
     mirror_probe_s: Optional[float] = None
 
-    @property
-    def probe_timeout_s(self) -> float:
+    def probe_timeout_s(self, scrape_interval_s: float) -> float:
         """The probe's deadline: a few scrapes (the first mirrored request must be scraped)."""
         if self.mirror_probe_s is not None:
             return self.mirror_probe_s
-        return max(60.0, 4 * self.scrape_interval_s)
+        return max(60.0, 4 * scrape_interval_s)
 
 
 class KubernetesBackend:
@@ -123,7 +130,8 @@ class KubernetesBackend:
         self.settings = settings or KubeSettings()
         self.names = names_for(spec, run.run_id, run.namespace)
         self.provider, self.gateway = mirror_provider(spec)
-        self.schedule = Schedule(scrape_interval_s=self.settings.scrape_interval_s)
+        self.scrape_interval_s = self.settings.scrape_interval_s or DEFAULT_SCRAPE_INTERVAL_S
+        self.schedule = Schedule(scrape_interval_s=self.scrape_interval_s)
         # Pure and cheap: a spec the cluster would refuse fails here, before any API call.
         self.manifests = (
             [] if run.provision == "none" else self._render(self.schedule)
@@ -152,6 +160,7 @@ class KubernetesBackend:
     def provision(self) -> Environment:
         """Check, apply everything, wait until it runs, probe the mirror, return the environment."""
         prometheus_url = self._prometheus_url()
+        self._find_scrape_interval(prometheus_url)
         api = self._kube()
         if self.run.provision == "none":
             require_apis(api, [KNATIVE_SERVICE])
@@ -167,7 +176,7 @@ class KubernetesBackend:
         api.apply(mirror_rule)
         api.apply(job)
         pods = self._wait_for_traffic(api)
-        env = self._environment(prometheus_url, _endpoints(service), _started_at(pods))
+        env = self._environment(prometheus_url, endpoints_of(service), started_at(pods))
         self._probe(env)
         return env
 
@@ -221,7 +230,7 @@ class KubernetesBackend:
         if self.gateway:
             address = gateway_address(api, self.gateway)
             if address:
-                self.schedule = Schedule(self.settings.scrape_interval_s, address)
+                self.schedule = Schedule(self.scrape_interval_s, address)
                 self.manifests = self._render(self.schedule)
         if self._refuse_foreign_service(api) is None:
             wait_for_leftover_revisions(api, self.names, self.settings.ready_timeout_s)
@@ -294,17 +303,22 @@ class KubernetesBackend:
         require_sidecars(api, n.namespace, selector, f"traffic Job {n.job}")
         return pods
 
-    def _probe(self, env: Environment) -> None:
-        if self.settings.probe_timeout_s <= 0 or self.spec.mirror.percent <= 0:
-            return
-        from pytest_darklaunch.core.prometheus import PrometheusClient
+    def _find_scrape_interval(self, prometheus_url: str) -> None:
+        """Unless given, the interval Prometheus reports for its targets; the Job's deadline
+        and the sampler's windows follow it."""
+        found = None
+        if self.settings.scrape_interval_s is None:
+            found = find_scrape_interval(prometheus_url, self.names.namespace)
+        if found is not None:
+            self.scrape_interval_s = found
+            self.schedule = Schedule(found, self.schedule.gateway_address)
+            if self.manifests:
+                self.manifests = self._render(self.schedule)
 
-        with PrometheusClient(env.prometheus_url, source="the kubernetes backend") as client:
-            probe_mirror(
-                lambda promql, at: client.query(promql, at).scalar(),
-                env.labels["dark"],
-                self.settings.probe_timeout_s,
-            )
+    def _probe(self, env: Environment) -> None:
+        timeout_s = self.settings.probe_timeout_s(self.scrape_interval_s)
+        if timeout_s > 0 and self.spec.mirror.percent > 0:
+            probe_prometheus(env.prometheus_url, env.labels["dark"], timeout_s)
 
     def _start_guardian(self) -> None:
         """Should pytest die before teardown (SIGKILL, the OOM killer), a guardian process runs
@@ -339,29 +353,14 @@ class KubernetesBackend:
         return self._forwarder.url
 
     def _labels(self) -> dict[str, dict[str, str]]:
-        """Each revision's series: requests its sidecar received from the traffic Job only.
-
-        ``source_workload`` is the Job's name (Istio names a Job's pods' workload after the
-        Job), so Knative's autoscaler scrapes and activator probes never count, whatever the
-        capture settings; ``--darklaunch-provision none`` has no Job and counts every source.
-        """
-        n = self.names
-        labels = {}
-        for role, revision in (("live", n.live_revision), ("dark", n.dark_revision)):
-            labels[role] = {
-                "destination_workload": f"{revision}-deployment",
-                "destination_workload_namespace": n.namespace,
-                "reporter": "destination",
-            }
-            if self.run.provision != "none":
-                labels[role].update(source_workload=n.job, source_workload_namespace=n.namespace)
-        return labels
+        return series_labels(self.names, provisioned=self.run.provision != "none")
 
     def _environment(
         self, prometheus_url: str, endpoints: dict[str, str], traffic_started_at: Optional[float]
     ) -> Environment:
         n = self.names
         details = {
+            "scrape_interval": f"{self.scrape_interval_s:g}s",
             "namespace": n.namespace,
             "service": n.service,
             "live_revision": n.live_revision,
@@ -389,31 +388,6 @@ class KubernetesBackend:
             metric_source="istio",
             labels=self._labels(),
             endpoints=endpoints,
-            scrape_interval_s=self.settings.scrape_interval_s,
+            scrape_interval_s=self.scrape_interval_s,
             details=details,
         )
-
-
-def _started_at(pods: list[dict[str, Any]]) -> float:
-    """When Fortio started: its container's ``startedAt`` as the cluster saw it, else now."""
-    for pod in pods:
-        for status in (pod.get("status") or {}).get("containerStatuses") or []:
-            started = ((status.get("state") or {}).get("running") or {}).get("startedAt")
-            if status.get("name") == "fortio" and started:
-                try:
-                    return datetime.fromisoformat(str(started).replace("Z", "+00:00")).timestamp()
-                except ValueError:
-                    break
-    return time.time()
-
-
-def _endpoints(service: dict[str, Any]) -> dict[str, str]:
-    """The URLs Knative reports: the service's (live) and the ``dark`` tag's."""
-    status = service.get("status") or {}
-    out = {}
-    if status.get("url"):
-        out["live"] = str(status["url"])
-    for target in status.get("traffic") or []:
-        if target.get("tag") == "dark" and target.get("url"):
-            out["dark"] = str(target["url"])
-    return out

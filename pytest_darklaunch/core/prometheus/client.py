@@ -27,6 +27,7 @@ from pytest_darklaunch.core.prometheus.auth import (
 )
 from pytest_darklaunch.core.prometheus.results import QueryResult, Sample
 from pytest_darklaunch.core.redaction import HIDDEN
+from pytest_darklaunch.core.units import parse_duration
 from pytest_darklaunch.errors import ConfigError, MetricsError
 
 _FIRST_BACKOFF_S = 0.1
@@ -157,6 +158,22 @@ class PrometheusClient:
         if result.is_empty:
             return None
         return min(sample.value for sample in result.samples)
+
+    def scrape_intervals(self) -> list[tuple[dict[str, str], float]]:
+        """``(labels, scrape interval in seconds)`` of every active target, from
+        ``/api/v1/targets`` (Prometheus 2.x+; Prometheus-compatible stores without a scrape
+        manager answer 404, a MetricsError)."""
+        endpoint = f"{self.url}/api/v1/targets?state=active"
+        response = self._send("GET", endpoint, "", None)
+        payload = self._payload(response, endpoint, "")
+        out = []
+        for target in (payload.get("data") or {}).get("activeTargets") or []:
+            try:
+                seconds = parse_duration(str(target.get("scrapeInterval", "")))
+            except ValueError:
+                continue
+            out.append((dict(target.get("labels") or {}), seconds))
+        return out
 
     # --- HTTP -----------------------------------------------------------------------------------
 
