@@ -317,3 +317,15 @@ def test_wrong_percentile_passes_stay_within_the_budget_at_the_bound():
                 wrong += 1
                 break
     assert wrong <= 26, wrong
+
+
+def test_a_bound_inside_a_wide_bucket_says_only_its_edges_are_decidable():
+    # Istio's default buckets: a p95 bound of 120 ms lies in (100, 250]; more traffic of the
+    # same shape never decides it, and the reason says why.
+    bound_in_bucket = Objective("95th-percentile-tail-latency", upper=120)
+    v = latency_verdict([(70, 10)] * 10, bound_in_bucket, final=True)
+    assert v.outcome == "inconclusive", v.reason
+    assert "the bound lies inside the histogram bucket 100..250 ms" in v.reason
+    assert "only its edges are decidable" in v.reason
+    on_an_edge = latency_verdict([(70, 10)] * 3)
+    assert "inside the histogram bucket" not in on_an_edge.reason

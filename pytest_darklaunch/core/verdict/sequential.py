@@ -189,9 +189,29 @@ def _judge_percentile_sequentially(
     above = f"{above_lo}" if above_lo == above_hi else f"{above_lo}..{above_hi}"
     test = _boundary_text(looks, ctx, final, 1.0 - q, "observations", "with none above")
     details = f"{above} of {n} observations above {format_value(upper, units)}; {test}"
-    return _sequential_verdict(
-        obj, base, final, format_value(value, units), details,
-        above_lo >= look.fail_at_least, above_hi <= look.pass_at_most,
+    fails, passes = above_lo >= look.fail_at_least, above_hi <= look.pass_at_most
+    if not (fails or passes) and above_lo != above_hi:
+        details += _wide_bucket_text(upper, dark.buckets, units)
+    return _sequential_verdict(obj, base, final, format_value(value, units), details, fails, passes)
+
+
+def _wide_bucket_text(upper: float, buckets: stats.Buckets, units: str) -> str:
+    """Why more traffic may never decide: the bound lies inside a histogram bucket, whose
+    observations count on either side of it (Istio's default buckets are 0.5, 1, 5, 10, 25,
+    50, 100, 250 ms ...; the kubernetes backend asks the sidecars for finer ones).
+
+    >>> _wide_bucket_text(80, [(50, 1), (100, 9), (float("inf"), 9)], "ms")
+    '; the bound lies inside the histogram bucket 50..100 ms: only its edges are decidable'
+    """
+    edges = sorted(float(le) for le, _ in buckets)
+    below = [e for e in edges if e < upper]
+    above = [e for e in edges if e > upper]
+    if not below or not above:
+        return ""
+    low, high = format_value(below[-1]), format_value(above[0])
+    return (
+        f"; the bound lies inside the histogram bucket {low}..{high} {units}: "
+        "only its edges are decidable"
     )
 
 
