@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -103,6 +104,23 @@ def test_the_example_spec_renders_valid_manifests() -> None:
     assert spec.duration.interval_s >= 30
 
 
+@pytest.mark.parametrize("provider, rule", [("istio", "VirtualService"),
+                                            ("gateway-api", "HTTPRoute")])
+def test_the_workflows_spec_edit_picks_the_provider(
+    provider: str, rule: str, tmp_path: Path
+) -> None:
+    # the workflow's sed: 's/^mirror: {/mirror: {provider: <provider>, /'
+    text = (EXAMPLE / "darklaunch.yaml").read_text()
+    edited = re.sub(r"(?m)^mirror: \{", f"mirror: {{provider: {provider}, ", text)
+    assert edited != text
+    (tmp_path / "darklaunch-ci.yaml").write_text(edited)
+    spec = load_spec(spec_path=str(tmp_path / "darklaunch-ci.yaml"))
+    manifests = render(spec, "example")
+    assert manifests[2]["kind"] == rule
+    for manifest in manifests:
+        assert manifest_errors(manifest) == []
+
+
 def test_the_kind_workflow_runs_the_example_with_the_kubernetes_backend() -> None:
     workflow = yaml.safe_load((EXAMPLE / "kind-workflow.yml").read_text())
     steps = workflow["jobs"]["darklaunch"]["steps"]
@@ -112,6 +130,13 @@ def test_the_kind_workflow_runs_the_example_with_the_kubernetes_backend() -> Non
     assert "net-istio.yaml" in scripts and "samples/addons/prometheus.yaml" in scripts
     assert "--darklaunch-kube-context=darklaunch" in scripts
     assert "python -m pytest_darklaunch render" in scripts
+    # one Istio before 1.28 (mirrored hosts get "-shadow") and one after (they do not)
+    matrix = workflow["jobs"]["darklaunch"]["strategy"]["matrix"]["include"]
+    minors = {int(entry["istio"].split(".")[1]) for entry in matrix}
+    assert min(minors) < 28 <= max(minors)
+    assert {entry["provider"] for entry in matrix} == {"istio", "gateway-api"}
+    upload = next(s for s in steps if s.get("uses", "").startswith("actions/upload-artifact@"))
+    assert "darklaunch-report.json" in scripts and upload["with"]["path"].endswith("darklaunch/")
     ini = (EXAMPLE / "pytest.ini").read_text()
     assert "darklaunch_backend = kubernetes" in ini
     readme = (EXAMPLE / "README.md").read_text()
