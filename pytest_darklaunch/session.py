@@ -98,6 +98,7 @@ class DarklaunchSession:
             prometheus_url=settings.prometheus_url,
             prometheus_bin=settings.prometheus_bin,
             prometheus_service=settings.prometheus_service,
+            scrape_interval_s=settings.scrape_interval_s,
             kube_context=settings.kube_context,
             namespace=settings.namespace,
             provision=settings.provision,

@@ -151,7 +151,8 @@ def test_pytest_killed_mid_run_leaves_nothing_in_the_cluster(
     with open(output, "wb") as out:
         run = subprocess.Popen(  # noqa: S603 - argv list
             [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--darklaunch-backend",
-             "kubernetes", "--darklaunch-prometheus-url", "http://127.0.0.1:9"],
+             "kubernetes", "--darklaunch-prometheus-url", "http://127.0.0.1:9",
+             "--darklaunch-scrape-interval=20s"],
             cwd=project, env=env, stdout=out, stderr=subprocess.STDOUT,
         )
 
@@ -163,6 +164,9 @@ def test_pytest_killed_mid_run_leaves_nothing_in_the_cluster(
     try:
         jobs = wait_for(job, "the run's traffic Job", 60)
         run_id = jobs[0]["metadata"]["labels"][RUN_LABEL]
+        # the option reached the backend: 30 intervals of one 20 s scrape each, the first
+        # scrape's 30 s and the slack
+        assert jobs[0]["spec"]["activeDeadlineSeconds"] == 30 + 30 * 20 + 120
         wait_for(lambda: len(run_objects(emulator, run_id)) == 8, "the run's objects", 30)
         run.kill()
         assert run.wait(timeout=30) == -signal.SIGKILL
