@@ -141,11 +141,10 @@ def resolve(
 
 
 # Spec keys only the local backend implements so far: the kubernetes traffic Job sends one URL
-# without a body, and its VirtualService mirrors every method.
+# without a body (its mirroring rule honours mirror.methods).
 LOCAL_ONLY = (
     ("traffic", "targets"), ("traffic", "targets_file"), ("traffic", "body"),
     ("traffic", "body_file"), ("traffic", "command"), ("traffic", "timing"),
-    ("mirror", "methods"),
 )
 
 

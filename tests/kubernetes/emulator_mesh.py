@@ -87,16 +87,21 @@ class Mesh:
             return self._gateway(authority)
         return self._workload(host)
 
-    def _mesh_rule(self, namespace: str, host: str) -> Optional[dict[str, Any]]:
+    def _mesh_rule(self, namespace: str, host: str, method: str) -> Optional[dict[str, Any]]:
         for vs in self._objects("virtualservices", "networking.istio.io"):
             spec = vs["spec"]
             if "mesh" not in (spec.get("gateways") or ["mesh"]):
                 continue
             if host in (spec.get("hosts") or []) and self._visible(vs, namespace):
-                return dict(spec["http"][0])
+                for rule in spec["http"]:  # the first rule whose match the request meets
+                    matches = [m.get("method", {}).get("exact") for m in rule.get("match") or []]
+                    if not matches or method in matches:
+                        return dict(rule)
         return None
 
-    def _gamma_route(self, namespace: str, service_host: str) -> Optional[dict[str, Any]]:
+    def _gamma_route(
+        self, namespace: str, service_host: str, method: str
+    ) -> Optional[dict[str, Any]]:
         service, _, rest = service_host.partition(".")
         for route in self._objects("httproutes", "gateway.networking.k8s.io"):
             own = route["metadata"]["namespace"]
@@ -104,12 +109,19 @@ class Mesh:
                 if parent.get("kind") == "Service" and parent["name"] == service and (
                     rest.split(".")[0] == parent.get("namespace", own)
                 ):
-                    return dict(route["spec"]["rules"][0])
+                    # a method match is more specific than none: it goes first
+                    rules = sorted(route["spec"]["rules"], key=lambda r: not r.get("matches"))
+                    for rule in rules:
+                        methods = [m.get("method") for m in rule.get("matches") or []]
+                        if not methods or method in methods:
+                            return dict(rule)
         return None
 
-    def send(self, namespace: str, url_host: str, host_header: str) -> Delivery:
-        """Where a request from a sidecar in ``namespace`` to ``url_host`` goes."""
-        rule = self._mesh_rule(namespace, host_header)
+    def send(
+        self, namespace: str, url_host: str, host_header: str, method: str = "GET"
+    ) -> Delivery:
+        """Where a ``method`` request from a sidecar in ``namespace`` to ``url_host`` goes."""
+        rule = self._mesh_rule(namespace, host_header, method)
         if rule is not None:
             primary = self._deliver(rule["route"][0]["destination"]["host"], host_header)
             if "mirror" not in rule:
@@ -117,7 +129,7 @@ class Mesh:
             shadow = f"{host_header}-shadow" if self.shadow_suffix else host_header
             percent = float((rule.get("mirrorPercentage") or {}).get("value", 100))
             return Delivery(primary, self._deliver(rule["mirror"]["host"], shadow), percent)
-        route = self._gamma_route(namespace, url_host)
+        route = self._gamma_route(namespace, url_host, method)
         if route is not None:
             ns = url_host.split(".")[1]
             primary = self._workload(f"{route['backendRefs'][0]['name']}.{ns}")
@@ -147,7 +159,8 @@ class Mesh:
         headers = [args[i + 1] for i, a in enumerate(args) if a == "-H"]
         hosts = [h.split(":", 1)[1] for h in headers if h.lower().startswith("host:")]
         host = hosts[0] if hosts else url_host
-        return self.send(job["metadata"]["namespace"], url_host, host)
+        method = args[args.index("-X") + 1] if "-X" in args else "GET"
+        return self.send(job["metadata"]["namespace"], url_host, host, method)
 
     def counts(self, seconds: float) -> dict[tuple[str, str, str], float]:
         """``istio_requests_total`` after ``seconds`` of load, by (destination workload,

@@ -126,3 +126,18 @@ def test_a_gateway_api_route_mirrors_at_its_percent(emulator: Emulator) -> Any:
         "default", "sample-app-v1-private.default.svc.cluster.local", "whatever"
     )
     assert (delivery.primary, delivery.mirror, delivery.percent) == (LIVE, DARK, 12.5)
+
+
+@pytest.mark.parametrize("provider", ["istio", "gateway-api"])
+def test_writes_are_not_mirrored_unless_mirror_methods_says_so(
+    provider: str, emulator: Emulator, make_backend: BackendFactory
+) -> None:
+    from .conftest import make_spec
+
+    make_backend(make_spec(mirror={"percent": 40, "host": "c.test", "provider": provider})
+                 ).provision()
+    mesh = Mesh(emulator)
+    url = "sample-app-v1-private.default.svc.cluster.local"
+    assert mesh.send("default", url, "c.test", "GET").mirror == DARK
+    post = mesh.send("default", url, "c.test", "POST")
+    assert (post.primary, post.mirror) == (LIVE, None)

@@ -74,8 +74,10 @@ def test_mirroring_goes_straight_to_the_revisions_private_services() -> None:
     assert mirror["spec"]["hosts"] == ["shop.example.org"]
     assert mirror["spec"]["gateways"] == ["mesh"]
     assert mirror["spec"]["exportTo"] == ["."]
-    (rule,) = mirror["spec"]["http"]
-    assert "match" not in rule
+    rule, writes = mirror["spec"]["http"]
+    # as on the local backend, only the methods that change nothing are mirrored by default
+    assert rule["match"] == [{"method": {"exact": m}} for m in ("GET", "HEAD", "OPTIONS")]
+    assert writes == {"route": rule["route"], "timeout": "2s"}, "the rest: live, no mirror"
     assert rule["route"] == [
         {
             "destination": {
@@ -270,7 +272,9 @@ def test_the_gateway_api_provider_mirrors_mesh_traffic_with_an_http_route() -> N
         {"group": "", "kind": "Service", "name": "sample-app-v1-private", "port": 80}
     ]
     assert "hostnames" not in route["spec"], "a Service parent matches by destination"
-    (rule,) = route["spec"]["rules"]
+    rule, writes = route["spec"]["rules"]
+    assert rule["matches"] == [{"method": m} for m in ("GET", "HEAD", "OPTIONS")]
+    assert writes == {"backendRefs": rule["backendRefs"], "timeouts": rule["timeouts"]}
     assert rule["backendRefs"] == [{"name": "sample-app-v1-private", "port": 80, "weight": 1}]
     assert rule["filters"] == [
         {
@@ -285,6 +289,20 @@ def test_the_gateway_api_provider_mirrors_mesh_traffic_with_an_http_route() -> N
     args = manifests[3]["spec"]["template"]["spec"]["containers"][0]["args"]
     assert args[-1] == "http://sample-app-v1-private.default.svc.cluster.local/"
     assert not any(a.startswith("Host:") for a in args), "the route matches the Service"
+
+
+@pytest.mark.parametrize("provider", ["istio", "gateway-api"])
+def test_mirror_methods_all_is_one_rule_that_mirrors_everything(provider: str) -> None:
+    spec = make_spec(mirror={"percent": 40, "methods": "all", "provider": provider})
+    rule = render(spec, "run-a")[2]["spec"]
+    rules = rule.get("http") or rule["rules"]
+    assert len(rules) == 1 and "match" not in rules[0] and "matches" not in rules[0]
+    spec = make_spec(mirror={"percent": 40, "methods": ["POST"], "provider": provider})
+    rule = render(spec, "run-a")[2]["spec"]
+    first = (rule.get("http") or rule["rules"])[0]
+    assert first.get("match") == [{"method": {"exact": "POST"}}] or first.get("matches") == [
+        {"method": "POST"}
+    ]
 
 
 def test_the_gateway_api_provider_attaches_to_a_named_gateway() -> None:
@@ -331,3 +349,16 @@ def test_bad_mirror_providers_are_refused(mirror: dict[str, Any], field: str) ->
     with pytest.raises(ConfigError) as info:
         build_spec({"target": "default/app", "mirror": mirror}, Sources("darklaunch.yaml"))
     assert info.value.field == field
+
+
+def test_mirror_methods_is_accepted_with_the_kubernetes_backend(tmp_path: Any) -> None:
+    from pytest_darklaunch.core.config import resolve
+
+    (tmp_path / "darklaunch.yaml").write_text(
+        "target: default/app\nversions: {live: {image: a:1}, dark: {image: a:2}}\n"
+        "mirror: {percent: 40, methods: [GET, POST]}\n"
+    )
+    resolved = resolve({"backend": "kubernetes"}, {}, {}, "tox.ini", tmp_path)
+    assert resolved.spec.mirror.methods == ("GET", "POST")
+    rule = render(resolved.spec, "run-a")[2]["spec"]["http"][0]
+    assert rule["match"] == [{"method": {"exact": "GET"}}, {"method": {"exact": "POST"}}]

@@ -317,7 +317,8 @@ class KubernetesBackend:
 
     def _probe(self, env: Environment) -> None:
         timeout_s = self.settings.probe_timeout_s(self.scrape_interval_s)
-        if timeout_s > 0 and self.spec.mirror.percent > 0:
+        mirrored = self.spec.traffic.method in self.spec.mirror.methods
+        if timeout_s > 0 and self.spec.mirror.percent > 0 and mirrored:
             probe_prometheus(env.prometheus_url, env.labels["dark"], timeout_s)
 
     def _start_guardian(self) -> None:

@@ -214,9 +214,11 @@ def mirror_rule(spec: Spec, names: Names) -> dict[str, Any]:
     """The provider's mirroring object: a VirtualService (istio) or an HTTPRoute."""
     provider, gateway = mirror_provider(spec)
     host, percent, timeout_s = spec.mirror.host, spec.mirror.percent, spec.traffic.timeout_s
+    # None: every method is mirrored, one rule; else writes go on a rule without the mirror.
+    methods = None if spec.mirror.all_methods else spec.mirror.methods
     if provider == "gateway-api":
-        return http_route(names, host, percent, timeout_s, gateway)
-    return virtual_service(names, host, percent, timeout_s)
+        return http_route(names, host, percent, timeout_s, gateway, methods)
+    return virtual_service(names, host, percent, timeout_s, methods)
 
 
 def gateway_service_host(gateway: str) -> str:

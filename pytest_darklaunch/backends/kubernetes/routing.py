@@ -45,13 +45,33 @@ def _destination(names: Names, revision: str) -> dict[str, Any]:
     return {"host": names.private_host(revision), "port": {"number": REVISION_PORT}}
 
 
-def virtual_service(names: Names, host: str, percent: float, timeout_s: float) -> dict[str, Any]:
+def virtual_service(
+    names: Names,
+    host: str,
+    percent: float,
+    timeout_s: float,
+    methods: Optional[tuple[str, ...]] = None,
+) -> dict[str, Any]:
     """The Istio provider's rule: ``host`` to live, ``percent`` mirrored to dark.
 
     The route's ``timeout`` is the traffic timeout: Envoy gives a shadow request the route's
     timeout, so a hung dark is bounded as the live request is (there is no other bound on it
-    but queue-proxy's 300 s revision timeout).
+    but queue-proxy's 300 s revision timeout). With ``methods`` only requests of those methods
+    are mirrored: a first rule matches them and mirrors, a second sends the rest (writes, by
+    default) to live without a mirror.
     """
+    route = [{"destination": _destination(names, names.live_revision)}]
+    timeout = format_duration(timeout_s)
+    mirrored: dict[str, Any] = {
+        "route": route,
+        "mirror": _destination(names, names.dark_revision),
+        "mirrorPercentage": {"value": _percent(percent)},
+        "timeout": timeout,
+    }
+    rules = [mirrored]
+    if methods:
+        mirrored = {"match": [{"method": {"exact": m}} for m in methods], **mirrored}
+        rules = [mirrored, {"route": route, "timeout": timeout}]
     return {
         "apiVersion": ISTIO_API,
         "kind": "VirtualService",
@@ -60,14 +80,7 @@ def virtual_service(names: Names, host: str, percent: float, timeout_s: float) -
             "hosts": [host],
             "gateways": ["mesh"],
             "exportTo": ["."],
-            "http": [
-                {
-                    "route": [{"destination": _destination(names, names.live_revision)}],
-                    "mirror": _destination(names, names.dark_revision),
-                    "mirrorPercentage": {"value": _percent(percent)},
-                    "timeout": format_duration(timeout_s),
-                }
-            ],
+            "http": rules,
         },
     }
 
@@ -108,13 +121,20 @@ def _gateway_duration(seconds: float) -> str:
 
 
 def http_route(
-    names: Names, host: str, percent: float, timeout_s: float, gateway: Optional[str] = None
+    names: Names,
+    host: str,
+    percent: float,
+    timeout_s: float,
+    gateway: Optional[str] = None,
+    methods: Optional[tuple[str, ...]] = None,
 ) -> dict[str, Any]:
     """The Gateway API provider's rule: an HTTPRoute with a percent ``RequestMirror`` filter.
 
     Without ``gateway`` its parent is the live revision's private Service on port 80, so it
     applies to mesh traffic addressed to that Service (the traffic Job's); with ``gateway``
-    (``NAMESPACE/NAME``) it attaches to that Gateway for ``host``.
+    (``NAMESPACE/NAME``) it attaches to that Gateway for ``host``. With ``methods``, as for
+    :func:`virtual_service`: the mirroring rule matches those methods (a method match is more
+    specific than none, so it takes precedence), another rule sends the rest without a mirror.
     """
     live, dark = names.live_revision, names.dark_revision
     if gateway:
@@ -132,29 +152,25 @@ def http_route(
             "name": names.private_service(live),
             "port": REVISION_PORT,
         }
-    spec: dict[str, Any] = {
-        "parentRefs": [parent],
-        "rules": [
-            {
-                "backendRefs": [
-                    {"name": names.private_service(live), "port": REVISION_PORT, "weight": 1}
-                ],
-                "filters": [
-                    {
-                        "type": "RequestMirror",
-                        "requestMirror": {
-                            "backendRef": {
-                                "name": names.private_service(dark),
-                                "port": REVISION_PORT,
-                            },
-                            **_mirror_share(percent),
-                        },
-                    }
-                ],
-                "timeouts": {"request": _gateway_duration(timeout_s)},
-            }
-        ],
+    backend = [{"name": names.private_service(live), "port": REVISION_PORT, "weight": 1}]
+    timeouts = {"request": _gateway_duration(timeout_s)}
+    mirror_filter = {
+        "type": "RequestMirror",
+        "requestMirror": {
+            "backendRef": {"name": names.private_service(dark), "port": REVISION_PORT},
+            **_mirror_share(percent),
+        },
     }
+    mirrored: dict[str, Any] = {
+        "backendRefs": backend,
+        "filters": [mirror_filter],
+        "timeouts": timeouts,
+    }
+    rules = [mirrored]
+    if methods:
+        mirrored = {"matches": [{"method": m} for m in methods], **mirrored}
+        rules = [mirrored, {"backendRefs": backend, "timeouts": timeouts}]
+    spec: dict[str, Any] = {"parentRefs": [parent], "rules": rules}
     if gateway:
         spec["hostnames"] = [host]
     return {
