@@ -98,7 +98,8 @@ def test_header_shows_each_value_with_its_origin(
     pytester.makefile(
         ".yaml",
         spec="target: shop/cart\nduration: {interval: 4s, iterations: 4}\nmirror: {percent: 4}\n"
-        "objectives: [{metric: error-rate, upper: 0.02}]\n",
+        "objectives: [{metric: error-rate, upper: 0.02}]\n"
+        "versions: {live: {image: 'cart:1'}, dark: {image: 'cart:2'}}\n",
     )
     pytester.makefile(
         ".ini", pytest="[pytest]\ndarklaunch_mirror_percent = 7\ndarklaunch_inconclusive = skip\n"

@@ -38,7 +38,7 @@ from typing import Any, Optional
 
 import yaml
 
-from pytest_darklaunch.core.spec import Spec, Version
+from pytest_darklaunch.core.spec import Sources, Spec, check_for_kubernetes
 from pytest_darklaunch.core.units import DNS1123_HINT, format_duration, is_dns1123_label
 from pytest_darklaunch.errors import ConfigError
 
@@ -171,8 +171,7 @@ def render(spec: Spec, run_id: str, *, namespace: Optional[str] = None) -> list[
     (a version without an image, a revision name Knative would refuse).
     """
     names = names_for(spec, run_id, namespace)
-    for version in (spec.versions.live, spec.versions.dark):
-        _check_version(spec, version)
+    check_for_kubernetes(spec, Sources("spec"))
     return [
         knative_service(spec, names, "live"),
         knative_service(spec, names, "dark"),
@@ -201,26 +200,6 @@ def render_yaml(spec: Spec, run_id: str, *, namespace: Optional[str] = None) -> 
     )
     body = "---\n".join(yaml.safe_dump(doc, sort_keys=False) for doc in docs)
     return header + "---\n" + body
-
-
-def _check_version(spec: Spec, version: Version) -> None:
-    field = f"versions.{version.role}"
-    if version.image is None:
-        raise ConfigError(
-            f"{field}.image",
-            "",
-            "spec",
-            "a container image for each version with the kubernetes backend "
-            "(for example gcr.io/knative-samples/knative-route-demo:blue)",
-        )
-    prefix = f"{spec.target.name}-"
-    if not version.revision.startswith(prefix):
-        raise ConfigError(
-            f"{field}.revision",
-            version.revision,
-            "spec",
-            f"a revision name starting with {prefix!r} (Knative requires it of named revisions)",
-        )
 
 
 def _meta(name: str, names: Names, **extra_labels: str) -> dict[str, Any]:
