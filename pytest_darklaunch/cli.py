@@ -19,8 +19,8 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from pytest_darklaunch import __version__
 from pytest_darklaunch.errors import ConfigError, DarklaunchError
+from pytest_darklaunch.version import __version__
 
 DEFAULT_SPEC = "darklaunch.yaml"
 DEFAULT_RUN_ID = "manual"

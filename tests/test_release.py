@@ -57,15 +57,15 @@ def run(argv: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess
 
 
 def source_version() -> str:
-    """``__version__`` as written in ``pytest_darklaunch/__init__.py`` (read without importing)."""
-    tree = ast.parse((ROOT / "pytest_darklaunch" / "__init__.py").read_text(encoding="utf-8"))
+    """``__version__`` as written in ``pytest_darklaunch/version.py`` (read without importing)."""
+    tree = ast.parse((ROOT / "pytest_darklaunch" / "version.py").read_text(encoding="utf-8"))
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(
             isinstance(t, ast.Name) and t.id == "__version__" for t in node.targets
         ):
             assert isinstance(node.value, ast.Constant)
             return str(node.value.value)
-    raise AssertionError("no __version__ in pytest_darklaunch/__init__.py")
+    raise AssertionError("no __version__ in pytest_darklaunch/version.py")
 
 
 def pyproject() -> dict[str, object]:
@@ -138,7 +138,9 @@ def test_the_version_is_written_once_and_the_cli_shows_it() -> None:
     assert "version" not in project and project["dynamic"] == ["version"]
     tool = pyproject()["tool"]
     assert isinstance(tool, dict)
-    assert tool["setuptools"]["dynamic"]["version"] == {"attr": "pytest_darklaunch.__version__"}
+    assert tool["setuptools"]["dynamic"]["version"] == {
+        "attr": "pytest_darklaunch.version.__version__"
+    }
     version = source_version()
     assert re.fullmatch(r"\d+\.\d+\.\d+", version)
     assert f"## [{version}]" in (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
@@ -251,4 +253,5 @@ def test_the_installed_wheel_runs_the_example(installed: Path, tmp_path: Path) -
     assert done.returncode == 0, output[-4000:]
     assert re.search(r"=+ 5 passed in [\d.]+s", output), output[-2000:]
     assert "Objective assessment" in output
+    assert f"\ndarklaunch version: {source_version()}\n" in output  # the report header
     assert (example / "darklaunch-report.json").is_file()
