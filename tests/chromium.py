@@ -15,7 +15,9 @@ import tempfile
 import zlib
 from pathlib import Path
 
-CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+# Debian's first, then a GitHub runner image's Google Chrome; Ubuntu's chromium-browser last, as
+# it may be only a wrapper around a snap.
+CANDIDATES = ("chromium", "google-chrome", "google-chrome-stable", "chromium-browser")
 FLAGS = (
     "--headless",
     "--no-sandbox",
