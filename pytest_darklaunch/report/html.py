@@ -3,7 +3,7 @@
 The plugin registers :class:`HtmlHooks` only when pytest-html is installed and the run has an
 experiment (pytest refuses implementations of hooks nobody declared), so without pytest-html
 this module is never imported. pytest-html calls ``pytest_html_results_summary`` at the end of
-the session, once the experiment is over; the section goes after its own summary, before the
+the session, when the experiment is stopped; the section goes after its own summary, before the
 results table: the overview, the objective and metrics assessment, the mirror check, the
 generator, and one chart per objective, inline (the same SVG as ``--darklaunch-plots``), so a
 self-contained report stays self-contained.
@@ -59,6 +59,9 @@ class HtmlHooks:
         self, prefix: list[str], summary: list[str], postfix: list[str], session: Any
     ) -> None:
         if self.darklaunch.started:
+            # pytest-html calls this from its own sessionfinish, maybe before the plugin's:
+            # the session is over either way, so the experiment is too (as the plugin does).
+            self.darklaunch.stop_experiment()
             postfix.append(assessment_html(self.darklaunch))
 
 
