@@ -136,9 +136,10 @@ def _quoted(text: str) -> str:
 
 
 def _axis_top(value: float) -> float:
-    """The y axis' end: 1, 2 or 5 times a power of ten, at or above ``value`` (> 0)."""
+    """The y axis' end: a round number (one or two significant digits) at or above ``value``
+    (> 0), so a limit of 50 gets an axis to 60, not 100."""
     power = 10.0 ** math.floor(math.log10(value))
-    return next(m * power for m in (1, 2, 5, 10) if m * power >= value)
+    return next(m * power for m in (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10) if m * power >= value)
 
 
 def _limit_lines(obj: Objective, live: Sequence[float | None]) -> list[Line]:
