@@ -20,7 +20,7 @@ from pytest_darklaunch.report.assessment import (
     limit_text,
     metric_rows,
     mirror_facts,
-    mirrored_of,
+    mirror_sentence,
     redact_url,
     shown_values,
     summary_counts,
@@ -231,20 +231,8 @@ def _metrics(write: Write, darklaunch: DarklaunchSession) -> None:
 def _mirror(write: Write, darklaunch: DarklaunchSession) -> None:
     write("Mirror check", bold=True)
     mirror = mirror_facts(darklaunch.spec, darklaunch.data)
-    configured = f"configured {mirror['configured_percent']:g}%"
-    if mirror["observed_percent"] is None:
-        _field(write, "share", f"{configured}, observed n/a (no requests)")
-        return
-    lo, hi = mirror["interval_percent"]
-    verdict = "ok" if mirror["ok"] else "MISMATCH: the routing is wrong, no other number holds"
-    _field(
-        write,
-        "share",
-        f"{configured}, observed {mirror['observed_percent']:.1f}% (dark "
-        f"{format_value(mirror['dark_requests'])} of live {mirrored_of(mirror)}"
-        f" requests; 99.9% interval {lo:.1f}..{hi:.1f}%): {verdict}",
-        **({} if mirror["ok"] else {"red": True}),
-    )
+    mismatch = mirror["observed_percent"] is not None and not mirror["ok"]
+    _field(write, "share", mirror_sentence(mirror), **({"red": True} if mismatch else {}))
 
 
 def _generator(write: Write, darklaunch: DarklaunchSession) -> None:
