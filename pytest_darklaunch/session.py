@@ -73,7 +73,7 @@ class DarklaunchSession:
         self._torn_down = False
         self.started_at = time.time()
         self._stopped_first = False  # the provisioning error came after our own stop
-        self.kept_dir: Optional[str] = None  # where teardown kept the files the error names
+        self.kept_dir: str | None = None  # where teardown kept the files the error names
 
     @property
     def started(self) -> bool:
