@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers
         MetricsError,
         ProvisioningError,
     )
+    from pytest_darklaunch.version import __version__ as __version__
 
 __all__ = [
     "ConfigError",
@@ -36,9 +37,9 @@ __all__ = [
     "assert_objective",
     "load_spec",
 ]
-__version__ = "0.1.0"
 
 _LAZY = {
+    "__version__": "pytest_darklaunch.version",
     "ConfigError": "pytest_darklaunch.errors",
     "DarklaunchError": "pytest_darklaunch.errors",
     "MetricsError": "pytest_darklaunch.errors",

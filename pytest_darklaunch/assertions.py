@@ -57,8 +57,10 @@ class Experiment:
         try:
             return self._darklaunch.wait(self._write_progress)
         except DarklaunchError as exc:
-            # Provisioning failed or the result never came: the message is the whole story.
-            pytest.fail(f"darklaunch: {exc}", pytrace=False)
+            failure = f"darklaunch: {exc}"
+        # Provisioning failed or the result never came: the message is the whole story (raised
+        # outside the handler, so it is not shown twice).
+        pytest.fail(failure, pytrace=False)
 
     @property
     def verdicts(self) -> list[Verdict]:

@@ -1,4 +1,4 @@
-"""The command line beside the plugin: ``python -m pytest_darklaunch render|delete``.
+"""The command line beside the plugin: ``python -m pytest_darklaunch render|delete|--version``.
 
 ``render`` prints the multi-document YAML the kubernetes backend would apply, as ``helm
 template`` does, for review and GitOps. ``delete`` removes a run's objects from the cluster by
@@ -17,9 +17,10 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from typing import NoReturn, Optional
+from typing import NoReturn
 
 from pytest_darklaunch.errors import ConfigError, DarklaunchError
+from pytest_darklaunch.version import __version__
 
 DEFAULT_SPEC = "darklaunch.yaml"
 DEFAULT_RUN_ID = "manual"
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m pytest_darklaunch",
         description="Tools beside the pytest-darklaunch plugin.",
     )
+    parser.add_argument("--version", action="version", version=f"pytest-darklaunch {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     render = commands.add_parser(
         "render",
@@ -79,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (0, or 2 for bad input)."""
     parser = build_parser()
     args = parser.parse_args(argv)

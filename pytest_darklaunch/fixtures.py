@@ -32,9 +32,12 @@ def darklaunch_fixture(request: pytest.FixtureRequest) -> Experiment:
     try:
         darklaunch.wait_provisioned()
     except DarklaunchError as exc:
-        # The message says it all (which process, its log tail): no traceback into the plugin.
-        pytest.fail(f"darklaunch: {exc}", pytrace=False)
-    return Experiment(darklaunch, uncaptured(request.config, progress_writer(request.config)))
+        failure = f"darklaunch: {exc}"
+    else:
+        return Experiment(darklaunch, uncaptured(request.config, progress_writer(request.config)))
+    # The message says it all (which process, its log tail): no traceback into the plugin, and
+    # raised outside the handler, so pytest does not show the error a second time as context.
+    pytest.fail(failure, pytrace=False)
 
 
 @pytest.fixture(name="darklaunch_objective")

@@ -78,6 +78,11 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(_ProgressHooks(config, darklaunch), "darklaunch-progress")
         if config.pluginmanager.hasplugin("xdist"):
             config.pluginmanager.register(_XdistHooks(darklaunch), "darklaunch-xdist")
+        if config.pluginmanager.hasplugin("html"):
+            # pytest-html's hooks exist only with it: implementing them otherwise is an error
+            from pytest_darklaunch.report.html import HtmlHooks
+
+            config.pluginmanager.register(HtmlHooks(darklaunch), "darklaunch-html")
 
 
 def _new_session(config: pytest.Config, resolved: Resolved) -> DarklaunchSession:

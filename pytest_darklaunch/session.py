@@ -37,6 +37,11 @@ PROVISIONING_FAILED = "provisioning failed"
 # How often an xdist worker looks for the result file: a stat call, so cheap enough to keep the
 # wait after the experiment's end short (half of this on average).
 RESULT_POLL_S = 0.05
+# A run whose error names files in its directory (log tails) keeps that directory, so they are
+# where the message says; as pytest does with its temp dirs, only the newest few are kept,
+# each marked by this file (which says what failed).
+KEPT_FAILED_RUNS = 3
+FAILED_MARK = "FAILED"
 
 
 class DarklaunchSession:
@@ -67,6 +72,8 @@ class DarklaunchSession:
         self._provisioned = threading.Event()
         self._torn_down = False
         self.started_at = time.time()
+        self._stopped_first = False  # the provisioning error came after our own stop
+        self.kept_dir: str | None = None  # where teardown kept the files the error names
 
     @property
     def started(self) -> bool:
@@ -104,6 +111,7 @@ class DarklaunchSession:
             provision=settings.provision,
             keep=settings.keep,
             run_dir=self.workdir,
+            keep_failed_workdir=True,
         )
         os.makedirs(run.workdir, mode=0o700)
         try:
@@ -120,6 +128,7 @@ class DarklaunchSession:
         from pytest_darklaunch.core.experiment import Stage, new_data
 
         self.error = message
+        self._stopped_first = self._stop.is_set()
         settings = self.resolved.settings
         self.data = new_data(self.spec, "envoy", {"live": {}, "dark": {}}, settings.full_duration)
         self.data.error, self.data.stage = message, Stage.FAILED
@@ -222,7 +231,10 @@ class DarklaunchSession:
                 self.backend.teardown()
         finally:
             if self.workdir and not self.resolved.settings.keep:
-                shutil.rmtree(self.workdir, ignore_errors=True)
+                if self.error and not self._stopped_first and self.workdir + os.sep in self.error:
+                    self.kept_dir = keep_failed_run(self.workdir, self.error)
+                else:
+                    shutil.rmtree(self.workdir, ignore_errors=True)
         atexit.unregister(self.teardown)
         return instructions
 
@@ -323,6 +335,25 @@ class DarklaunchSession:
         session.error = info.get("error")
         session._torn_down = True  # the controller tears down, never a worker
         return session
+
+
+def keep_failed_run(workdir: str, error: str, keep: int = KEPT_FAILED_RUNS) -> str:
+    """Mark ``workdir`` as a failed run's, then remove all but the newest ``keep`` marked
+    directories beside it (a running run's is never marked); returns ``workdir``."""
+    with open(os.path.join(workdir, FAILED_MARK), "w", encoding="utf-8") as fh:
+        fh.write(error + "\n")
+    parent = os.path.dirname(workdir)
+    kept = []
+    for name in os.listdir(parent):
+        try:  # another failing run may be removing it meanwhile
+            marked = os.stat(os.path.join(parent, name, FAILED_MARK)).st_mtime_ns
+        except OSError:
+            continue
+        if name.startswith("darklaunch-"):
+            kept.append((marked, os.path.join(parent, name)))
+    for _, directory in sorted(kept)[: max(len(kept) - keep, 0)]:
+        shutil.rmtree(directory, ignore_errors=True)
+    return workdir
 
 
 def _import_for_background(backend: str) -> None:

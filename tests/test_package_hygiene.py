@@ -176,6 +176,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("assertions",),
     ("report.terminal",),
     ("report.files",),
+    ("report.html",),
     ("report.plots", "report.json_report", "report.github", "report.junit"),
     ("report.assessment",),
     ("report.progress",),
@@ -185,7 +186,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("session",),
     ("backends.*",),
     ("core.*",),
-    ("errors", "sampleapp"),
+    ("errors", "sampleapp", "version"),
 )
 
 

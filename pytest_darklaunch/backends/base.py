@@ -62,6 +62,9 @@ class RunContext:
     # The run's own private directory around ``workdir``, if any: removed with it by the local
     # backend's guardian should pytest die before teardown.
     run_dir: Optional[str] = None
+    # A failed provisioning leaves ``workdir`` (the logs its error names) to the caller, who
+    # keeps a few failed runs' logs; otherwise the backend removes it at once.
+    keep_failed_workdir: bool = False
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
+from urllib.parse import urlsplit
 
 # OPTIONS is re-exported: the plugin and the report read the table from here.
 from pytest_darklaunch.core.options import OPTIONS as OPTIONS
@@ -32,9 +33,6 @@ from pytest_darklaunch.errors import ConfigError
 
 if TYPE_CHECKING:  # the spec machinery loads only when an experiment is configured
     from pytest_darklaunch.core.spec import Sources, Spec
-
-
-
 
 
 @dataclass(frozen=True)
@@ -115,7 +113,7 @@ def resolve(
         return Resolved(None, settings, origin, values)
 
     from pytest_darklaunch.core.metrics import is_builtin
-    from pytest_darklaunch.core.spec import build_spec
+    from pytest_darklaunch.core.spec import build_spec, check_for_kubernetes
 
     raw, sources = _read_spec_files(settings, picked)
     _apply_spec_options(raw, sources, picked)
@@ -135,6 +133,9 @@ def resolve(
     spec = build_spec(raw, sources, known_metric=is_builtin, base_dir=str(base_dir))
     if settings.backend == "kubernetes":
         _local_only_traffic(raw, sources)
+        _, label, source = picked["backend"]
+        spec_file = settings.spec_path or settings.experiment_path or ""
+        check_for_kubernetes(spec, sources, f"{label}=kubernetes from {source}", spec_file)
     origin.update(_spec_origins(picked, sources))
     values.update(_spec_values(spec))
     return Resolved(spec, settings, origin, values)
@@ -236,9 +237,17 @@ def _scrape_interval(value: str, label: str, source: str) -> float:
 def _check_prometheus(settings: Settings, picked: Picked) -> None:
     """The Prometheus URL and service are checked before anything starts or forwards."""
     url = settings.prometheus_url
-    if url is not None and not url.startswith(("http://", "https://")):
+    if url is not None:
         _, label, source = picked["prometheus-url"]
-        raise ConfigError(label, url, source, "an http:// or https:// URL")
+        parts = urlsplit(url.strip())
+        if parts.scheme not in ("http", "https") and "@" not in parts.netloc:
+            raise ConfigError(label, url, source, "an http:// or https:// URL")
+        # The client's own check and redaction (credentials in the URL, a token in its
+        # query) now, not once the run has started; only a URL it refuses loads requests here.
+        if "@" in parts.netloc or parts.query or parts.fragment or not parts.hostname:
+            from pytest_darklaunch.core.prometheus.client import check_base_url
+
+            check_base_url(url, source, field=label)
     if settings.prometheus_service is not None and not _is_service(settings.prometheus_service):
         _, label, source = picked["prometheus-service"]
         raise ConfigError(

@@ -185,6 +185,22 @@ def mirrored_of(m: Mapping[str, Any]) -> str:
     )
 
 
+def mirror_sentence(m: Mapping[str, Any]) -> str:
+    """The mirror check of :func:`mirror_facts` in words, as the terminal and pytest-html show
+    it: ``configured 40%, observed 38.3% (dark 386 of live 1008 requests; 99.9% interval
+    33.3..43.5%): ok``."""
+    configured = f"configured {m['configured_percent']:g}%"
+    if m["observed_percent"] is None:
+        return f"{configured}, observed n/a (no requests)"
+    lo, hi = m["interval_percent"]
+    verdict = "ok" if m["ok"] else "MISMATCH: the routing is wrong, no other number holds"
+    return (
+        f"{configured}, observed {m['observed_percent']:.1f}% (dark "
+        f"{format_value(m['dark_requests'])} of live {mirrored_of(m)} requests; 99.9% interval "
+        f"{lo:.1f}..{hi:.1f}%): {verdict}"
+    )
+
+
 def summary_counts(verdicts: Sequence[Verdict]) -> str:
     """``1 passed, 2 failed`` (or ``no objectives``)."""
     counts = {o: sum(v.outcome == o for v in verdicts) for o in (PASS, FAIL, INCONCLUSIVE)}

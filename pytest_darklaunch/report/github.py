@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from pytest_darklaunch.core.spec import Objective
 from pytest_darklaunch.core.units import format_value
 from pytest_darklaunch.core.verdict import FAIL, INCONCLUSIVE, PASS, Verdict
 from pytest_darklaunch.report.assessment import (
@@ -106,6 +108,7 @@ def markdown_summary(
             f"{r.change} | {r.units} | {r.dark.samples} / {r.live.samples} |"
             for r in rows
         ]
+    lines += _trend_charts(darklaunch)
     if plots:
         run = _run_url()
         lines += ["", "#### Plots", ""]
@@ -115,6 +118,100 @@ def markdown_summary(
         if run:
             lines += ["", "(the chart files are in this run's artifacts)"]
     return "\n".join(lines) + "\n\n"
+
+
+# -- Mermaid charts: GitHub draws them in the job summary, where the SVG files cannot be shown --
+
+# Mermaid's xychart has no legend: a caption under each chart names the lines by colour, given
+# here in the order they are drawn (the SVG charts' colours, so both read alike).
+_COLOURS = {"dark": ("#7b2cbf", "purple"), "live": ("#1f77b4", "blue"), "limit": ("#c0392b", "red")}
+Line = tuple[str, str, Sequence[float | None]]  # name, colour key, one value per interval
+
+
+def _quoted(text: str) -> str:
+    """A Mermaid string: no double quote inside, and no ``<`` that its HTML sanitiser could
+    take for a tag."""
+    text = text.replace('"', "'").replace("<=", "≤").replace(">=", "≥").replace("<", "‹")
+    return f'"{text}"'
+
+
+def _axis_top(value: float) -> float:
+    """The y axis' end: a round number (one or two significant digits) at or above ``value``
+    (> 0), so a limit of 50 gets an axis to 60, not 100."""
+    power = 10.0 ** math.floor(math.log10(value))
+    return next(m * power for m in (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10) if m * power >= value)
+
+
+def _limit_lines(obj: Objective, live: Sequence[float | None]) -> list[Line]:
+    """The objective's limits per interval: flat for ``upper``/``lower``, following live for
+    ``max_increase``."""
+    out: list[Line] = [
+        (f"{kind} limit {value:g}", "limit", [value] * len(live))
+        for kind, value in (("upper", obj.upper), ("lower", obj.lower))
+        if value is not None
+    ]
+    inc = obj.max_increase
+    if inc is not None:
+        over = [
+            None if v is None else v * (1 + inc.amount) if inc.relative else v + inc.amount
+            for v in live
+        ]
+        out.append((f"limit live +{inc}", "limit", over))
+    return out
+
+
+def mermaid_chart(
+    title: str, units: str, ends: Sequence[float], lines: Sequence[Line]
+) -> list[str]:
+    """A fenced ``xychart-beta`` block with one ``line`` per :data:`Line`, x being the end of
+    each interval, then a caption naming the lines. A line with a missing value is left out
+    and named in the caption: Mermaid cannot draw a gap, and a made-up value would lie."""
+    drawn = [
+        (name, key, [v for v in vs if v is not None]) for name, key, vs in lines if None not in vs
+    ]
+    missing = [name for name, _, vs in lines if None in vs]
+    values = [v for _, _, vs in drawn for v in vs]
+    low = min([0.0, *values])
+    top = _axis_top(max([*values, 0.0]) * 1.05 or 1.0)
+    caption = ", ".join(f"{_COLOURS[key][1]}: {name}" for name, key, _ in drawn)
+    if missing:
+        caption += "; not drawn (no data in some intervals): " + ", ".join(missing)
+    return [
+        "```mermaid",
+        "---",
+        "config:",
+        "  themeVariables:",
+        "    xyChart:",
+        f'      plotColorPalette: "{", ".join(_COLOURS[key][0] for _, key, _ in drawn)}"',
+        "---",
+        "xychart-beta",
+        f"  title {_quoted(title)}",
+        '  x-axis "seconds since the experiment started" ['
+        + ", ".join(f'"{e:g}"' for e in ends)
+        + "]",
+        f"  y-axis {_quoted(units or 'value')} {low:g} --> {top:g}",
+        *(f"  line [{', '.join(f'{v:.6g}' for v in vs)}]" for _, _, vs in drawn),
+        "```",
+        "",
+        f"<sub>{_md(caption)}</sub>",
+        "",
+    ]
+
+
+def _trend_charts(darklaunch: DarklaunchSession) -> list[str]:
+    """One chart per objective: its metric per interval for dark and live, and its limit."""
+    spec, data = darklaunch.spec, darklaunch.data
+    if data is None or not data.intervals:
+        return []
+    ends = [round(i.end - data.started_at, 1) for i in data.intervals]
+    out = ["", "#### Trends per interval", ""]
+    for obj in spec.objectives:
+        dark, live = ([e.value for _, e in data.series(obj.metric, r)] for r in ("dark", "live"))
+        lines: list[Line] = [("dark", "dark", dark), ("live", "live", live)]
+        out += mermaid_chart(
+            obj.label, spec.units_of(obj.metric), ends, [*lines, *_limit_lines(obj, live)]
+        )
+    return out
 
 
 def _run_url() -> str:

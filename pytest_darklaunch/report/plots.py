@@ -222,11 +222,12 @@ def _path(
     return " ".join(parts)
 
 
-def write_plots(
-    directory: str, darklaunch: DarklaunchSession, verdicts: Sequence[Verdict]
-) -> dict[str, str]:
-    """One SVG per spec objective of the run, named by the objective's test id
-    (``mean-latency.svg``); returns ``{id: path}``."""
+def objective_charts(
+    darklaunch: DarklaunchSession, verdicts: Sequence[Verdict]
+) -> list[tuple[str, str]]:
+    """``(test id, SVG document)`` per spec objective of the run: its metric per interval for
+    live and dark, its limits and its outcome (written by :func:`write_plots`, inlined in the
+    pytest-html report)."""
     from pytest_darklaunch.core.units import format_value
     from pytest_darklaunch.report.assessment import (
         limit_text,
@@ -235,8 +236,7 @@ def write_plots(
     )
 
     spec, data = darklaunch.spec, darklaunch.data
-    os.makedirs(directory, exist_ok=True)
-    out = {}
+    out = []
     by_objective = {v.objective: v for v in verdicts}
     for ident, obj in objective_files(spec):
         units = spec.units_of(obj.metric)
@@ -264,8 +264,20 @@ def write_plots(
                 f"; cumulative dark {format_value(dark, units)}, "
                 f"live {format_value(live, units)}: {outcome}"
             )
+        out.append((ident, chart(obj.label, units, series, limits, subtitle, outcome)))
+    return out
+
+
+def write_plots(
+    directory: str, darklaunch: DarklaunchSession, verdicts: Sequence[Verdict]
+) -> dict[str, str]:
+    """One SVG per spec objective of the run, named by the objective's test id
+    (``mean-latency.svg``); returns ``{id: path}``."""
+    os.makedirs(directory, exist_ok=True)
+    out = {}
+    for ident, svg in objective_charts(darklaunch, verdicts):
         path = os.path.join(directory, re.sub(r"[^A-Za-z0-9._-]+", "_", ident) + ".svg")
         with open(path, "w", encoding="utf-8") as fh:
-            fh.write(chart(obj.label, units, series, limits, subtitle, outcome))
+            fh.write(svg)
         out[ident] = path
     return out

@@ -20,12 +20,14 @@ from pytest_darklaunch.report.assessment import (
     limit_text,
     metric_rows,
     mirror_facts,
-    mirrored_of,
+    mirror_sentence,
     redact_url,
     shown_values,
     summary_counts,
     traffic_text,
 )
+from pytest_darklaunch.session import KEPT_FAILED_RUNS
+from pytest_darklaunch.version import __version__
 
 if TYPE_CHECKING:
     from pytest_darklaunch.core.experiment import ExperimentData
@@ -52,7 +54,11 @@ def header_lines(resolved: Resolved, run_id: str = "") -> list[str]:
     spec = resolved.spec
     assert spec is not None
     objectives = ", ".join(o.label for o in spec.objectives) or "none in the spec"
-    lines = ["darklaunch: " + ", ".join(parts), f"darklaunch objectives: {objectives}"]
+    lines = [
+        f"darklaunch version: {__version__}",
+        "darklaunch: " + ", ".join(parts),
+        f"darklaunch objectives: {objectives}",
+    ]
     if run_id:
         lines.append(f"darklaunch run id: {run_id}")
     return lines
@@ -156,6 +162,9 @@ def _progress(write: Write, darklaunch: DarklaunchSession) -> None:
     write("Progress", bold=True)
     if darklaunch.error:
         _field(write, "error", darklaunch.error, red=True)
+    if darklaunch.kept_dir:
+        _field(write, "logs", f"kept, as for the newest {KEPT_FAILED_RUNS} failed runs, in:")
+        write(" " * 16 + darklaunch.kept_dir)  # whole, to be copied: never wrapped
     if data is None:
         _field(write, "stage", "the experiment did not run")
         return
@@ -163,7 +172,7 @@ def _progress(write: Write, darklaunch: DarklaunchSession) -> None:
     _field(write, "stage", data.stage)
     if data.stop_reason:
         _field(write, "stop reason", data.stop_reason)
-    if data.error:
+    if data.error and data.error != darklaunch.error:  # a provisioning error is in both
         _field(write, "error", data.error, red=True)
 
 
@@ -189,7 +198,9 @@ def _objectives(write: Write, darklaunch: DarklaunchSession, verdicts: list[Verd
     write(table[0])
     for line, v, color in zip(table[1:], verdicts, colors):
         write(line, **{color: True})
-        for extra in _wrap(v.reason, 6):
+        # The run's own error is under Progress already: shown once.
+        own = darklaunch.error and v.reason == darklaunch.error
+        for extra in _wrap("the error under Progress" if own else v.reason, 6):
             write(extra)
     if not verdicts:
         write("  the spec declares no objectives")
@@ -220,20 +231,8 @@ def _metrics(write: Write, darklaunch: DarklaunchSession) -> None:
 def _mirror(write: Write, darklaunch: DarklaunchSession) -> None:
     write("Mirror check", bold=True)
     mirror = mirror_facts(darklaunch.spec, darklaunch.data)
-    configured = f"configured {mirror['configured_percent']:g}%"
-    if mirror["observed_percent"] is None:
-        _field(write, "share", f"{configured}, observed n/a (no requests)")
-        return
-    lo, hi = mirror["interval_percent"]
-    verdict = "ok" if mirror["ok"] else "MISMATCH: the routing is wrong, no other number holds"
-    _field(
-        write,
-        "share",
-        f"{configured}, observed {mirror['observed_percent']:.1f}% (dark "
-        f"{format_value(mirror['dark_requests'])} of live {mirrored_of(mirror)}"
-        f" requests; 99.9% interval {lo:.1f}..{hi:.1f}%): {verdict}",
-        **({} if mirror["ok"] else {"red": True}),
-    )
+    mismatch = mirror["observed_percent"] is not None and not mirror["ok"]
+    _field(write, "share", mirror_sentence(mirror), **({"red": True} if mismatch else {}))
 
 
 def _generator(write: Write, darklaunch: DarklaunchSession) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -126,6 +127,27 @@ def test_live_exiting_at_once_fails_provisioning_with_its_log(
     assert len(backend.started_pids) == 5
     assert [pid for pid in backend.started_pids if pid_alive(pid)] == []
     assert not os.path.exists(backend.workdir)
+
+
+def test_a_failed_provisioning_can_leave_the_logs_it_names_to_the_caller(
+    stack: Callable[..., LocalBackend],
+) -> None:
+    """With ``keep_failed_workdir`` (what the plugin sets), the processes are stopped all the
+    same, but the workdir stays: the log the error names is there to be read."""
+    crash = "import sys; print('live: cannot open database', file=sys.stderr); sys.exit(3)"
+    command = [sys.executable, "-c", crash, "{port}"]
+    spec = make_spec(versions={"live": {"command": command}})
+    backend = stack(spec, keep_failed_workdir=True)
+
+    with pytest.raises(ProvisioningError) as caught:
+        backend.provision()
+
+    named = re.search(r"log (\S+live\.log), last lines", str(caught.value))
+    assert named, str(caught.value)
+    assert named.group(1).startswith(backend.workdir + os.sep)
+    assert "live: cannot open database" in Path(named.group(1)).read_text(encoding="utf-8")
+    assert [pid for pid in backend.started_pids if pid_alive(pid)] == []
+    assert backend.guardian_pid is None or not pid_alive(backend.guardian_pid)
 
 
 def test_envoy_rejecting_its_config_fails_with_envoy_log(

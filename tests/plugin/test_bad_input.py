@@ -127,6 +127,21 @@ CASES = [
         "localhost:9090",
         also="http:// or https://",
     ),
+    # credentials come from the environment only: refused at start, the password never shown
+    cli(
+        "prometheus-url-credentials",
+        "--darklaunch-prometheus-url",
+        "http://user:pw@host/",
+        shown="'http://***@host/'",
+        also="PYTEST_DARKLAUNCH_PROMETHEUS_USER",
+    ),
+    cli(
+        "prometheus-url-token-in-query",
+        "--darklaunch-prometheus-url",
+        "http://host:9090/?token=t0k3n",
+        shown="'http://host:9090/?***'",
+        also="without '?query'",
+    ),
     cli("spec-missing", "--darklaunch-spec", "missing.yaml", also="an existing YAML file"),
     cli("spec-empty", "--darklaunch-spec", "", extra=()),
     cli("experiment-missing", "--darklaunch-experiment", "nope/exp.yaml", extra=()),
@@ -587,6 +602,39 @@ CASES += [
 ]
 
 
+# What only the kubernetes backend needs of a spec is checked at start too, not at apply time.
+CASES += [
+    Case(
+        "spec-kubernetes-without-image",
+        "invalid versions.live.image '' (from bad.yaml)",
+        args=("--darklaunch-backend=kubernetes", "--darklaunch-spec", "bad.yaml"),
+        files=(("bad.yaml", SPEC_OK),),
+        also="a container image for each version with the kubernetes backend",
+    ),
+    Case(
+        "env-kubernetes-dark-without-image",
+        "invalid versions.dark.image '' (from bad.yaml)",
+        args=("--darklaunch-spec", "bad.yaml"),
+        env=(("PYTEST_DARKLAUNCH_BACKEND", "kubernetes"),),
+        files=(("bad.yaml", SPEC_OK + "versions: {live: {image: 'app:1'}}\n"),),
+        also="(PYTEST_DARKLAUNCH_BACKEND=kubernetes from environment)",
+    ),
+    Case(
+        "spec-kubernetes-revision",
+        "invalid versions.dark.revision 'cart-v2' (from bad.yaml)",
+        args=("--darklaunch-backend=kubernetes", "--darklaunch-spec", "bad.yaml"),
+        files=(
+            (
+                "bad.yaml",
+                SPEC_OK + "versions: {live: {image: 'a:1'}, dark: {image: 'a:2', "
+                "revision: cart-v2}}\n",
+            ),
+        ),
+        also="starting with 'sample-app-'",
+    ),
+]
+
+
 def test_corpus_size_and_ids_are_distinct() -> None:
     assert len(CASES) >= 40
     assert len({c.id for c in CASES}) == len(CASES)
@@ -690,6 +738,8 @@ SUBPROCESS = [
         "ini-tox-ini-backend",
         "spec-unknown-top-key",
         "iter8-canary",
+        "cli-prometheus-url-credentials",
+        "spec-kubernetes-without-image",
     )
 ]
 
@@ -710,4 +760,22 @@ def test_bad_input_in_a_real_pytest_process(
     pytester.makepyfile(test_any="def test_any(darklaunch):\n    pass\n")
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *case.args)
     check_usage_error(result, case.prefix, case.also)
+    assert list(fresh_tmpdir.iterdir()) == []
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_credentials_in_the_prometheus_url_are_never_shown(
+    pytester: pytest.Pytester, fresh_tmpdir: Path
+) -> None:
+    pytester.makepyfile(test_any="def test_any(darklaunch):\n    pass\n")
+    result = pytester.runpytest_subprocess(
+        "-p",
+        "no:cacheprovider",
+        "--darklaunch-target=default/sample-app",
+        "--darklaunch-prometheus-url=https://alice:s3cr3t-pw@prom.example:9090/",
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    shown = result.stdout.str() + result.stderr.str()
+    assert "s3cr3t-pw" not in shown and "alice" not in shown
+    assert "'https://***@prom.example:9090/'" in shown
     assert list(fresh_tmpdir.iterdir()) == []

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import pytest_darklaunch
 from pytest_darklaunch.core.config import OPTIONS
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -98,7 +99,8 @@ def test_header_shows_each_value_with_its_origin(
     pytester.makefile(
         ".yaml",
         spec="target: shop/cart\nduration: {interval: 4s, iterations: 4}\nmirror: {percent: 4}\n"
-        "objectives: [{metric: error-rate, upper: 0.02}]\n",
+        "objectives: [{metric: error-rate, upper: 0.02}]\n"
+        "versions: {live: {image: 'cart:1'}, dark: {image: 'cart:2'}}\n",
     )
     pytester.makefile(
         ".ini", pytest="[pytest]\ndarklaunch_mirror_percent = 7\ndarklaunch_inconclusive = skip\n"
@@ -128,6 +130,7 @@ def test_header_shows_each_value_with_its_origin(
     assert h["inconclusive"] == ("skip", "darklaunch_inconclusive in pytest.ini")
     assert h["keep"] == ("false", "default")
     assert objectives_line(result) == "error-rate <= 0.02"
+    assert f"darklaunch version: {pytest_darklaunch.__version__}" in result.outlines
     run_ids = [line for line in result.outlines if line.startswith("darklaunch run id: ")]
     assert len(run_ids) == 1 and re.fullmatch(r"darklaunch run id: [0-9a-f]{10}", run_ids[0])
     # --collect-only provisions nothing.

@@ -35,6 +35,7 @@ import pytest
 import tenacity
 import yaml
 
+from pytest_darklaunch.session import FAILED_MARK
 from tests.local.helpers import wait_for
 from tests.procfs import cmdline, proc_stat, processes_whose_environ
 
@@ -281,8 +282,13 @@ class Run:
         for thread in self._threads:
             thread.join(5)
 
+    def kept(self) -> list[Path]:
+        """Directories the run kept on purpose: a failed run's, for the logs its error names."""
+        return sorted(p.parent for p in self.tmpdir.glob(f"darklaunch-*/{FAILED_MARK}"))
+
     def leftovers(self) -> list[str]:
-        """Processes of the run still running, and its directories still present."""
+        """Processes of the run still running, and its directories still present (but those it
+        kept on purpose, see :meth:`kept`)."""
         candidates = dict(self.pids)
         candidates.update(tagged_pids(self.tag))
         candidates.pop(os.getpid(), None)
@@ -291,9 +297,14 @@ class Run:
             for pid, start in sorted(candidates.items())
             if alive(pid, start)
         ]
-        left += [f"directory {p}" for p in sorted(self.tmpdir.glob("darklaunch-*"))]
+        kept = self.kept()
         left += [
-            f"directory {p} (named in the pids file)" for p in self.workdirs if os.path.exists(p)
+            f"directory {p}" for p in sorted(self.tmpdir.glob("darklaunch-*")) if p not in kept
+        ]
+        left += [
+            f"directory {p} (named in the pids file)"
+            for p in self.workdirs
+            if os.path.exists(p) and Path(p) not in kept
         ]
         return left
 
@@ -545,6 +556,7 @@ def test_live_never_ready_fails_provisioning_before_any_traffic(project: Project
     assert run.report()["generator"]["sent"] in (None, 0)
     assert len(run.pids) == 5  # everything had been started...
     run.assert_nothing_left()  # ...and is gone again
+    assert_logs_kept_where_named(run, errored.message)
 
 
 def test_prometheus_killed_mid_run_fails_dependent_tests_with_metrics_error(
@@ -643,6 +655,75 @@ def test_envoy_rejecting_its_config_fails_provisioning_with_its_reason(
     assert errored.outcome == "error", errored
     assert run.report()["generator"]["sent"] in (None, 0)
     run.assert_nothing_left()
+    assert_logs_kept_where_named(run, errored.message)
+
+
+def assert_logs_kept_where_named(run: Run, message: str) -> Path:
+    """The failed run's directory is kept, and the log its error names is in it."""
+    (kept,) = run.kept()
+    named = re.findall(r"log (\S+\.log), ", message)
+    assert named and all(Path(p).is_file() and Path(p).is_relative_to(kept) for p in named)
+    logs = f"  logs          kept, as for the newest 3 failed runs, in:\n{' ' * 16}{kept}\n"
+    assert logs in run.output
+    return kept
+
+
+# Lets a version that never listens fail fast: the real deadline, shortened for the test.
+READY_DEADLINE = """
+import pytest_darklaunch.backends.local.launch as launch
+
+launch.APP_READY_DEADLINE_S = 3.0
+"""
+
+
+def test_dark_never_listening_is_reported_once_and_its_log_kept(project: Project) -> None:
+    """The first failure a newcomer meets: the setup error says it once (no chained second
+    copy), the summary's Progress once, and the log it names is there afterwards."""
+    never = "import sys, time; print('dark: warming caches', file=sys.stderr, flush=True); "
+    project.spec(dark={"command": [sys.executable, "-c", never + "time.sleep(300)", "{port}"]})
+    project.write("conftest.py", READY_DEADLINE)
+    project.write("test_dark.py", FIXTURE_TESTS)
+
+    run, code = project.run()
+
+    assert_clean_exit(run, code)
+    errored = run.outcomes()["test_objective[error-rate]"]
+    assert errored.outcome == "error", errored
+    assert re.search(r"dark answering on port \d+: not within 3 s", errored.message)
+    assert "dark: warming caches" in errored.message  # the tail of dark's log
+    # once per erroring test, never twice within one
+    assert run.output.count("provisioning failed") == 2  # the setup error, then Progress
+    assert "During handling of the above exception" not in run.output
+    progress = run.output.split("\nProgress\n", 1)[1].split("\nObjective assessment", 1)[0]
+    assert progress.count("provisioning failed") == 1
+    kept = assert_logs_kept_where_named(run, errored.message)
+    assert (kept / "stack" / "dark.log").read_text().startswith("dark: warming caches")
+    run.assert_nothing_left()  # every process is gone
+
+
+def test_only_the_newest_failed_runs_are_kept(tmp_path: Path) -> None:
+    """Failed runs' directories beside a new one: the oldest go, running runs' stay."""
+    from pytest_darklaunch.session import KEPT_FAILED_RUNS, keep_failed_run
+
+    failed = []
+    for k in range(KEPT_FAILED_RUNS + 2):
+        path = tmp_path / f"darklaunch-old{k}-x"
+        path.mkdir()
+        (path / FAILED_MARK).write_text("old failure\n")
+        os.utime(path / FAILED_MARK, ns=(k * 10**9, k * 10**9))  # oldest first
+        failed.append(path)
+    running = tmp_path / "darklaunch-running-x"
+    running.mkdir()
+    unrelated = tmp_path / "other-dir"
+    unrelated.mkdir()
+    (tmp_path / "darklaunch-new-x").mkdir()
+
+    keep_failed_run(str(tmp_path / "darklaunch-new-x"), "provisioning failed: ...")
+
+    assert (tmp_path / "darklaunch-new-x" / FAILED_MARK).read_text() == "provisioning failed: ...\n"
+    left = sorted(p.name for p in tmp_path.iterdir())
+    newest = [p.name for p in failed[-(KEPT_FAILED_RUNS - 1) :]]
+    assert left == sorted([*newest, "darklaunch-new-x", "darklaunch-running-x", "other-dir"])
 
 
 def _generator_staleness(run: Run, observe_s: float) -> float:

@@ -11,6 +11,8 @@ found exactly.
 
 from __future__ import annotations
 
+import dataclasses
+import html
 import json
 import os
 import re
@@ -34,6 +36,7 @@ from pytest_darklaunch.report.files import Outputs
 from pytest_darklaunch.report.github import github_annotations, markdown_summary
 from pytest_darklaunch.report.json_report import report_document
 from pytest_darklaunch.report.terminal import terminal_summary
+from tests import chromium
 from tests.procfs import processes_with_env
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "conformance"
@@ -145,6 +148,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
                     "out/plots",
                     "--junitxml",
                     "out/junit.xml",
+                    "--html",
+                    "out/report.html",
+                    "--self-contained-html",
                 ],
                 GITHUB_STEP_SUMMARY=str(main / "step-summary.md"),
             ),
@@ -249,7 +255,7 @@ def test_summary_sections_in_order_and_at_most_100_columns(
 ) -> None:
     section = _section(run)
     assert re.match(r"^=+ darklaunch: 2 passed, 1 failed =+$", section[0])
-    headings = [line for line in section if line and not line.startswith((" ", "=", "::"))]
+    headings = [line for line in section if line and not line.startswith((" ", "=", "::", "-"))]
     window = f"(cumulative window {report['intervals']['completed']:.1f} s)"
     assert headings == [
         "Overview",
@@ -531,6 +537,60 @@ def test_step_summary_holds_both_tables_and_links_the_plots(
     assert all((run.dir / target).is_file() for _, target in links)
 
 
+def _mermaid_blocks(text: str) -> list[list[str]]:
+    return [b.strip("\n").splitlines() for b in re.findall(r"```mermaid\n(.*?)```", text, re.S)]
+
+
+def _numbers(text: str) -> list[float]:
+    return [float(x) for x in re.fullmatch(r"\[(.*)\]", text.strip()).group(1).split(", ")]
+
+
+def test_step_summary_has_a_mermaid_trend_chart_per_objective(
+    run: Run, report: dict[str, Any]
+) -> None:
+    text = (run.dir / "step-summary.md").read_text(encoding="utf-8")
+    blocks = _mermaid_blocks(text)
+    assert len(blocks) == len(report["verdicts"]) == 3
+    captions = re.findall(r"^<sub>(.*)</sub>$", text, re.MULTILINE)
+    assert len(captions) == 3
+    for block, caption, v in zip(blocks, captions, report["verdicts"], strict=True):
+        assert block.index("xychart-beta") > 0  # after the front matter with the colours
+        fields = {
+            line.split(maxsplit=1)[0]: line.split(maxsplit=1)[1]
+            for line in block
+            if line.startswith("  ") and " " in line.strip()
+        }
+        assert fields["title"] == f'"{v["label"].replace("<=", "≤")}"'
+        series = report["series"][v["metric"]]
+        ends = [p["end"] - report["started_at"] for p in series["dark"]]
+        axis = re.fullmatch(r'"seconds since the experiment started" \[(.*)\]', fields["x-axis"])
+        assert axis
+        labels = [float(x.strip('"')) for x in axis.group(1).split(", ")]
+        assert labels == pytest.approx(ends, abs=0.06)  # one label per interval
+        lines = [_numbers(line.split(" ", 3)[3]) for line in block if line.startswith("  line ")]
+        expected, names = [], []
+        for version in ("dark", "live"):
+            values = [p["value"] for p in series[version]]
+            if None not in values:
+                expected.append(values)
+                names.append(version)
+        expected.append([v["upper"]] * len(ends))  # the limit as a flat line
+        names.append(f"upper limit {v['upper']:g}")
+        assert [len(line) for line in lines] == [len(ends)] * len(expected)
+        for line, values in zip(lines, expected, strict=True):
+            assert line == pytest.approx(values, rel=1e-5)
+        colours = {"dark": "purple", "live": "blue"}
+        assert caption.startswith(", ".join(f"{colours.get(n, 'red')}: {n}" for n in names)), (
+            caption
+        )
+        low, high = (float(x) for x in fields["y-axis"].rsplit(" ", 3)[-3::2])
+        assert low <= min(min(line) for line in lines) and high >= max(max(line) for line in lines)
+    # the charts come right after the tables they illustrate, before the plot links
+    assert (
+        text.index("#### Metrics assessment") < text.index("```mermaid") < text.index("#### Plots")
+    )
+
+
 def test_each_plot_is_svg_with_one_series_per_version_and_the_limit(
     run: Run, report: dict[str, Any]
 ) -> None:
@@ -566,6 +626,96 @@ def test_each_plot_is_svg_with_one_series_per_version_and_the_limit(
     assert mean_y["dark"] < mean_y["live"]  # SVG y grows downwards: dark is drawn higher
 
 
+# -- pytest-html ----------------------------------------------------------------------------------
+
+# Appended to a copy of the report: what the browser laid out, as JSON in the DOM it dumps.
+PROBE = """<script>
+(() => {
+  const shown = (e) => {
+    const r = e.getBoundingClientRect(), s = getComputedStyle(e);
+    return r.width > 0 && r.height > 0 && r.top >= 0 && s.display !== "none"
+      && s.visibility !== "hidden" && Number(s.opacity) > 0;
+  };
+  const all = (selector) => Array.from(document.querySelectorAll(selector));
+  const probe = {
+    heading: all("#darklaunch h2").map((h) => [h.innerText, shown(h)]),
+    objectives: all("#darklaunch table.darklaunch-objectives tbody tr").map((r) =>
+      [r.cells[0].innerText, r.cells[5].innerText, shown(r)]),
+    metrics: all("#darklaunch table.darklaunch-metrics tbody tr").map((r) => r.cells[0].innerText),
+    mirror: all("#darklaunch .darklaunch-mirror").map((e) => [e.innerText, shown(e)]),
+    generator: all("#darklaunch .darklaunch-generator").map((e) => [e.innerText, shown(e)]),
+    charts: all("#darklaunch figure.darklaunch-chart").map((f) => {
+      const svg = f.querySelector("svg");
+      return [f.dataset.objective, shown(svg), svg.getBoundingClientRect().width,
+              svg.querySelectorAll("path.series").length,
+              svg.querySelectorAll("line.limit").length];
+    }),
+  };
+  const out = document.createElement("pre");
+  out.id = "darklaunch-probe";
+  out.textContent = JSON.stringify(probe);
+  document.body.appendChild(out);
+})();
+</script>"""
+
+
+def _probe(page: Path, tmp_path: Path) -> dict[str, Any]:
+    probed = tmp_path / "probed.html"
+    probed.write_text(page.read_text(encoding="utf-8").replace("</body>", PROBE + "</body>"))
+    found = re.search(r'<pre id="darklaunch-probe">(.*?)</pre>', chromium.dump_dom(probed), re.S)
+    assert found, "the probe did not run"
+    result: dict[str, Any] = json.loads(html.unescape(found.group(1)))
+    return result
+
+
+def test_pytest_html_report_shows_the_assessment_and_charts_in_chromium(
+    run: Run, report: dict[str, Any], tmp_path: Path
+) -> None:
+    page = run.dir / "out" / "report.html"
+    probe = _probe(page, tmp_path)
+    assert probe["heading"] == [["darklaunch: 2 passed, 1 failed", True]]
+    assert probe["objectives"] == [
+        [v["metric"], OUTCOMES[v["metric"]].upper(), True] for v in report["verdicts"]
+    ]
+    assert probe["metrics"] == list(report["metrics"])
+    ((mirror, mirror_shown),) = probe["mirror"]
+    assert mirror_shown and mirror.startswith("configured 40%, observed ") and mirror.endswith("ok")
+    ((generator, generator_shown),) = probe["generator"]
+    assert generator_shown and generator.startswith("target 100 requests/s, achieved ")
+    # one chart per objective, laid out at a readable size, each with both versions and a limit
+    assert probe["charts"] == [
+        [v["metric"], True, pytest.approx(600, abs=1), 2, 1] for v in report["verdicts"]
+    ]
+    # ...and painted: the screenshot holds the charts' line colours
+    _, _, rows = chromium.read_png(chromium.screenshot(page, tmp_path / "report.png"))
+    for colour in ("#7b2cbf", "#1f77b4", "#c0392b"):  # dark, live, the limit
+        assert chromium.count_color(rows, colour) > 300, colour
+
+
+def test_the_html_hooks_load_only_with_pytest_html(tmp_path: Path) -> None:
+    (tmp_path / "darklaunch.yaml").write_text("target: default/sample-app\n")
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    code = (
+        "import sys, pytest\n"
+        "pytest.main(['--collect-only', '-q', '-p', 'no:cacheprovider', *sys.argv[1:]])\n"
+        "print('hooks-loaded', 'pytest_darklaunch.report.html' in sys.modules)\n"
+    )
+    loaded = {}
+    for args in ((), ("-p", "no:html")):
+        done = subprocess.run(
+            [sys.executable, "-c", code, *args],
+            cwd=tmp_path,
+            env=_clean_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT_S,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        loaded[args] = done.stdout.splitlines()[-1]
+    assert loaded == {(): "hooks-loaded True", ("-p", "no:html"): "hooks-loaded False"}
+
+
 # -- without a run: a failed provisioning, credentials, annotation escaping -----------------------
 
 
@@ -577,15 +727,18 @@ def failed_state(tmp_path: Path) -> Any:
     spec["traffic"]["headers"] = {"Authorization": SECRETS[1]}
     (tmp_path / "darklaunch.yaml").write_text(yaml.safe_dump(spec))
     resolved = resolve(
-        {
-            "spec": str(tmp_path / "darklaunch.yaml"),
-            "prometheus-url": "https://admin:pw-s3cret@prom.example/prom",
-        },
+        {"spec": str(tmp_path / "darklaunch.yaml"), "prometheus-url": "https://prom.example/prom"},
         {},
         {},
         "pytest.ini",
         tmp_path,
     )
+    # A URL with credentials is refused as the run is configured (tests/plugin/test_bad_input);
+    # the reports redact one all the same, should one ever get this far.
+    settings = dataclasses.replace(
+        resolved.settings, prometheus_url="https://admin:pw-s3cret@prom.example/prom"
+    )
+    resolved = dataclasses.replace(resolved, settings=settings)
     return SimpleNamespace(
         spec=resolved.spec,
         resolved=resolved,
@@ -593,6 +746,7 @@ def failed_state(tmp_path: Path) -> Any:
         environment=None,
         run_id="r1",
         error="provisioning failed: no route to the cluster",
+        kept_dir=None,
         flush_progress=lambda write: None,
     )
 
@@ -623,6 +777,7 @@ def test_terminal_summary_of_a_failed_provisioning(failed_state: Any) -> None:
     terminal_summary(reporter, failed_state, Outputs())
     assert written[0] == "=== darklaunch: 3 inconclusive ==="
     assert "  error         provisioning failed: no route to the cluster" in written
+    assert sum("no route to the cluster" in line for line in written) == 1  # shown once
     assert "  stage         the experiment did not run" in written
     assert "  no interval was completed" in written
     assert not [line for line in written if "s3cret" in line]

@@ -106,7 +106,9 @@ def spec_file(tmp_path: Path) -> str:
     return write(
         tmp_path / "spec.yaml",
         "target: from-spec/app\nduration: {interval: 4s, iterations: 4}\n"
-        "mirror: {percent: 4}\ntraffic: {rate: 4}\nconfidence: 0.94\n",
+        "mirror: {percent: 4}\ntraffic: {rate: 4}\nconfidence: 0.94\n"
+        # images: one test picks the kubernetes backend, which needs them
+        "versions: {live: {image: 'app:1'}, dark: {image: 'app:2'}}\n",
     )
 
 

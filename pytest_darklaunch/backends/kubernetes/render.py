@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -43,7 +42,7 @@ from pytest_darklaunch.backends.kubernetes.names import (
 )
 from pytest_darklaunch.backends.kubernetes.routing import http_route, virtual_service
 from pytest_darklaunch.backends.local.envoy import upstream_time_buckets
-from pytest_darklaunch.core.spec import Spec, Version
+from pytest_darklaunch.core.spec import Sources, Spec, check_for_kubernetes
 from pytest_darklaunch.core.units import format_duration
 from pytest_darklaunch.errors import ConfigError
 
@@ -64,7 +63,6 @@ FIRST_SCRAPE_WAIT_S = 30
 # scrape as a sub-millisecond 200 of the revision.
 QUEUE_METRICS_PORTS = "9090,9091"
 # Knative wants revision names to be DNS-1035 labels (no leading digit), stricter than 1123.
-_DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 
 
 def revision_annotations() -> dict[str, str]:
@@ -110,8 +108,7 @@ def render(
     (a version without an image, a revision name Knative would refuse).
     """
     names = names_for(spec, run_id, namespace)
-    for version in (spec.versions.live, spec.versions.dark):
-        _check_version(spec, version)
+    check_for_kubernetes(spec, Sources("spec"))
     return [
         knative_service(spec, names, "live"),
         knative_service(spec, names, "dark"),
@@ -141,34 +138,6 @@ def render_yaml(
     )
     body = "---\n".join(yaml.safe_dump(doc, sort_keys=False) for doc in docs)
     return header + "---\n" + body
-
-
-def _check_version(spec: Spec, version: Version) -> None:
-    field = f"versions.{version.role}"
-    if version.image is None:
-        raise ConfigError(
-            f"{field}.image",
-            "",
-            "spec",
-            "a container image for each version with the kubernetes backend "
-            "(for example gcr.io/knative-samples/knative-route-demo:blue)",
-        )
-    prefix = f"{spec.target.name}-"
-    if not version.revision.startswith(prefix):
-        raise ConfigError(
-            f"{field}.revision",
-            version.revision,
-            "spec",
-            f"a revision name starting with {prefix!r} (Knative requires it of named revisions)",
-        )
-    if not _DNS1035.match(version.revision):
-        raise ConfigError(
-            f"{field}.revision",
-            version.revision,
-            "spec",
-            "a DNS-1035 label (Knative's rule for revision names): lower-case letters, digits "
-            "and '-', starting with a letter, ending alphanumeric",
-        )
 
 
 def _meta(name: str, names: Names, **extra_labels: str) -> dict[str, Any]:

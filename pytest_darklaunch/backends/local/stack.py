@@ -131,7 +131,7 @@ class LocalBackend:
             with signals_deferred():
                 self._stop_started()
                 self._dismiss_guardian()
-                if not self.run.keep:
+                if not (self.run.keep or self.run.keep_failed_workdir):
                     shutil.rmtree(self.workdir, ignore_errors=True)
             self._torn_down = True
             raise

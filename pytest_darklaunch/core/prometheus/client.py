@@ -74,7 +74,7 @@ class PrometheusClient:
         env: Mapping[str, str] | None = None,
         source: str = "the Prometheus client settings",
     ) -> None:
-        self.url = _base_url(url, source)
+        self.url = check_base_url(url, source)
         if timeout_s <= 0 or retry_deadline_s < 0:
             raise ValueError(
                 f"timeout_s must be > 0 and retry_deadline_s >= 0, "
@@ -342,28 +342,23 @@ class PrometheusClient:
         return ""
 
 
-def _base_url(url: str, source: str) -> str:
-    """``url`` without a trailing slash; a ConfigError for anything but a plain http(s) base."""
+def check_base_url(url: str, source: str, field: str = "Prometheus URL") -> str:
+    """``url`` without a trailing slash; a ConfigError for anything but a plain http(s) base
+    (the plugin calls it as the run is configured, naming the option as ``field``)."""
     parts = urlsplit(url.strip())
     # Anything after '?' or '#' may hold a token; it is never shown.
-    shown = redact_url(
-        urlunsplit(parts._replace(query=HIDDEN if parts.query else "", fragment=""))
-    )
+    shown = redact_url(urlunsplit(parts._replace(query=HIDDEN if parts.query else "", fragment="")))
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(
-            "Prometheus URL", shown, source, "an http(s) URL such as http://127.0.0.1:9090"
-        )
+        raise ConfigError(field, shown, source, "an http(s) URL such as http://127.0.0.1:9090")
     if parts.username is not None or parts.password is not None:
         raise ConfigError(
-            "Prometheus URL",
+            field,
             shown,
             source,
             f"a URL without credentials; set {ENV_TOKEN}, or {ENV_USER} and {ENV_PASSWORD}",
         )
     if parts.query or parts.fragment:
-        raise ConfigError(
-            "Prometheus URL", shown, source, "a base URL without '?query' or '#fragment'"
-        )
+        raise ConfigError(field, shown, source, "a base URL without '?query' or '#fragment'")
     return urlunsplit(parts._replace(path=parts.path.rstrip("/")))
 
 

@@ -19,6 +19,7 @@ from pytest_darklaunch.core.spec.build import (
     TOP_KEYS,
     VERSION_KEYS,
     build_spec,
+    check_for_kubernetes,
     parse_target,
 )
 from pytest_darklaunch.core.spec.model import (
@@ -76,6 +77,7 @@ __all__ = [
     "Version",
     "Versions",
     "build_spec",
+    "check_for_kubernetes",
     "dotted",
     "known_metrics_hint",
     "objective_from_mapping",

@@ -31,6 +31,7 @@ from pytest_darklaunch.core.units import (
     is_host,
     parse_duration,
 )
+from pytest_darklaunch.errors import ConfigError
 
 
 def parse_target(value: object) -> Target:
@@ -98,6 +99,51 @@ def build_spec(
     return Spec(
         target, versions, mirror, traffic, duration, objectives, metrics, str(errors), confidence
     )
+
+
+# Knative's rule for revision names (a Kubernetes DNS-1035 label).
+_DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+
+
+def check_for_kubernetes(
+    spec: Spec, sources: Sources, backend_origin: str = "", spec_file: str = ""
+) -> None:
+    """What the kubernetes backend needs beyond a valid spec: a container image for each
+    version and revision names Knative accepts. Checked as the run is configured (and by
+    ``render``), so such a spec is refused before anything is applied. A missing field is
+    reported against ``spec_file``, where it has to be written."""
+    why = f" ({backend_origin})" if backend_origin else ""
+
+    def fail(path: tuple[str, ...], value: str, allowed: str) -> ConfigError:
+        label, source = sources.of(path)
+        if source == sources.default_source and spec_file:
+            source = spec_file
+        return ConfigError(label, value, source, allowed + why)
+
+    for version in (spec.versions.live, spec.versions.dark):
+        path = ("versions", version.role)
+        if version.image is None:
+            raise fail(
+                (*path, "image"),
+                "",
+                "a container image for each version with the kubernetes backend, for example "
+                "gcr.io/knative-samples/knative-route-demo:blue",
+            )
+        prefix = f"{spec.target.name}-"
+        if not version.revision.startswith(prefix):
+            raise fail(
+                (*path, "revision"),
+                version.revision,
+                f"a revision name starting with {prefix!r} (Knative requires it of named "
+                "revisions)",
+            )
+        if not _DNS1035.match(version.revision):
+            raise fail(
+                (*path, "revision"),
+                version.revision,
+                "a DNS-1035 label (Knative's rule for revision names): lower-case letters, "
+                "digits and '-', starting with a letter, ending alphanumeric",
+            )
 
 
 def _versions(r: Reader, value: object, target: Target) -> Versions:
