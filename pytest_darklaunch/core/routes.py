@@ -1,0 +1,286 @@
+"""Routes: named groups of requests, so that an objective can cover one endpoint.
+
+A route is declared once under ``routes:`` (a regex on the path without its query, optional
+methods), or is a target of the request mix, named there. The proxy sends every route to its own
+pair of live/dark clusters, so each route gets its own counters and histograms.
+
+Envoy takes the first route that matches a request; declarations whose order would decide a
+request's route are refused instead (:func:`check_unambiguous`), so that the order in the file
+never changes a verdict.
+
+>>> routes = parse_routes({"detail": {"path": "^/items/[0-9]+$", "methods": ["GET"]},
+...                        "writes": {"methods": ["POST", "PUT"]}}, Sources("darklaunch.yaml"))
+>>> route_of(routes, "GET", "/items/42?full=1"), route_of(routes, "PUT", "/items"), \
+route_of(routes, "GET", "/")
+('detail', 'writes', None)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Optional
+from urllib.parse import parse_qsl, urlsplit
+
+from pytest_darklaunch.core.regexes import re2_unsupported, regex_samples
+from pytest_darklaunch.core.spec import HTTP_METHODS, Path, Sources
+from pytest_darklaunch.errors import ConfigError
+
+ROUTE_KEYS = ("path", "methods")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+NAME_HINT = "a route name of letters, digits, '-' and '_' (at most 63), such as detail"
+REGEX_HINT = (
+    "a regular expression RE2 accepts (Envoy's and Istio's engine: no lookaround, "
+    "no backreferences), matched against the whole path without its query"
+)
+# Characters Envoy keeps in a cluster's stat name and that Prometheus label values carry as
+# they are; a dot would split the stat name (Envoy cuts the cluster name at the first dot).
+_SLUG_SAFE = re.compile(r"^[A-Za-z0-9_-]{1,48}$")
+
+
+@dataclass(frozen=True)
+class Route:
+    """One named group of requests.
+
+    ``path`` is a regex the whole path (query removed) must match, ``None`` for any path;
+    ``methods`` empty means any method. A target of the mix is a route with an exact
+    ``path`` and its ``query`` parameters (``target=True``).
+    """
+
+    name: str
+    path: Optional[str] = None
+    methods: tuple[str, ...] = ()
+    query: tuple[tuple[str, str], ...] = ()
+    target: bool = False
+
+    @cached_property
+    def _pattern(self) -> Optional[re.Pattern[str]]:
+        return None if self.path is None else re.compile(self.path)
+
+    def matches(self, method: str, path: str) -> bool:
+        """Whether a request ``method path`` (``path`` may carry a query) is on this route."""
+        if self.methods and method.upper() not in self.methods:
+            return False
+        parts = urlsplit(path)
+        if self._pattern is not None and not self._pattern.fullmatch(parts.path or "/"):
+            return False
+        if self.query:
+            present = parse_qsl(parts.query, keep_blank_values=True)
+            return all(pair in present for pair in self.query)
+        return True
+
+    @property
+    def slug(self) -> str:
+        """The route's part of its cluster names (``live~<slug>``): the name when it is made
+        of safe characters, else a readable part of it plus a short hash, so that two names
+        never share a slug.
+
+        >>> Route("detail").slug, Route("GET /items/7", target=True).slug
+        ('detail', 'GET__items_7-d90c08')
+        """
+        if _SLUG_SAFE.fullmatch(self.name):
+            return self.name
+        readable = re.sub(r"[^A-Za-z0-9_-]", "_", self.name)[:40]
+        digest = hashlib.sha1(self.name.encode("utf-8")).hexdigest()[:6]
+        return f"{readable}-{digest}"
+
+    def describe(self) -> str:
+        """``GET,HEAD ^/items/[0-9]+$``: what the route matches, for messages."""
+        methods = ",".join(self.methods) or "any method"
+        if self.target:
+            query = "&".join(f"{k}={v}" for k, v in self.query)
+            return f"{methods} {self.path_literal}{'?' + query if query else ''}"
+        return f"{methods} {self.path or 'any path'}"
+
+    @property
+    def path_literal(self) -> str:
+        """A target route's exact path (its regex unescaped)."""
+        if self.path is None:
+            return "/"
+        return re.sub(r"\\(.)", r"\1", self.path)
+
+
+def _fail(sources: Sources, path: Path, value: object, allowed: str) -> ConfigError:
+    label, source = sources.of(path)
+    return ConfigError(label, value, source, allowed)
+
+
+def parse_routes(
+    value: object, sources: Sources, at: Path = ("routes",)
+) -> tuple[Route, ...]:
+    """The ``routes:`` mapping, validated, in declaration order (also checked for overlaps)."""
+    if value is None:
+        return ()
+    if not isinstance(value, Mapping):
+        raise _fail(sources, at, value, "a mapping of route names to {path, methods}")
+    routes = []
+    for name, body in value.items():
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
+            raise _fail(sources, at, name, NAME_HINT)
+        routes.append(_route(name, body, sources, at + (name,)))
+    out = tuple(routes)
+    check_unambiguous(out, (), sources, at)
+    return out
+
+
+def _route(name: str, body: object, sources: Sources, at: Path) -> Route:
+    if not isinstance(body, Mapping) or not body:
+        raise _fail(sources, at, body, "a mapping with path (a regex), methods or both")
+    for key in body:
+        if key not in ROUTE_KEYS:
+            label, source = sources.of(at + (str(key),))
+            raise ConfigError(f"key {label}", "unknown", source, "one of " + ", ".join(ROUTE_KEYS))
+    path = body.get("path")
+    if path is not None:
+        path = _regex(path, sources, at + ("path",))
+    return Route(name, path, _methods(body.get("methods"), sources, at + ("methods",)))
+
+
+def _methods(value: object, sources: Sources, at: Path) -> tuple[str, ...]:
+    allowed = "a list of methods among " + ", ".join(HTTP_METHODS)
+    if value is None:
+        return ()
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items:
+        raise _fail(sources, at, value, allowed)
+    out: list[str] = []
+    for item in items:
+        if not isinstance(item, str) or item.upper() not in HTTP_METHODS:
+            raise _fail(sources, at, item, allowed)
+        if item.upper() not in out:
+            out.append(item.upper())
+    return tuple(out)
+
+
+def _regex(value: object, sources: Sources, at: Path) -> str:
+    if not isinstance(value, str) or not value:
+        raise _fail(sources, at, value, REGEX_HINT)
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise _fail(sources, at, value, f"{REGEX_HINT} ({exc})") from None
+    unsupported = re2_unsupported(value)
+    if unsupported:
+        raise _fail(sources, at, value, f"{REGEX_HINT} (found {unsupported})")
+    return value
+
+
+def target_route(name: str, method: str, path: str) -> Route:
+    """The route of one target of the mix: its method, its exact path and query parameters."""
+    parts = urlsplit(path)
+    query = tuple(parse_qsl(parts.query, keep_blank_values=True))
+    return Route(name, re.escape(parts.path or "/"), (method.upper(),), query, target=True)
+
+
+Request = tuple[str, str, str]  # (method, path with query, where it comes from)
+
+
+def check_unambiguous(
+    routes: Sequence[Route], requests: Iterable[Request], sources: Sources, at: Path
+) -> None:
+    """Refuse routes under which one request would belong to two of them.
+
+    Exact for the ``requests`` given (the mix's targets, a recorded file's entries). Between
+    two declarations it checks what can be decided without traffic: methods in common and
+    one of them without a path means overlap; two regexes overlap when a sample string of one
+    (shortest strings through its branches and repeats) is matched by the other. Overlaps no
+    sample reveals stay possible; the proxy then takes the first declared route, and so does
+    :func:`route_of`.
+    """
+    for i, first in enumerate(routes):
+        for second in routes[i + 1:]:
+            clash = _declared_overlap(first, second)
+            if clash is not None:
+                raise _fail(
+                    sources,
+                    at + (second.name,),
+                    second.describe(),
+                    f"a route no request shares with route {first.name} "
+                    f"({first.describe()}; both match {clash})",
+                )
+    for method, path, origin in requests:
+        names = [r.name for r in routes if r.matches(method, path)]
+        if len(names) > 1:
+            raise _fail(
+                sources,
+                at + (names[1],),
+                f"{method} {path}",
+                f"one route per request, but {origin} matches routes {' and '.join(names[:2])}",
+            )
+
+
+def _declared_overlap(first: Route, second: Route) -> Optional[str]:
+    """A request both declared routes match (``METHOD /path``), or ``None`` when none is found.
+
+    Targets are left out: their own requests are checked exactly.
+    """
+    if first.target or second.target:
+        return None
+    if first.methods and second.methods:
+        common = [m for m in first.methods if m in second.methods]
+    else:
+        common = list(first.methods or second.methods or ("GET",))
+    if not common:
+        return None
+    method = common[0]
+    if first.path is None or second.path is None:
+        pathed = first if first.path is not None else second
+        samples = _samples(pathed)
+        return f"{method} {samples[0] if samples else pathed.path or '/'}"
+    for sample in [*_samples(first), *_samples(second)]:
+        if _path_matches(first, sample) and _path_matches(second, sample):
+            return f"{method} {sample}"
+    return None
+
+
+def _path_matches(route: Route, path: str) -> bool:
+    return route.path is None or re.fullmatch(route.path, path) is not None
+
+
+def _samples(route: Route) -> list[str]:
+    if route.path is None:
+        return []
+    return [s for s in regex_samples(route.path) if re.fullmatch(route.path, s)]
+
+
+def route_of(routes: Sequence[Route], method: str, path: str) -> Optional[str]:
+    """The name of the route a request is on (the first declared that matches), or ``None``."""
+    for route in routes:
+        if route.matches(method, path):
+            return route.name
+    return None
+
+
+def objective_routes(
+    names: Iterable[tuple[Path, str]],
+    declared: Sequence[Route],
+    targets: Mapping[str, tuple[str, str]],
+    sources: Sources,
+) -> tuple[Route, ...]:
+    """The routes the proxy needs: the targets objectives name, then every declared route.
+
+    ``names`` are the objectives' ``route`` values with their spec paths; ``targets`` maps a
+    target's name to its ``(method, path)``. A name that is neither is a one-line error; a
+    name that is both a target and a declared route is refused, as is a target whose request
+    a declared route also matches.
+    """
+    by_name = {r.name: r for r in declared}
+    chosen: dict[str, Route] = {}
+    for at, name in names:
+        if name in targets and name in by_name:
+            raise _fail(sources, at, name, "a route name that is not also a target's name")
+        if name in targets:
+            chosen.setdefault(name, target_route(name, *targets[name]))
+        elif name not in by_name:
+            known = sorted({*by_name, *targets})
+            raise _fail(
+                sources, at, name, "a route among " + (", ".join(known) or "none declared")
+                + " (declare it under routes: or name a target of the mix)"
+            )
+    routes = (*chosen.values(), *declared)
+    requests = [(m, p, f"target {n}") for n, (m, p) in targets.items()]
+    check_unambiguous(routes, requests, sources, ("routes",))
+    return routes
