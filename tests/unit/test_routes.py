@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+import pytest_darklaunch.backends.local.routes_envoy
 import pytest_darklaunch.core.regexes
 import pytest_darklaunch.core.routes
 from pytest_darklaunch.core.regexes import re2_unsupported, regex_samples
@@ -39,7 +40,11 @@ def error_of(raw: Any) -> str:
 
 
 def test_docstring_examples() -> None:
-    for module in (pytest_darklaunch.core.routes, pytest_darklaunch.core.regexes):
+    for module in (
+        pytest_darklaunch.core.routes,
+        pytest_darklaunch.core.regexes,
+        pytest_darklaunch.backends.local.routes_envoy,
+    ):
         assert doctest.testmod(module).failed == 0
 
 
