@@ -168,11 +168,25 @@ def _regex(value: object, sources: Sources, at: Path) -> str:
     return value
 
 
-def target_route(name: str, method: str, path: str) -> Route:
-    """The route of one target of the mix: its method, its exact path and query parameters."""
-    parts = urlsplit(path)
-    query = tuple(parse_qsl(parts.query, keep_blank_values=True))
-    return Route(name, re.escape(parts.path or "/"), (method.upper(),), query, target=True)
+def target_route(name: str, requests: Sequence[tuple[str, str]]) -> Route:
+    """The route of the targets named ``name``: their method and exact path, and their query
+    parameters when they all send the same query.
+
+    A recorded file names its entries ``METHOD /path`` (query dropped), so one name often
+    stands for many queries of one path; a name whose requests differ in method or path is no
+    route a proxy can match (``ValueError``).
+
+    >>> target_route("GET /items", [("GET", "/items?page=1"), ("GET", "/items?page=2")]).query
+    ()
+    """
+    lines = {(m.upper(), urlsplit(p).path or "/") for m, p in requests}
+    if len(lines) != 1:
+        shown = ", ".join(sorted(f"{m} {p}" for m, p in lines)[:3])
+        raise ValueError(f"target name {name!r} names requests on different paths ({shown})")
+    ((method, path),) = lines
+    queries = {tuple(parse_qsl(urlsplit(p).query, keep_blank_values=True)) for _, p in requests}
+    query = queries.pop() if len(queries) == 1 else ()
+    return Route(name, re.escape(path), (method,), query, target=True)
 
 
 Request = tuple[str, str, str]  # (method, path with query, where it comes from)
@@ -257,30 +271,39 @@ def route_of(routes: Sequence[Route], method: str, path: str) -> Optional[str]:
 def objective_routes(
     names: Iterable[tuple[Path, str]],
     declared: Sequence[Route],
-    targets: Mapping[str, tuple[str, str]],
+    targets: Sequence[tuple[str, str, str]],
     sources: Sources,
 ) -> tuple[Route, ...]:
     """The routes the proxy needs: the targets objectives name, then every declared route.
 
-    ``names`` are the objectives' ``route`` values with their spec paths; ``targets`` maps a
-    target's name to its ``(method, path)``. A name that is neither is a one-line error; a
-    name that is both a target and a declared route is refused, as is a target whose request
-    a declared route also matches.
+    ``names`` are the objectives' ``route`` values with their spec paths; ``targets`` are the
+    mix's ``(name, method, path)``. A name that is neither a target's nor a declared route's is
+    a one-line error; so are a name that is both, a target name on several paths, and a target
+    whose request a declared route also matches.
     """
     by_name = {r.name: r for r in declared}
+    requests: dict[str, list[tuple[str, str]]] = {}
+    for name, method, path in targets:
+        requests.setdefault(name, []).append((method, path))
     chosen: dict[str, Route] = {}
     for at, name in names:
-        if name in targets and name in by_name:
+        if name in requests and name in by_name:
             raise _fail(sources, at, name, "a route name that is not also a target's name")
-        if name in targets:
-            chosen.setdefault(name, target_route(name, *targets[name]))
-        elif name not in by_name:
-            known = sorted({*by_name, *targets})
+        if name in requests and name not in chosen:
+            try:
+                chosen[name] = target_route(name, requests[name])
+            except ValueError as exc:
+                raise _fail(
+                    sources, at, name, f"a target name on one method and path ({exc})"
+                ) from None
+        elif name not in requests and name not in by_name:
+            known = sorted({*by_name, *requests})
             raise _fail(
                 sources, at, name, "a route among " + (", ".join(known) or "none declared")
                 + " (declare it under routes: or name a target of the mix)"
             )
     routes = (*chosen.values(), *declared)
-    requests = [(m, p, f"target {n}") for n, (m, p) in targets.items()]
-    check_unambiguous(routes, requests, sources, ("routes",))
+    check_unambiguous(
+        routes, [(m, p, f"target {n}") for n, m, p in targets], sources, ("routes",)
+    )
     return routes

@@ -31,7 +31,7 @@ from pytest_darklaunch.core.spec import Sources
 from tests.local.helpers import make_spec, pid_alive, read_jsonl, start_sampleapp, wait_for
 
 ROUTES = (
-    target_route("list", "GET", "/items?page=2"),
+    target_route("list", [("GET", "/items?page=2")]),
     *parse_routes(
         {
             "detail": {"path": "^/items/[0-9]+$", "methods": ["GET"]},

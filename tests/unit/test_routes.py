@@ -171,14 +171,14 @@ def test_a_request_on_two_routes_is_refused_naming_it() -> None:
 
 
 def test_target_routes_match_method_exact_path_and_query() -> None:
-    route = target_route("list", "get", "/items?page=2")
+    route = target_route("list", [("get", "/items?page=2")])
     assert route.matches("GET", "/items?page=2")
     assert route.matches("GET", "/items?sort=asc&page=2")
     assert not route.matches("GET", "/items?page=3")
     assert not route.matches("GET", "/items/")
     assert not route.matches("POST", "/items?page=2")
-    assert target_route("dot", "GET", "/a.b").matches("GET", "/a.b")
-    assert not target_route("dot", "GET", "/a.b").matches("GET", "/axb")
+    assert target_route("dot", [("GET", "/a.b")]).matches("GET", "/a.b")
+    assert not target_route("dot", [("GET", "/a.b")]).matches("GET", "/axb")
     assert route.describe() == "GET /items?page=2"
 
 
@@ -191,7 +191,14 @@ def test_slugs_are_safe_for_cluster_names_and_distinct() -> None:
         assert all(c.isalnum() or c in "-_" for c in slug) and len(slug) <= 48
 
 
-TARGETS = {"list": ("GET", "/items?page=2"), "create": ("POST", "/items")}
+TARGETS = [
+    ("list", "GET", "/items?page=2"),
+    ("create", "POST", "/items"),
+    ("GET /users", "GET", "/users?id=1"),
+    ("GET /users", "GET", "/users?id=2"),
+    ("mixed", "GET", "/a"),
+    ("mixed", "GET", "/b"),
+]
 
 
 def named(*names: str) -> list[tuple[tuple[str, ...], str]]:
@@ -211,7 +218,8 @@ def test_unknown_route_of_an_objective_lists_the_known_ones() -> None:
         objective_routes(named("detial"), declared, TARGETS, Sources(SRC))
     assert str(info.value) == (
         "invalid objectives[0].route 'detial' (from conf/darklaunch.yaml): expected a route "
-        "among create, detail, list (declare it under routes: or name a target of the mix)"
+        "among GET /users, create, detail, list, mixed (declare it under routes: or name a "
+        "target of the mix)"
     )
 
 
@@ -238,3 +246,15 @@ def test_regex_samples_match_their_regex() -> None:
         assert all(re.fullmatch(regex, s) for s in samples), (regex, samples)
     assert {"/a/", "/bb/x", "/ccc/"} <= set(regex_samples("/(a|bb|ccc)/x*"))
     assert re2_unsupported("^/items/(?P<id>[0-9]+)$") is None
+
+
+def test_a_recorded_name_groups_its_queries_and_one_on_two_paths_is_refused() -> None:
+    (route,) = objective_routes(named("GET /users"), (), TARGETS, Sources(SRC))
+    assert route.query == () and route.matches("GET", "/users?id=9")
+    with pytest.raises(ConfigError) as info:
+        objective_routes(named("mixed"), (), TARGETS, Sources(SRC))
+    assert str(info.value) == (
+        "invalid objectives[0].route 'mixed' (from conf/darklaunch.yaml): expected a target name"
+        " on one method and path (target name 'mixed' names requests on different paths "
+        "(GET /a, GET /b))"
+    )
