@@ -24,9 +24,17 @@ from pytest_darklaunch.core.metrics import (
     freshness_selector,
     render_template,
     scrape_time_query,
+    uses_route,
     window_expression,
 )
-from pytest_darklaunch.core.sampler import Snapshot, SnapshotReader, Window, window_between
+from pytest_darklaunch.core.routes import split_key
+from pytest_darklaunch.core.sampler import (
+    GroupedSnapshotReader,
+    Snapshot,
+    SnapshotReader,
+    Window,
+    window_between,
+)
 from pytest_darklaunch.core.spec import ROLES, Objective, Spec
 from pytest_darklaunch.core.units import format_duration
 from pytest_darklaunch.core.verdict import FAIL, Context, Estimate, Verdict, estimate, judge
@@ -249,13 +257,25 @@ class Runner:
         self.counters_start_at_zero = counters_start_at_zero
         self._seen_scrape = not counters_start_at_zero
         source = SOURCES[data.source]
+        # Every role, and every role on every route (``dark~detail``): each its own windows.
+        self.keys = [*ROLES, *(k for k in data.labels if k not in (*ROLES, ELIGIBLE))]
         self.readers = {r: SnapshotReader(client, source, data.labels[r]) for r in ROLES}
         if ELIGIBLE in data.labels:
             # Live's mirror-eligible requests (only some methods mirrored): see judge().
             self.readers[ELIGIBLE] = SnapshotReader(
                 client, SOURCES[f"{data.source}-eligible"], data.labels[ELIGIBLE]
             )
+        self.grouped = (
+            GroupedSnapshotReader(client, source, {k: data.labels[k] for k in self.keys})
+            if len(self.keys) > 2
+            else None
+        )
         self._fresh_selector = freshness_selector(source, data.labels["live"])
+
+    @property
+    def _all_keys(self) -> list[str]:
+        """Every window key read at each look: roles, routes, and live's eligible requests."""
+        return [*self.keys, *([ELIGIBLE] if ELIGIBLE in self.readers else [])]
 
     def _sleep(self, seconds: float) -> None:
         self.stop.wait(seconds)
@@ -294,24 +314,34 @@ class Runner:
         return ts
 
     def _snapshots(self, at: float) -> dict[str, Snapshot]:
-        return {r: reader.read(at) for r, reader in self.readers.items()}
+        if self.grouped is None:
+            return {r: reader.read(at) for r, reader in self.readers.items()}
+        out = self.grouped.read(at)
+        if ELIGIBLE in self.readers:
+            out[ELIGIBLE] = self.readers[ELIGIBLE].read(at)
+        return out
 
     def _window(
-        self, role: str, first: Snapshot, last: Snapshot, start: Optional[float] = None
+        self, key: str, first: Snapshot, last: Snapshot, start: Optional[float] = None
     ) -> Window:
-        """``role``'s window between two snapshots, with the custom metrics from ``start``
+        """``key``'s window between two snapshots, with the custom metrics from ``start``
         (default: the first snapshot); live's eligible requests carry no custom metrics."""
-        window = window_between(first, last, self.spec.errors, self.readers[role].source)
-        if role == ELIGIBLE:
+        source = self.readers[ELIGIBLE if key == ELIGIBLE else "live"].source
+        window = window_between(first, last, self.spec.errors, source)
+        if key == ELIGIBLE:
             return window
-        return self._custom(window, role, first.at if start is None else start)
+        return self._custom(window, key, first.at if start is None else start)
 
-    def _custom(self, window: Window, role: str, start: float) -> Window:
-        if not self.spec.metrics:
+    def _custom(self, window: Window, key: str, start: float) -> Window:
+        role, route = split_key(key)
+        # A template without $route would give every route the aggregate's value.
+        metrics = [m for m in self.spec.metrics if route is None or uses_route(m.query)]
+        if not metrics:
             return window
         values: dict[str, Optional[float]] = {}
-        for metric in self.spec.metrics:
-            fill = dict(self.template_values.get(role, {}))
+        for metric in metrics:
+            fill = dict(self.template_values.get(key, self.template_values.get(role, {})))
+            fill.setdefault("route", route or "")
             fill.update(
                 window=f"{max(1, round(window.end - start))}s",
                 start=f"{start:.3f}",
@@ -341,7 +371,7 @@ class Runner:
             # Every counter was zero when the traffic started: that is an exact baseline, and
             # Prometheus' first scrape (about 5 s after its start) delays nothing.
             t0 = self.traffic_started_at
-            first = previous = {r: Snapshot(t0) for r in self.readers}
+            first = previous = {key: Snapshot(t0) for key in self._all_keys}
         else:
             warm_end = self.traffic_started_at + spec.traffic.warmup_s
             if not self._wait_until(warm_end):
@@ -377,8 +407,12 @@ class Runner:
                 data.stage, data.stop_reason = Stage.STOPPED, f"interrupted in interval {k}"
                 return
             current = self._snapshots(end)
-            windows = {r: self._window(r, previous[r], current[r]) for r in self.readers}
-            cumulative = {r: self._window(r, first[r], current[r], t0) for r in self.readers}
+            windows = {
+                key: self._window(key, previous[key], current[key]) for key in self._all_keys
+            }
+            cumulative = {
+                key: self._window(key, first[key], current[key], t0) for key in self._all_keys
+            }
             interval = Interval(k, previous["dark"].at, end, windows, cumulative)
             data.intervals.append(interval)
             previous = current

@@ -103,6 +103,24 @@ class Route:
         return re.sub(r"\\(.)", r"\1", self.path)
 
 
+KEY_SEPARATOR = "~"
+
+
+def window_key(role: str, route: Optional[str]) -> str:
+    """The key of one role's windows on one route (``dark~detail``), or on all (``dark``).
+
+    >>> window_key("dark", "detail"), split_key("dark~GET /a~b"), split_key("live")
+    ('dark~detail', ('dark', 'GET /a~b'), ('live', None))
+    """
+    return role if route is None else f"{role}{KEY_SEPARATOR}{route}"
+
+
+def split_key(key: str) -> tuple[str, Optional[str]]:
+    """``(role, route)`` of a window key; roles never hold the separator, route names may."""
+    role, sep, route = key.partition(KEY_SEPARATOR)
+    return role, (route if sep else None)
+
+
 def _fail(sources: Sources, path: Path, value: object, allowed: str) -> ConfigError:
     label, source = sources.of(path)
     return ConfigError(label, value, source, allowed)

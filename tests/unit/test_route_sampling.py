@@ -1,0 +1,135 @@
+"""Sampling per route: one grouped query per kind, exact windows for every route and role."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from pytest_darklaunch.core.experiment import Runner, new_data
+from pytest_darklaunch.core.metrics import SOURCES, freshness_selector, scrape_time_query
+from pytest_darklaunch.core.prometheus import QueryResult, Sample
+from pytest_darklaunch.core.routes import window_key
+from pytest_darklaunch.core.sampler import GroupedSnapshotReader, grouped_queries
+from pytest_darklaunch.core.spec import Sources, build_spec
+from tests.unit.test_experiment import START, FakeTime
+
+ROLE, ROUTE = "darklaunch_role", "darklaunch_route"
+ROUTES = ("detail", "upload")
+RATES: dict[str | None, int] = {None: 90, "detail": 6, "upload": 4}
+LE = (10.0, 100.0, 1000.0, math.inf)
+
+
+@dataclass
+class Cluster:
+    """One Envoy cluster's cumulative counters over time: ``(at, ok, latencies_ms)``."""
+
+    labels: dict[str, str]
+    scrapes: list[tuple[float, int, list[float]]] = field(default_factory=list)
+
+    def at(self, t: float) -> tuple[int, list[float]] | None:
+        seen = [s for s in self.scrapes if s[0] <= t]
+        return (seen[-1][1], seen[-1][2]) if seen else None
+
+
+class GroupedProm:
+    """Answers the grouped snapshot queries (and the freshness query) from clusters."""
+
+    url = "http://prometheus.invalid"
+
+    def __init__(self, clusters: list[Cluster], names: list[str]) -> None:
+        self.clusters = clusters
+        self.queries: list[str] = []
+        self.kinds = {q: k for k, q in grouped_queries(SOURCES["envoy"], names).items()}
+        self.fresh = scrape_time_query(freshness_selector(SOURCES["envoy"], {ROLE: "live"}))
+
+    def last_scrape(self, selector: str, at: float) -> float | None:
+        self.queries.append(selector)
+        times = [s[0] for c in self.clusters for s in c.scrapes if s[0] <= at]
+        return max(times) if times else None
+
+    def query(self, promql: str, at: float) -> QueryResult:
+        self.queries.append(promql)
+        kind = self.kinds[promql]
+        samples = []
+        for cluster in self.clusters:
+            state = cluster.at(at)
+            if state is None:
+                continue
+            ok, lats = state
+            if kind == "requests":
+                samples.append(Sample({**cluster.labels, "envoy_response_code": "200"}, ok))
+            elif kind == "buckets":
+                for le in LE:
+                    labels = {**cluster.labels, "le": "+Inf" if math.isinf(le) else repr(le)}
+                    samples.append(Sample(labels, float(sum(x <= le for x in lats))))
+            elif kind == "latency_sum":
+                samples.append(Sample(cluster.labels, float(sum(lats))))
+            else:
+                samples.append(Sample(cluster.labels, float(len(lats))))
+        return QueryResult(promql, at, "vector", tuple(samples))
+
+
+def clusters_at_rates(
+    rates: dict[str | None, int], dark_latency: dict[str | None, float]
+) -> list[Cluster]:
+    """Per route (``None``: the catch-all) live at ``rates`` per second, dark all of it."""
+    out = []
+    for route, rps in rates.items():
+        for role in ("live", "dark"):
+            labels = {ROLE: role, **({ROUTE: route} if route else {})}
+            cluster = Cluster(labels)
+            latency = dark_latency[route] if role == "dark" else 2.0
+            for s in range(40):
+                cluster.scrapes.append((START + s, s * rps, [latency] * (s * rps)))
+            out.append(cluster)
+    return out
+
+
+def labels_by_key() -> dict[str, dict[str, str]]:
+    out = {role: {ROLE: role} for role in ("dark", "live")}
+    for route in ROUTES:
+        for role in ("dark", "live"):
+            out[window_key(role, route)] = {ROLE: role, ROUTE: route}
+    return out
+
+
+def test_grouped_reader_sums_each_keys_series() -> None:
+    clusters = clusters_at_rates(RATES, {None: 3, "detail": 150, "upload": 3})
+    prom = GroupedProm(clusters, [ROLE, ROUTE])
+    reader = GroupedSnapshotReader(prom, SOURCES["envoy"], labels_by_key())
+    snap = reader.read(START + 10)
+    assert len(prom.queries) == 4
+    assert snap["live"].codes == {"200": 1000.0}
+    assert snap["dark~detail"].codes == {"200": 60.0}
+    assert snap["dark~detail"].latency_sum == 60 * 150.0
+    assert dict(snap["dark~detail"].buckets)[100.0] == 0.0
+    assert dict(snap["dark"].buckets)[100.0] == 940.0  # everything but detail's 60 slow ones
+    assert reader.read(START - 1)["dark~upload"].codes == {}  # no series: no data
+
+
+def test_runner_makes_windows_per_route_with_four_queries_per_look() -> None:
+    spec = build_spec(
+        {
+            "target": "default/sample-app",
+            "mirror": {"percent": 100},
+            "duration": {"interval": "2s", "iterations": 3},
+        },
+        Sources("test"),
+    )
+    clusters = clusters_at_rates(RATES, {None: 3, "detail": 150, "upload": 3})
+    prom = GroupedProm(clusters, [ROLE, ROUTE])
+    clock = FakeTime(START)
+    data = new_data(spec, "envoy", labels_by_key(), full_duration=True)
+    Runner(
+        spec, data, prom, (), traffic_started_at=START, template_values={},
+        stop=clock, clock=clock,
+        counters_start_at_zero=True,
+    ).run()
+    assert data.error == "" and len(data.intervals) == 3
+    last = data.intervals[-1]
+    assert set(last.windows) == set(labels_by_key())
+    assert last.windows["live~detail"].requests == 12  # 2 s at 6/s
+    assert last.cumulative["dark~upload"].requests == 24
+    assert last.cumulative["dark"].requests == 600
+    snapshot_queries = [q for q in prom.queries if q in prom.kinds]
+    assert len(snapshot_queries) == 4 * 3  # per look: four, whatever the number of routes
