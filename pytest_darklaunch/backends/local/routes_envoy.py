@@ -109,9 +109,24 @@ def _renamed_action(action: dict[str, Any], route: Route) -> dict[str, Any]:
     return out
 
 
-def with_routes(config: dict[str, Any], routes: Sequence[Route]) -> dict[str, Any]:
+def mirrored(route: Route, mirror_methods: Sequence[str] | None) -> bool:
+    """Whether any request of ``route`` is mirrored: a route declared only for methods outside
+    ``mirror.methods`` (``None``: every method is mirrored) never reaches dark."""
+    if mirror_methods is None or not route.methods:
+        return True
+    return bool(set(route.methods) & set(mirror_methods))
+
+
+def with_routes(
+    config: dict[str, Any], routes: Sequence[Route], mirror_methods: Sequence[str] | None = None
+) -> dict[str, Any]:
     """``config`` (a bootstrap from ``envoy_config``) with one Envoy route and one cluster
-    copy per route in ``routes``, ahead of the catch-all; unchanged when ``routes`` is empty."""
+    copy per route in ``routes``, ahead of the catch-all; unchanged when ``routes`` is empty.
+
+    A mirrored route takes only the base routes that mirror, so its live clusters count the
+    requests eligible for mirroring (the mirror check's base) and its other methods stay on
+    the catch-all; a route that is never mirrored takes the base routes without a mirror.
+    """
     if not routes:
         return config
     out = copy.deepcopy(config)
@@ -120,7 +135,10 @@ def with_routes(config: dict[str, Any], routes: Sequence[Route]) -> dict[str, An
     used: list[str] = []
     split = []
     for route in routes:
+        wanted = mirrored(route, mirror_methods)
         for base in base_routes:
+            if bool(base["route"].get("request_mirror_policies")) != wanted:
+                continue
             action = _renamed_action(base["route"], route)
             split.append(
                 {"name": route.slug, "match": _restricted(base["match"], route), "route": action}
