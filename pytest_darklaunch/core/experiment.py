@@ -27,7 +27,7 @@ from pytest_darklaunch.core.metrics import (
     uses_route,
     window_expression,
 )
-from pytest_darklaunch.core.routes import split_key
+from pytest_darklaunch.core.routes import KEY_SEPARATOR, split_key, window_key
 from pytest_darklaunch.core.sampler import (
     GroupedSnapshotReader,
     Snapshot,
@@ -37,7 +37,15 @@ from pytest_darklaunch.core.sampler import (
 )
 from pytest_darklaunch.core.spec import ROLES, Objective, Spec
 from pytest_darklaunch.core.units import format_duration
-from pytest_darklaunch.core.verdict import FAIL, Context, Estimate, Verdict, estimate, judge
+from pytest_darklaunch.core.verdict import (
+    FAIL,
+    INCONCLUSIVE,
+    Context,
+    Estimate,
+    Verdict,
+    estimate,
+    judge,
+)
 from pytest_darklaunch.errors import MetricsError
 
 if TYPE_CHECKING:
@@ -100,30 +108,47 @@ class ExperimentData:
     def looks(self) -> int:
         return 1 if self.full_duration else self.planned
 
-    def context(self, metric: str) -> Context:
+    def context(self, metric: str, route: Optional[str] = None) -> Context:
         src = SOURCES[self.source]
         return Context(
             self.confidence,
             self.looks,
             self.mirror_percent,
-            self.target_rps,
+            # A route gets a share of the rate; the generator check is the aggregate's.
+            self.target_rps if route is None else None,
             self.timeout_s,
-            window_expression(src, self.labels.get("dark", {}), metric),
+            window_expression(src, self.labels.get(window_key("dark", route), {}), metric),
             planned_s=self.interval_s * self.planned,
             units=self.custom_units.get(metric, ""),
+            route=route or "",
         )
 
     def verdict(self, obj: Objective, final: bool = True) -> Optional[Verdict]:
-        """The verdict on ``obj``, or ``None`` before the first interval."""
+        """The verdict on ``obj``, or ``None`` before the first interval.
+
+        An objective with a route is judged on that route's windows only: each route's
+        objective is its own decision, as each objective is.
+        """
         if not self.intervals:
             return None
         last = self.intervals[-1]
-        pairs = [(i.windows["dark"], i.windows["live"]) for i in self.intervals]
+        dark, live = window_key("dark", obj.route), window_key("live", obj.route)
+        if dark not in last.cumulative:
+            measured = sorted({split_key(k)[1] or "" for k in last.cumulative} - {""})
+            return Verdict(
+                obj,
+                INCONCLUSIVE,
+                f"route {obj.route} was not measured (measured: "
+                f"{', '.join(measured) or 'no route'}); name it in an objective of the spec "
+                "or declare it under routes:",
+                error=True,
+            )
+        pairs = [(i.windows[dark], i.windows[live]) for i in self.intervals]
         return judge(
             obj,
-            (last.cumulative["dark"], last.cumulative["live"]),
+            (last.cumulative[dark], last.cumulative[live]),
             pairs,
-            self.context(obj.metric),
+            self.context(obj.metric, obj.route),
             final,
             eligible=last.cumulative.get(ELIGIBLE),
         )
@@ -341,7 +366,10 @@ class Runner:
         values: dict[str, Optional[float]] = {}
         for metric in metrics:
             fill = dict(self.template_values.get(key, self.template_values.get(role, {})))
-            fill.setdefault("route", route or "")
+            fill["route"] = route or ""
+            spec_route = self.spec.route(route) if route is not None else None
+            if spec_route is not None and "cluster" in fill:
+                fill["cluster"] = f"{fill['cluster']}{KEY_SEPARATOR}{spec_route.slug}"
             fill.update(
                 window=f"{max(1, round(window.end - start))}s",
                 start=f"{start:.3f}",

@@ -26,7 +26,8 @@ from typing import Optional
 from urllib.parse import parse_qsl, urlsplit
 
 from pytest_darklaunch.core.regexes import re2_unsupported, regex_samples
-from pytest_darklaunch.core.spec import HTTP_METHODS, Path, Sources
+from pytest_darklaunch.core.spec.model import HTTP_METHODS
+from pytest_darklaunch.core.spec.reader import Path, Sources
 from pytest_darklaunch.errors import ConfigError
 
 ROUTE_KEYS = ("path", "methods")
@@ -315,10 +316,14 @@ def objective_routes(
                     sources, at, name, f"a target name on one method and path ({exc})"
                 ) from None
         elif name not in requests and name not in by_name:
-            known = sorted({*by_name, *requests})
+            known = ", ".join(sorted({*by_name, *requests}))
             raise _fail(
-                sources, at, name, "a route among " + (", ".join(known) or "none declared")
-                + " (declare it under routes: or name a target of the mix)"
+                sources,
+                at,
+                name,
+                f"a route among {known} (declare it under routes: or name a target of the mix)"
+                if known
+                else "a route declared under routes: or a target's name (there are none)",
             )
     routes = (*chosen.values(), *declared)
     check_unambiguous(

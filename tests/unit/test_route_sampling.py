@@ -5,12 +5,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from pytest_darklaunch.core.experiment import Runner, new_data
+from pytest_darklaunch.core.experiment import ExperimentData, Runner, new_data
 from pytest_darklaunch.core.metrics import SOURCES, freshness_selector, scrape_time_query
 from pytest_darklaunch.core.prometheus import QueryResult, Sample
 from pytest_darklaunch.core.routes import window_key
 from pytest_darklaunch.core.sampler import GroupedSnapshotReader, grouped_queries
-from pytest_darklaunch.core.spec import Sources, build_spec
+from pytest_darklaunch.core.spec import Objective, Sources, Spec, build_spec
+from pytest_darklaunch.core.verdict import FAIL, INCONCLUSIVE, PASS
 from tests.unit.test_experiment import START, FakeTime
 
 ROLE, ROUTE = "darklaunch_role", "darklaunch_route"
@@ -70,17 +71,21 @@ class GroupedProm:
 
 
 def clusters_at_rates(
-    rates: dict[str | None, int], dark_latency: dict[str | None, float]
+    rates: dict[str | None, int],
+    dark_latency: dict[str | None, float],
+    unmirrored: tuple[str, ...] = (),
 ) -> list[Cluster]:
-    """Per route (``None``: the catch-all) live at ``rates`` per second, dark all of it."""
+    """Per route (``None``: the catch-all) live at ``rates`` per second, dark all of it (none
+    of the ``unmirrored`` routes)."""
     out = []
     for route, rps in rates.items():
         for role in ("live", "dark"):
             labels = {ROLE: role, **({ROUTE: route} if route else {})}
             cluster = Cluster(labels)
             latency = dark_latency[route] if role == "dark" else 2.0
+            rate = 0 if role == "dark" and route in unmirrored else rps
             for s in range(40):
-                cluster.scrapes.append((START + s, s * rps, [latency] * (s * rps)))
+                cluster.scrapes.append((START + s, s * rate, [latency] * (s * rate)))
             out.append(cluster)
     return out
 
@@ -133,3 +138,63 @@ def test_runner_makes_windows_per_route_with_four_queries_per_look() -> None:
     assert last.cumulative["dark"].requests == 600
     snapshot_queries = [q for q in prom.queries if q in prom.kinds]
     assert len(snapshot_queries) == 4 * 3  # per look: four, whatever the number of routes
+
+
+def routed_spec(objectives: list[dict[str, object]]) -> Spec:
+    return build_spec(
+        {
+            "target": "default/sample-app",
+            "mirror": {"percent": 100},
+            "duration": {"interval": "2s", "iterations": 10},
+            "routes": {"detail": {"path": "^/items/[0-9]+$"}, "upload": {"path": "^/upload$"}},
+            "objectives": objectives,
+        },
+        Sources("test"),
+    )
+
+
+def run_routed(spec: Spec, clusters: list[Cluster]) -> ExperimentData:
+    prom = GroupedProm(clusters, [ROLE, ROUTE])
+    clock = FakeTime(START)
+    data = new_data(spec, "envoy", labels_by_key(), full_duration=False)
+    return Runner(
+        spec, data, prom, spec.objectives, traffic_started_at=START, template_values={},
+        stop=clock, clock=clock, counters_start_at_zero=True,
+    ).run()
+
+
+def test_a_slow_route_fails_its_objective_while_the_aggregate_passes() -> None:
+    p95 = {"metric": "95th-percentile-tail-latency", "upper": 100}
+    spec = routed_spec([p95, {**p95, "route": "detail"}, {**p95, "route": "upload"}])
+    # detail: 2% of the traffic, dark 150 ms there.
+    data = run_routed(spec, clusters_at_rates({None: 94, "detail": 2, "upload": 4},
+                                              {None: 3, "detail": 150, "upload": 3}))
+    aggregate, detail, upload = data.verdicts_for(spec.objectives)
+    assert (aggregate.outcome, detail.outcome, upload.outcome) == (PASS, FAIL, PASS)
+    assert detail.objective.label == "95th-percentile-tail-latency <= 100 on route detail"
+    assert 'darklaunch_route="detail"' in detail.query
+    assert detail.samples < aggregate.samples
+
+
+def test_a_route_dark_never_sees_makes_only_its_objectives_inconclusive() -> None:
+    p95 = {"metric": "95th-percentile-tail-latency", "upper": 100}
+    spec = routed_spec([p95, {**p95, "route": "detail"}, {**p95, "route": "upload"}])
+    data = run_routed(
+        spec,
+        clusters_at_rates({None: 92, "detail": 4, "upload": 4}, {None: 3, "detail": 3,
+                                                                 "upload": 3}, ("upload",)),
+    )
+    aggregate, detail, upload = data.verdicts_for(spec.objectives)
+    assert (detail.outcome, upload.outcome) == (PASS, INCONCLUSIVE)
+    assert upload.reason.startswith("route upload: dark received 0 of 80 mirrored requests (")
+    assert "this route's mirroring is broken" in upload.reason
+    # The aggregate's share (96% of live's) is within its edge slack: the experiment goes on.
+    assert aggregate.outcome == PASS
+
+
+def test_an_objective_on_a_route_not_measured_says_which_are() -> None:
+    spec = routed_spec([{"metric": "mean-latency", "upper": 50, "route": "detail"}])
+    data = run_routed(spec, clusters_at_rates(RATES, {None: 3, "detail": 3, "upload": 3}))
+    verdict = data.verdict(Objective("mean-latency", upper=50, route="other"))
+    assert verdict is not None and verdict.outcome == INCONCLUSIVE
+    assert verdict.reason.startswith("route other was not measured (measured: detail, upload)")

@@ -258,3 +258,44 @@ def test_a_recorded_name_groups_its_queries_and_one_on_two_paths_is_refused() ->
         " on one method and path (target name 'mixed' names requests on different paths "
         "(GET /a, GET /b))"
     )
+
+
+# --- in the spec ---------------------------------------------------------------------------
+
+
+def spec_of(**rest: Any) -> Any:
+    from pytest_darklaunch.core.metrics import is_builtin
+    from pytest_darklaunch.core.spec import build_spec
+
+    return build_spec({"target": "default/sample-app", **rest}, Sources(SRC), is_builtin)
+
+
+def test_spec_routes_and_objectives_with_a_route() -> None:
+    spec = spec_of(
+        routes={"detail": {"path": "^/items/[0-9]+$", "methods": ["GET"]}},
+        objectives=[
+            {"metric": "95th-percentile-tail-latency", "upper": 100},
+            {"metric": "95th-percentile-tail-latency", "upper": 100, "route": "detail"},
+        ],
+    )
+    assert [r.name for r in spec.routes] == ["detail"]
+    assert spec.route("detail") is spec.routes[0] and spec.route("x") is None
+    assert [o.route for o in spec.objectives] == [None, "detail"]
+    assert spec.objectives[1].label == "95th-percentile-tail-latency <= 100 on route detail"
+    # Declared routes are measured even when no objective names them (reports show them).
+    assert [r.name for r in spec_of(routes={"a": {"path": "/a"}}).routes] == ["a"]
+
+
+def test_spec_errors_for_routes_are_one_line_with_the_field() -> None:
+    with pytest.raises(ConfigError) as info:
+        spec_of(objectives=[{"metric": "mean-latency", "upper": 5, "route": "detail"}])
+    assert str(info.value) == (
+        "invalid objectives[0].route 'detail' (from conf/darklaunch.yaml): expected a route "
+        "declared under routes: or a target's name (there are none)"
+    )
+    with pytest.raises(ConfigError, match=r"invalid objectives\[0\].route 5 "):
+        spec_of(objectives=[{"metric": "mean-latency", "upper": 5, "route": 5}])
+    with pytest.raises(ConfigError, match="did you mean 'routes'"):
+        spec_of(route={"a": {"path": "/a"}})
+    with pytest.raises(ConfigError, match=r"invalid routes.a.path '\(' "):
+        spec_of(routes={"a": {"path": "("}})

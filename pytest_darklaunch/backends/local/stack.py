@@ -61,11 +61,25 @@ from pytest_darklaunch.backends.local.prometheus import (
     start_prometheus,
     wait_for_prometheus,
 )
+from pytest_darklaunch.backends.local.routes_envoy import route_labels
+from pytest_darklaunch.core.routes import window_key
 from pytest_darklaunch.core.spec import ROLES, Spec
 from pytest_darklaunch.errors import ProvisioningError
 
 PORT_ATTEMPTS = 3
 PIDS_FILE = "pids"
+
+
+def stack_labels(spec: Spec) -> dict[str, dict[str, str]]:
+    """Label matchers per window key: each role (all its traffic) and, with routes, each role
+    on each route (``dark~detail``), by the stats tags the per-route config adds."""
+    if not spec.routes:
+        return {role: {"envoy_cluster_name": role} for role in ROLES}
+    labels = {role: route_labels(role, None) for role in ROLES}
+    for route in spec.routes:
+        for role in ROLES:
+            labels[window_key(role, route.name)] = route_labels(role, route)
+    return labels
 
 
 class LocalBackend:
@@ -379,7 +393,7 @@ class LocalBackend:
     def _labels(self) -> dict[str, dict[str, str]]:
         """Per role the labels of its series; ``eligible``: live's requests of the mirrored
         methods, counted apart when some methods are not mirrored (the mirror check's base)."""
-        labels = {role: {"envoy_cluster_name": role} for role in ROLES}
+        labels = stack_labels(self.spec)
         if not self.spec.mirror.all_methods:
             labels["eligible"] = {
                 "envoy_virtual_host": VIRTUAL_HOST, "envoy_virtual_cluster": MIRRORED_VCLUSTER

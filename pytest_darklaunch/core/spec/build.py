@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Mapping
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from pytest_darklaunch.core.spec.model import (
     ERROR_CLASSES,
@@ -14,6 +14,7 @@ from pytest_darklaunch.core.spec.model import (
     Duration,
     MetricDef,
     Mirror,
+    Objective,
     Spec,
     Target,
     Traffic,
@@ -30,6 +31,9 @@ from pytest_darklaunch.core.units import (
     is_host,
     parse_duration,
 )
+
+if TYPE_CHECKING:
+    from pytest_darklaunch.core.routes import Route
 
 
 def parse_target(value: object) -> Target:
@@ -57,6 +61,7 @@ TOP_KEYS = (
     "metrics",
     "errors",
     "confidence",
+    "routes",
 )
 
 
@@ -88,6 +93,7 @@ def build_spec(
     metrics = _metrics(r, top.get("metrics"))
     custom = {m.name for m in metrics}
     objectives = parse_objectives(r, top.get("objectives"), custom, known_metric)
+    routes = _routes(r, top.get("routes"), objectives)
     errors = top.get("errors", "5xx")
     if errors not in ERROR_CLASSES:
         raise r.fail(("errors",), errors, "one of " + ", ".join(ERROR_CLASSES))
@@ -95,8 +101,31 @@ def build_spec(
         top.get("confidence", 0.95), ("confidence",), 0.5, 0.9999, "a confidence in 0.5..0.9999"
     )
     return Spec(
-        target, versions, mirror, traffic, duration, objectives, metrics, str(errors), confidence
+        target,
+        versions,
+        mirror,
+        traffic,
+        duration,
+        objectives,
+        metrics,
+        str(errors),
+        confidence,
+        routes,
     )
+
+
+def _routes(r: Reader, value: object, objectives: tuple[Objective, ...]) -> tuple[Route, ...]:
+    """The declared routes, and the targets objectives name, checked for overlaps."""
+    # core.routes builds on the spec model, so it is imported once the spec package is.
+    from pytest_darklaunch.core.routes import objective_routes, parse_routes
+
+    declared = parse_routes(value, r.sources)
+    named = [
+        (("objectives", f"[{i}]", "route"), o.route)
+        for i, o in enumerate(objectives)
+        if o.route is not None
+    ]
+    return objective_routes(named, declared, (), r.sources)
 
 
 def _versions(r: Reader, value: object, target: Target) -> Versions:
@@ -305,4 +334,5 @@ PLACEHOLDER_EXAMPLE = {
     "window": "10s",
     "start": "1700000000",
     "end": "1700000010",
+    "route": "detail",
 }

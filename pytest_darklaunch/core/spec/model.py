@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from pytest_darklaunch.core.metrics import units_of
 from pytest_darklaunch.core.traffic.mix import Mix
 from pytest_darklaunch.core.traffic.model import HTTP_METHODS, SAFE_METHODS
 from pytest_darklaunch.core.traffic.model import Target as MixTarget
 from pytest_darklaunch.core.traffic.schedule import Schedule
+
+if TYPE_CHECKING:
+    from pytest_darklaunch.core.routes import Route
 
 # The two versions of every experiment, in the order the spec, the stack and reports list them.
 ROLES = ("live", "dark")
@@ -132,10 +135,13 @@ class Objective:
     max_increase: Optional[Increase] = None
     judge: str = "experiment"
     failure_limit: int = 0
+    # A route's name (declared under ``routes:`` or a target's); None covers all traffic.
+    route: Optional[str] = None
 
     @property
     def label(self) -> str:
-        """A short readable form, as iter8ctl prints it: ``mean-latency <= 50``."""
+        """A short readable form, as iter8ctl prints it: ``mean-latency <= 50``, with its
+        route if it has one: ``p95 <= 100 on route detail``."""
         parts = []
         if self.lower is not None:
             parts.append(f"{self.lower:g} <=")
@@ -144,6 +150,8 @@ class Objective:
             parts.append(f"<= {self.upper:g}")
         if self.max_increase is not None:
             parts.append(f"(max +{self.max_increase} vs live)")
+        if self.route is not None:
+            parts.append(f"on route {self.route}")
         return " ".join(parts)
 
 
@@ -169,6 +177,11 @@ class Spec:
     metrics: tuple[MetricDef, ...] = ()
     errors: str = "5xx"
     confidence: float = 0.95
+    # The routes the proxy splits out: targets objectives name, then the declared ones.
+    routes: tuple[Route, ...] = ()
+
+    def route(self, name: str) -> Optional[Route]:
+        return next((r for r in self.routes if r.name == name), None)
 
     def units_of(self, metric: str) -> str:
         """A custom metric's declared units, else the built-in rule (``ms`` for percentiles)."""

@@ -13,7 +13,7 @@ from pytest_darklaunch.core.units import (
     parse_quantity,
 )
 
-OBJECTIVE_KEYS = ("metric", "upper", "lower", "max_increase", "judge", "failure_limit")
+OBJECTIVE_KEYS = ("metric", "upper", "lower", "max_increase", "judge", "failure_limit", "route")
 
 
 def parse_objectives(
@@ -86,7 +86,10 @@ def objective_from_mapping(
         raise r.fail(
             path + ("failure_limit",), failure_limit, "failure_limit only with judge: interval"
         )
-    return Objective(metric, upper, lower, increase, str(judge), failure_limit)
+    route = o.get("route")
+    if route is not None:
+        route = r.string(route, path + ("route",), "a route name (under routes:, or a target's)")
+    return Objective(metric, upper, lower, increase, str(judge), failure_limit, route)
 
 
 def parse_increase(value: object) -> Increase:
