@@ -45,6 +45,7 @@ from pytest_darklaunch.backends.kubernetes.render import (
     render,
     run_selector,
 )
+from pytest_darklaunch.backends.kubernetes.routes_check import refuse_routes
 from pytest_darklaunch.backends.kubernetes.waits import (
     describe_knative_service,
     describe_pods,
@@ -92,6 +93,7 @@ class KubernetesBackend:
         self.run = run
         self.settings = settings or KubeSettings()
         self.names = names_for(spec, run.run_id, run.namespace)
+        refuse_routes(spec)  # also without provisioning: the metrics have no route either way
         # Pure and cheap: a spec the cluster would refuse fails here, before any API call.
         self.manifests = (
             [] if run.provision == "none" else render(spec, run.run_id, namespace=run.namespace)

@@ -38,6 +38,7 @@ from typing import Any, Optional
 
 import yaml
 
+from pytest_darklaunch.backends.kubernetes.routes_check import refuse_routes
 from pytest_darklaunch.core.spec import Spec, Version
 from pytest_darklaunch.core.units import DNS1123_HINT, format_duration, is_dns1123_label
 from pytest_darklaunch.errors import ConfigError
@@ -173,6 +174,7 @@ def render(spec: Spec, run_id: str, *, namespace: Optional[str] = None) -> list[
     names = names_for(spec, run_id, namespace)
     for version in (spec.versions.live, spec.versions.dark):
         _check_version(spec, version)
+    refuse_routes(spec)
     return [
         knative_service(spec, names, "live"),
         knative_service(spec, names, "dark"),
