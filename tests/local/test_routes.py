@@ -13,6 +13,7 @@ from typing import Any, Callable
 import pytest
 import requests
 
+from pytest_darklaunch.backends.local import LocalBackend
 from pytest_darklaunch.backends.local.envoy import (
     EnvoyAddresses,
     envoy_binary,
@@ -26,9 +27,19 @@ from pytest_darklaunch.backends.local.routes_envoy import (
     virtual_host,
     with_routes,
 )
+from pytest_darklaunch.core.metrics import selector
 from pytest_darklaunch.core.routes import Route, parse_routes, target_route
 from pytest_darklaunch.core.spec import Sources
-from tests.local.helpers import make_spec, pid_alive, read_jsonl, start_sampleapp, wait_for
+from tests.local.helpers import (
+    envoy_stats,
+    make_spec,
+    pid_alive,
+    prom_query,
+    read_jsonl,
+    start_sampleapp,
+    wait_for,
+    wait_for_sent,
+)
 
 ROUTES = (
     target_route("list", [("GET", "/items?page=2")]),
@@ -199,3 +210,52 @@ def test_a_route_without_mirror_policy_sends_dark_nothing_of_it(
     stats = requests.get(f"{envoy.admin_url}/stats", params={"filter": "dark~detail"}, timeout=5)
     assert "cluster.dark~detail.upstream_rq_total: 0" in stats.text
     assert os.path.exists(tmp_path / "envoy.json")
+
+
+def test_the_stack_labels_each_route_and_prometheus_sees_them(
+    stack: Callable[..., LocalBackend], tmp_path: Path
+) -> None:
+    spec = make_spec(
+        versions={
+            "live": {"env": {"SAMPLEAPP_LOG": str(tmp_path / "live.jsonl")}},
+            "dark": {"env": {"SAMPLEAPP_LOG": str(tmp_path / "dark.jsonl")}},
+        },
+        mirror={"percent": 50},
+        traffic={"rate": 200, "path": "/items/7", "warmup": "0.2s"},
+        routes={"detail": {"path": "^/items/[0-9]+$"}, "other": {"path": "^/other$"}},
+    )
+    backend = stack(spec)
+    env = backend.provision()
+    assert env.labels["dark~detail"] == {"darklaunch_role": "dark", "darklaunch_route": "detail"}
+    assert env.labels["live"] == {"darklaunch_role": "live"}
+    wait_for_sent(backend, 300)
+    backend.stop_traffic()
+    wait_for_quiet_upstreams_of(env.endpoints["envoy_admin"], ["live~detail", "dark~detail"])
+    live = read_jsonl(tmp_path / "live.jsonl")
+    dark = read_jsonl(tmp_path / "dark.jsonl")
+
+    def scraped(key: str, want: int) -> bool:
+        found = prom_query(
+            env.prometheus_url, f"sum(envoy_cluster_upstream_rq{selector(env.labels[key])})"
+        )
+        return bool(found) and float(found[0]["value"][1]) == want
+
+    for key, want in (("live~detail", len(live)), ("dark~detail", len(dark)),
+                      ("live", len(live)), ("dark", len(dark))):
+        wait_for(
+            lambda key=key, want=want: scraped(key, want),  # type: ignore[misc]
+            f"Prometheus holding {want} requests for {key}",
+        )
+    # The route no request matched has no series at all: no data, never zero.
+    assert not prom_query(
+        env.prometheus_url, f"envoy_cluster_upstream_rq{selector(env.labels['dark~other'])}"
+    )
+    assert 0 < len(dark) < len(live)
+
+
+def wait_for_quiet_upstreams_of(admin_url: str, clusters: list[str]) -> None:
+    def quiet() -> bool:
+        stats = envoy_stats(admin_url, "cluster.")
+        return all(stats.get(f"cluster.{c}.upstream_rq_active", 0) == 0 for c in clusters)
+
+    wait_for(quiet, f"no request in flight to {clusters}", 10.0, 0.05)
