@@ -28,8 +28,8 @@ from pytest_darklaunch.backends.local.routes_envoy import (
     with_routes,
 )
 from pytest_darklaunch.core.metrics import selector
-from pytest_darklaunch.core.routes import Route, parse_routes, target_route
-from pytest_darklaunch.core.spec import Sources
+from pytest_darklaunch.core.routes import parse_routes, target_route
+from pytest_darklaunch.core.spec import Route, Sources
 from tests.local.helpers import (
     envoy_stats,
     make_spec,

@@ -11,16 +11,16 @@ import pytest
 import pytest_darklaunch.backends.local.routes_envoy
 import pytest_darklaunch.core.regexes
 import pytest_darklaunch.core.routes
+import pytest_darklaunch.core.spec.model
 from pytest_darklaunch.core.regexes import re2_unsupported, regex_samples
 from pytest_darklaunch.core.routes import (
-    Route,
     check_unambiguous,
     objective_routes,
     parse_routes,
     route_of,
     target_route,
 )
-from pytest_darklaunch.core.spec import Sources
+from pytest_darklaunch.core.spec import Route, Sources
 from pytest_darklaunch.errors import ConfigError
 
 SRC = "conf/darklaunch.yaml"
@@ -41,6 +41,7 @@ def error_of(raw: Any) -> str:
 
 def test_docstring_examples() -> None:
     for module in (
+        pytest_darklaunch.core.spec.model,
         pytest_darklaunch.core.routes,
         pytest_darklaunch.core.regexes,
         pytest_darklaunch.backends.local.routes_envoy,

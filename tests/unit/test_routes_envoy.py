@@ -14,8 +14,8 @@ from pytest_darklaunch.backends.local.routes_envoy import (
     virtual_host,
     with_routes,
 )
-from pytest_darklaunch.core.routes import Route, target_route
-from pytest_darklaunch.core.spec import Sources, build_spec
+from pytest_darklaunch.core.routes import target_route
+from pytest_darklaunch.core.spec import Route, Sources, build_spec
 
 SPEC = build_spec({"target": "default/sample-app"}, Sources("test"))
 DETAIL = Route("detail", "^/items/[0-9]+$", ("GET",))

@@ -14,7 +14,7 @@ character no DNS label, hence no base cluster name, holds). Two stats tags make 
 on every cluster), so ``{darklaunch_role="live"}`` is all of live's traffic and
 ``{darklaunch_role="live",darklaunch_route="detail"}`` one route of it.
 
->>> from pytest_darklaunch.core.routes import Route
+>>> from pytest_darklaunch.core.spec import Route
 >>> from pytest_darklaunch.core.spec import Sources, build_spec
 >>> from pytest_darklaunch.backends.local.envoy import envoy_config
 >>> spec = build_spec({"target": "default/sample-app"}, Sources("test"))
@@ -34,7 +34,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from pytest_darklaunch.core.routes import Route
+from pytest_darklaunch.core.spec.model import Route
 
 SEPARATOR = "~"
 ROUTE_TAG = "darklaunch_route"

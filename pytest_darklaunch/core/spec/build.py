@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from pytest_darklaunch.core.spec.model import (
     ERROR_CLASSES,
@@ -15,6 +15,7 @@ from pytest_darklaunch.core.spec.model import (
     MetricDef,
     Mirror,
     Objective,
+    Route,
     Spec,
     Target,
     Traffic,
@@ -31,9 +32,6 @@ from pytest_darklaunch.core.units import (
     is_host,
     parse_duration,
 )
-
-if TYPE_CHECKING:
-    from pytest_darklaunch.core.routes import Route
 
 
 def parse_target(value: object) -> Target:
