@@ -140,6 +140,11 @@ class Objective:
     route: Optional[str] = None
 
     @property
+    def subject(self) -> str:
+        """What the objective is about: ``p95``, or ``p95 (route detail)``."""
+        return self.metric if self.route is None else f"{self.metric} (route {self.route})"
+
+    @property
     def label(self) -> str:
         """A short readable form, as iter8ctl prints it: ``mean-latency <= 50``, with its
         route if it has one: ``p95 <= 100 on route detail``."""

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Callable
 
 from pytest_darklaunch.core.metrics import BUILTIN_NAMES
-from pytest_darklaunch.core.spec.model import JUDGE_MODES, Increase, Objective
+from pytest_darklaunch.core.spec.model import JUDGE_MODES, Increase, Objective, Route
 from pytest_darklaunch.core.spec.reader import Path, Reader, Sources, to_int
 from pytest_darklaunch.core.units import (
     parse_quantity,
@@ -105,8 +105,11 @@ def parse_increase(value: object) -> Increase:
 
 
 def objective_ids(objectives: Sequence[Objective]) -> list[str]:
-    """Test ids: the metric name, numbered when a metric has several objectives."""
-    names = [o.metric for o in objectives]
+    """Test ids: the metric name (with the route's cluster suffix: ``p95-detail``), numbered
+    when several objectives share it (``p95-1``, ``p95-2``). Charts are named after them."""
+    names = [
+        o.metric if o.route is None else f"{o.metric}-{Route(o.route).slug}" for o in objectives
+    ]
     seen: dict[str, int] = {}
     ids = []
     for name in names:
