@@ -224,13 +224,15 @@ def objective_routes(
     declared: Sequence[Route],
     targets: Sequence[tuple[str, str, str]],
     sources: Sources,
+    mirror_methods: Optional[Sequence[str]] = None,
 ) -> tuple[Route, ...]:
     """The routes the proxy needs: the targets objectives name, then every declared route.
 
     ``names`` are the objectives' ``route`` values with their spec paths; ``targets`` are the
     mix's ``(name, method, path)``. A name that is neither a target's nor a declared route's is
     a one-line error; so are a name that is both, a target name on several paths, and a target
-    whose request a declared route also matches.
+    whose request a declared route also matches. So is an objective on a route none of whose
+    methods is in ``mirror_methods`` (``None``: all are mirrored): dark never sees it.
     """
     by_name = {r.name: r for r in declared}
     requests: dict[str, list[tuple[str, str]]] = {}
@@ -258,6 +260,17 @@ def objective_routes(
                 else "a route declared under routes: or a target's name (there are none)",
             )
     routes = (*chosen.values(), *declared)
+    for at, name in names:
+        route = next(r for r in routes if r.name == name)
+        if mirror_methods is not None and route.methods:
+            if not set(route.methods) & set(mirror_methods):
+                raise _fail(
+                    sources,
+                    at,
+                    name,
+                    f"a route dark receives (route {name} is {', '.join(route.methods)}; "
+                    f"mirror.methods is {', '.join(mirror_methods)})",
+                )
     check_unambiguous(
         routes, [(m, p, f"target {n}") for n, m, p in targets], sources, ("routes",)
     )

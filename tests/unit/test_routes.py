@@ -300,3 +300,18 @@ def test_spec_errors_for_routes_are_one_line_with_the_field() -> None:
         spec_of(route={"a": {"path": "/a"}})
     with pytest.raises(ConfigError, match=r"invalid routes.a.path '\(' "):
         spec_of(routes={"a": {"path": "("}})
+
+
+def test_an_objective_on_a_route_that_is_never_mirrored_is_refused() -> None:
+    declared = parse(
+        {"writes": {"methods": ["POST", "PUT"]}, "a": {"path": "^/a$", "methods": ["GET"]}}
+    )
+    with pytest.raises(ConfigError) as info:
+        objective_routes(named("writes"), declared, (), Sources(SRC), ("GET", "HEAD"))
+    assert str(info.value) == (
+        "invalid objectives[0].route 'writes' (from conf/darklaunch.yaml): expected a route "
+        "dark receives (route writes is POST, PUT; mirror.methods is GET, HEAD)"
+    )
+    with pytest.raises(ConfigError, match="route create is POST"):
+        objective_routes(named("create"), (), TARGETS, Sources(SRC), ("GET",))
+    assert objective_routes(named("a"), declared, (), Sources(SRC), ("GET",))
