@@ -24,7 +24,13 @@ ANY = Route("health", "/healthz")
 
 
 def base() -> dict[str, Any]:
-    return envoy_config(SPEC, live_port=8081, dark_port=8082)
+    """The bootstrap with one mirroring route for every request (every method mirrored)."""
+    config = envoy_config(SPEC, live_port=8081, dark_port=8082)
+    host = virtual_host(config)
+    entry = copy.deepcopy(host["routes"][0])
+    entry["match"] = {"prefix": "/"}
+    host["routes"] = [entry]
+    return config
 
 
 def method_split(config: dict[str, Any]) -> dict[str, Any]:

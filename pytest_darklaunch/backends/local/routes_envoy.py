@@ -20,9 +20,10 @@ on every cluster), so ``{darklaunch_role="live"}`` is all of live's traffic and
 >>> spec = build_spec({"target": "default/sample-app"}, Sources("test"))
 >>> config = with_routes(envoy_config(spec, live_port=8081, dark_port=8082),
 ...                      [Route("detail", "^/items/[0-9]+$", ("GET",))])
->>> [(r["match"], r["route"]["cluster"]) for r in virtual_host(config)["routes"]][0]
-({'safe_regex': {'regex': '^/items/[0-9]+$'}, 'headers': [{'name': ':method', \
-'string_match': {'exact': 'GET'}}]}, 'live~detail')
+>>> first = virtual_host(config)["routes"][0]
+>>> first["match"]["safe_regex"], first["match"]["headers"][0], first["route"]["cluster"]
+({'regex': '^/items/[0-9]+$'}, {'name': ':method', 'string_match': {'exact': 'GET'}}, \
+'live~detail')
 >>> [c["name"] for c in config["static_resources"]["clusters"]]
 ['live', 'dark', 'live~detail', 'dark~detail']
 """
