@@ -29,7 +29,7 @@ from pytest_darklaunch.backends.local.routes_envoy import (
 )
 from pytest_darklaunch.core.metrics import selector
 from pytest_darklaunch.core.routes import parse_routes, target_route
-from pytest_darklaunch.core.spec import Route, Sources
+from pytest_darklaunch.core.spec import HTTP_METHODS, Route, Sources
 from tests.local.helpers import (
     envoy_stats,
     make_spec,
@@ -107,8 +107,13 @@ def proxy(tmp_path: Path) -> Iterator[Callable[..., EnvoyAddresses]]:
             started.append(proc)
             ports[role] = int(url.rsplit(":", 1)[1])
         spec = make_spec(mirror={"percent": 100})
+        # Every method mirrored, so that the writes route reaches dark too.
         config = with_routes(
-            envoy_config(spec, live_port=ports["live"], dark_port=ports["dark"]), ROUTES
+            envoy_config(
+                spec, live_port=ports["live"], dark_port=ports["dark"], mirror_methods=HTTP_METHODS
+            ),
+            ROUTES,
+            HTTP_METHODS,
         )
         if edit is not None:
             edit(config)

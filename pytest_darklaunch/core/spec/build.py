@@ -91,7 +91,7 @@ def build_spec(
     metrics = _metrics(r, top.get("metrics"))
     custom = {m.name for m in metrics}
     objectives = parse_objectives(r, top.get("objectives"), custom, known_metric)
-    routes = _routes(r, top.get("routes"), objectives)
+    routes = _routes(r, top.get("routes"), objectives, traffic, mirror)
     errors = top.get("errors", "5xx")
     if errors not in ERROR_CLASSES:
         raise r.fail(("errors",), errors, "one of " + ", ".join(ERROR_CLASSES))
@@ -112,8 +112,11 @@ def build_spec(
     )
 
 
-def _routes(r: Reader, value: object, objectives: tuple[Objective, ...]) -> tuple[Route, ...]:
-    """The declared routes, and the targets objectives name, checked for overlaps."""
+def _routes(
+    r: Reader, value: object, objectives: tuple[Objective, ...], traffic: Traffic, mirror: Mirror
+) -> tuple[Route, ...]:
+    """The declared routes, and the targets objectives name, checked for overlaps (exactly
+    against the mix's requests: a bring-your-own generator's are unknown)."""
     # core.routes builds on the spec model, so it is imported once the spec package is.
     from pytest_darklaunch.core.routes import objective_routes, parse_routes
 
@@ -123,7 +126,11 @@ def _routes(r: Reader, value: object, objectives: tuple[Objective, ...]) -> tupl
         for i, o in enumerate(objectives)
         if o.route is not None
     ]
-    return objective_routes(named, declared, (), r.sources)
+    targets = (
+        [(t.name, t.method, t.path) for t in traffic.mix.targets] if traffic.command is None else []
+    )
+    mirror_methods = None if mirror.all_methods else mirror.methods
+    return objective_routes(named, declared, targets, r.sources, mirror_methods)
 
 
 def _versions(r: Reader, value: object, target: Target) -> Versions:
