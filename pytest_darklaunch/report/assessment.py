@@ -146,7 +146,8 @@ def mirror_facts(
         # Only some methods are mirrored: the share is of live's requests of those methods.
         out["live_eligible_requests"] = live = last["eligible"].requests
     if route is not None and live and dark is None:
-        dark = 0.0  # a route's dark cluster without a series: the mirror sent it nothing
+        # A route's dark cluster without a series: the mirror sent it nothing.
+        out["dark_requests"] = dark = 0.0
     if dark is None or not live:
         return out
     ok, lo, hi, observed = stats.mirror_share_check(round(dark), round(live), spec.mirror.percent)
