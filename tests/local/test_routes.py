@@ -28,8 +28,8 @@ from pytest_darklaunch.backends.local.routes_envoy import (
     with_routes,
 )
 from pytest_darklaunch.core.metrics import selector
-from pytest_darklaunch.core.routes import parse_routes, target_route
-from pytest_darklaunch.core.spec import HTTP_METHODS, Route, Sources
+from pytest_darklaunch.core.routes import parse_routes, route_of, target_route, window_key
+from pytest_darklaunch.core.spec import HTTP_METHODS, Route, Sources, build_spec
 from tests.local.helpers import (
     envoy_stats,
     make_spec,
@@ -264,3 +264,83 @@ def wait_for_quiet_upstreams_of(admin_url: str, clusters: list[str]) -> None:
         return all(stats.get(f"cluster.{c}.upstream_rq_active", 0) == 0 for c in clusters)
 
     wait_for(quiet, f"no request in flight to {clusters}", 10.0, 0.05)
+
+
+HAR_ENTRIES = [
+    ("GET", "https://shop.example.com/items/1"),
+    ("GET", "https://shop.example.com/items/22?full=1"),
+    ("GET", "https://shop.example.com/items"),
+    ("POST", "https://shop.example.com/items"),
+    ("GET", "https://shop.example.com/users/7/avatar"),
+    ("DELETE", "https://shop.example.com/items/3"),
+    ("GET", "https://shop.example.com/items/333"),
+]
+
+
+def har_text() -> str:
+    entries = [
+        {
+            "startedDateTime": f"2024-05-01T10:00:0{i}.000Z",
+            "request": {"method": method, "url": url, "headers": []},
+        }
+        for i, (method, url) in enumerate(HAR_ENTRIES)
+    ]
+    return json.dumps({"log": {"version": "1.2", "entries": entries}})
+
+
+def test_routes_group_a_recorded_files_requests_as_the_apps_log_shows(
+    stack: Callable[..., LocalBackend], tmp_path: Path
+) -> None:
+    (tmp_path / "rec.har").write_text(har_text(), encoding="utf-8")
+    spec = build_spec(
+        {
+            "target": "default/sample-app",
+            "duration": {"interval": "1s", "iterations": 5},
+            "versions": {
+                "live": {"env": {"SAMPLEAPP_LOG": str(tmp_path / "live.jsonl")}},
+                "dark": {"env": {"SAMPLEAPP_LOG": str(tmp_path / "dark.jsonl")}},
+            },
+            "mirror": {"percent": 50},
+            "traffic": {"rate": 70, "targets_file": "rec.har"},
+            "routes": {
+                "detail": {"path": "^/items/[0-9]+$", "methods": ["GET"]},
+                "writes": {"methods": ["POST", "PUT", "PATCH", "DELETE"]},
+            },
+        },
+        Sources("test"),
+        base_dir=str(tmp_path),
+    )
+    backend = stack(spec)
+    env = backend.provision()
+    wait_for_sent(backend, 350)
+    backend.stop_traffic()
+    wait_for_quiet_upstreams_of(
+        env.endpoints["envoy_admin"], ["live", "dark", "live~detail", "dark~detail", "live~writes"]
+    )
+    logs = {role: read_jsonl(tmp_path / f"{role}.jsonl") for role in ("live", "dark")}
+    # The app's own log, grouped by the same declarations.
+    want = {
+        window_key(role, route_of(spec.routes, line["method"], line["path"])): 0
+        for role, lines in logs.items()
+        for line in lines
+    }
+    for role, lines in logs.items():
+        for line in lines:
+            want[window_key(role, route_of(spec.routes, line["method"], line["path"]))] += 1
+    assert want["live~detail"] > 100 and want["live~writes"] > 50
+    assert "dark~writes" not in want  # writes are not mirrored (mirror.methods)
+
+    def count(key: str) -> float:
+        labels = env.labels[key]
+        if key in ("live", "dark"):  # the requests of no route: the base clusters alone
+            labels = {"envoy_cluster_name": key}
+        found = prom_query(
+            env.prometheus_url, f"sum(envoy_cluster_upstream_rq{selector(labels)})"
+        )
+        return float(found[0]["value"][1]) if found else 0.0
+
+    def counted() -> dict[str, float] | bool:
+        got = {key: count(key) for key in want}
+        return got == want or got
+
+    wait_for(counted, f"Prometheus holding the app's per-route counts {want}")

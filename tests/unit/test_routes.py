@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import doctest
+import json
 import re
 from typing import Any
 
@@ -314,3 +315,22 @@ def test_an_objective_on_a_route_that_is_never_mirrored_is_refused() -> None:
     with pytest.raises(ConfigError, match="route create is POST"):
         objective_routes(named("create"), (), TARGETS, Sources(SRC), ("GET",))
     assert objective_routes(named("a"), declared, (), Sources(SRC), ("GET",))
+
+
+def test_a_recorded_request_on_two_declared_routes_is_refused(tmp_path: Any) -> None:
+    from pytest_darklaunch.core.spec import build_spec
+
+    entries = [{"request": {"method": "GET", "url": f"http://x{p}"}} for p in ("/ac", "/bc")]
+    (tmp_path / "rec.har").write_text(json.dumps({"log": {"entries": entries}}))
+    raw = {
+        "target": "default/sample-app",
+        "traffic": {"targets_file": "rec.har"},
+        # No sample string of one regex is matched by the other: the recording shows it.
+        "routes": {"x": {"path": "^/[ab]c$"}, "y": {"path": "^/[cb]c$"}},
+    }
+    with pytest.raises(ConfigError) as info:
+        build_spec(raw, Sources(SRC), base_dir=str(tmp_path))
+    assert str(info.value) == (
+        "invalid routes.y 'GET /bc' (from conf/darklaunch.yaml): expected one route per request,"
+        " but target GET /bc matches routes x and y"
+    )
