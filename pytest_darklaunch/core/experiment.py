@@ -454,7 +454,7 @@ class Runner:
                 data.stage = Stage.COMPLETED
                 data.stop_reason = f"all objectives decided after {k} of {data.planned} intervals"
                 return
-            failed = [v.objective.metric for v in verdicts if v.outcome == FAIL]
+            failed = [v.objective.subject for v in verdicts if v.outcome == FAIL]
             if data.fail_fast and failed:
                 data.stage = Stage.COMPLETED
                 data.stop_reason = (
