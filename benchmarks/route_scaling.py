@@ -7,8 +7,9 @@ with the package's own Runner against the real Prometheus, and prints:
 
 - provisioning time (``provision()`` start to traffic started; median of ``--runs``) and the
   number of Envoy clusters;
-- the sampler's Prometheus queries per look (the four grouped snapshot queries and the
-  freshness queries), beside the count one query set per route and role would need;
+- the sampler's Prometheus queries per look (the four grouped snapshot queries, four more for
+  live's mirror-eligible requests, and the freshness queries), beside the count one query set
+  per route and role would need;
 - the wall time of one look's snapshot queries (median over the looks of all runs).
 
     python benchmarks/route_scaling.py [--runs 3] [--routes 0,1,5,20]
@@ -95,6 +96,7 @@ def one_run(routes: int, workdir: str, index: int) -> dict[str, Any]:
         return {
             "provision_s": backend.timings["provision_s"],
             "clusters": clusters,
+            "eligible": "eligible" in env.labels,
             # The first look also waits for Prometheus' first scrape: leave it out.
             "looks": per_look[1:],
         }
@@ -119,8 +121,9 @@ def main() -> int:
             snapshot = statistics.median(q for q, _, _ in looks)
             fresh = statistics.median(q for _, q, _ in looks)
             look_ms = statistics.median(s for _, _, s in looks) * 1000
-            # Four queries per window key (each role, and each role on each route).
-            ungrouped = 4 * 2 * (1 + routes)
+            # Four queries per window key (each role, and each role on each route), plus four
+            # for live's mirror-eligible requests when only some methods are mirrored.
+            ungrouped = 4 * 2 * (1 + routes) + (4 if runs[0]["eligible"] else 0)
             print(f"{routes:>6} {runs[0]['clusters']:>8} {provision:>11.3f} {snapshot:>15g} "
                   f"{ungrouped:>9g} {fresh:>16g} {look_ms:>16.1f}")
     return 0
