@@ -198,3 +198,44 @@ def test_an_objective_on_a_route_not_measured_says_which_are() -> None:
     verdict = data.verdict(Objective("mean-latency", upper=50, route="other"))
     assert verdict is not None and verdict.outcome == INCONCLUSIVE
     assert verdict.reason.startswith("route other was not measured (measured: detail, upload)")
+
+
+def test_custom_metrics_get_route_and_the_routes_cluster_only_when_they_use_route() -> None:
+    spec = build_spec(
+        {
+            "target": "default/sample-app",
+            "duration": {"interval": "2s", "iterations": 1},
+            "routes": {"detail": {"path": "^/items/[0-9]+$"}, "upload": {"path": "^/upload$"}},
+            "metrics": [
+                {"name": "per-route", "query": 'sum(x{route="$route",cluster="$cluster"})'},
+                {"name": "overall", "query": 'sum(y{version="$version"})'},
+            ],
+        },
+        Sources("test"),
+    )
+    prom = GroupedProm(clusters_at_rates(RATES, {None: 3, "detail": 3, "upload": 3}),
+                       [ROLE, ROUTE])
+    asked: list[str] = []
+    grouped_query = prom.query
+
+    def query(promql: str, at: float) -> QueryResult:
+        if promql in prom.kinds:
+            return grouped_query(promql, at)
+        asked.append(promql)
+        return QueryResult(promql, at, "vector", (Sample({}, float(len(promql))),))
+
+    prom.query = query  # type: ignore[method-assign]
+    clock = FakeTime(START)
+    data = new_data(spec, "envoy", labels_by_key(), full_duration=True)
+    values = {"dark": {"version": "dark", "cluster": "dark"},
+              "live": {"version": "live", "cluster": "live"}}
+    Runner(spec, data, prom, (), traffic_started_at=START, template_values=values,
+           stop=clock, clock=clock, counters_start_at_zero=True).run()
+    windows = data.intervals[0].cumulative
+    assert 'sum(x{route="detail",cluster="dark~detail"})' in asked
+    assert 'sum(x{route="",cluster="dark"})' in asked  # all traffic: no route
+    assert set(windows["dark~detail"].custom) == {"per-route"}
+    assert set(windows["dark"].custom) == {"per-route", "overall"}
+    # "overall" only for the two roles, on each interval's window and the cumulative one.
+    assert sum(q.startswith("sum(y") for q in asked) == 2 * 2
+    assert sum(q.startswith("sum(x") for q in asked) == 6 * 2
