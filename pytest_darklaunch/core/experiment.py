@@ -14,7 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from tenacity import Retrying, retry_if_result, wait_fixed
@@ -22,20 +22,13 @@ from tenacity import Retrying, retry_if_result, wait_fixed
 from pytest_darklaunch.core.metrics import (
     SOURCES,
     freshness_selector,
-    render_template,
     scrape_time_query,
-    uses_route,
     window_expression,
 )
-from pytest_darklaunch.core.routes import KEY_SEPARATOR, split_key, window_key
-from pytest_darklaunch.core.sampler import (
-    GroupedSnapshotReader,
-    Snapshot,
-    SnapshotReader,
-    Window,
-    window_between,
-)
-from pytest_darklaunch.core.spec import ROLES, Objective, Spec
+from pytest_darklaunch.core.reading import ELIGIBLE, LookReader
+from pytest_darklaunch.core.routes import split_key, window_key
+from pytest_darklaunch.core.sampler import Snapshot, Window
+from pytest_darklaunch.core.spec import Objective, Spec
 from pytest_darklaunch.core.units import format_duration
 from pytest_darklaunch.core.verdict import (
     FAIL,
@@ -51,8 +44,6 @@ from pytest_darklaunch.errors import MetricsError
 if TYPE_CHECKING:
     from pytest_darklaunch.core.prometheus import PrometheusClient
 
-# Labels of live's mirror-eligible requests, when the backend counts them apart.
-ELIGIBLE = "eligible"
 # Prometheus' first scrape of a new target lands about 5 s after it starts.
 FIRST_SCRAPE_TIMEOUT_S = 30.0
 
@@ -281,26 +272,8 @@ class Runner:
         self.scrape_interval_s = scrape_interval_s
         self.counters_start_at_zero = counters_start_at_zero
         self._seen_scrape = not counters_start_at_zero
-        source = SOURCES[data.source]
-        # Every role, and every role on every route (``dark~detail``): each its own windows.
-        self.keys = [*ROLES, *(k for k in data.labels if k not in (*ROLES, ELIGIBLE))]
-        self.readers = {r: SnapshotReader(client, source, data.labels[r]) for r in ROLES}
-        if ELIGIBLE in data.labels:
-            # Live's mirror-eligible requests (only some methods mirrored): see judge().
-            self.readers[ELIGIBLE] = SnapshotReader(
-                client, SOURCES[f"{data.source}-eligible"], data.labels[ELIGIBLE]
-            )
-        self.grouped = (
-            GroupedSnapshotReader(client, source, {k: data.labels[k] for k in self.keys})
-            if len(self.keys) > 2
-            else None
-        )
-        self._fresh_selector = freshness_selector(source, data.labels["live"])
-
-    @property
-    def _all_keys(self) -> list[str]:
-        """Every window key read at each look: roles, routes, and live's eligible requests."""
-        return [*self.keys, *([ELIGIBLE] if ELIGIBLE in self.readers else [])]
+        self.reader = LookReader(spec, data.source, data.labels, client, template_values)
+        self._fresh_selector = freshness_selector(SOURCES[data.source], data.labels["live"])
 
     def _sleep(self, seconds: float) -> None:
         self.stop.wait(seconds)
@@ -338,47 +311,6 @@ class Runner:
             )
         return ts
 
-    def _snapshots(self, at: float) -> dict[str, Snapshot]:
-        if self.grouped is None:
-            return {r: reader.read(at) for r, reader in self.readers.items()}
-        out = self.grouped.read(at)
-        if ELIGIBLE in self.readers:
-            out[ELIGIBLE] = self.readers[ELIGIBLE].read(at)
-        return out
-
-    def _window(
-        self, key: str, first: Snapshot, last: Snapshot, start: Optional[float] = None
-    ) -> Window:
-        """``key``'s window between two snapshots, with the custom metrics from ``start``
-        (default: the first snapshot); live's eligible requests carry no custom metrics."""
-        source = self.readers[ELIGIBLE if key == ELIGIBLE else "live"].source
-        window = window_between(first, last, self.spec.errors, source)
-        if key == ELIGIBLE:
-            return window
-        return self._custom(window, key, first.at if start is None else start)
-
-    def _custom(self, window: Window, key: str, start: float) -> Window:
-        role, route = split_key(key)
-        # A template without $route would give every route the aggregate's value.
-        metrics = [m for m in self.spec.metrics if route is None or uses_route(m.query)]
-        if not metrics:
-            return window
-        values: dict[str, Optional[float]] = {}
-        for metric in metrics:
-            fill = dict(self.template_values.get(key, self.template_values.get(role, {})))
-            fill["route"] = route or ""
-            spec_route = self.spec.route(route) if route is not None else None
-            if spec_route is not None and "cluster" in fill:
-                fill["cluster"] = f"{fill['cluster']}{KEY_SEPARATOR}{spec_route.slug}"
-            fill.update(
-                window=f"{max(1, round(window.end - start))}s",
-                start=f"{start:.3f}",
-                end=f"{window.end:.3f}",
-            )
-            query = render_template(metric.query, fill)
-            values[metric.name] = self.client.query(query, window.end).scalar()
-        return replace(window, custom=values)
-
     def run(self) -> ExperimentData:
         data = self.data
         data.stage = Stage.WARMING_UP
@@ -399,7 +331,7 @@ class Runner:
             # Every counter was zero when the traffic started: that is an exact baseline, and
             # Prometheus' first scrape (about 5 s after its start) delays nothing.
             t0 = self.traffic_started_at
-            first = previous = {key: Snapshot(t0) for key in self._all_keys}
+            first = previous = {key: Snapshot(t0) for key in self.reader.keys}
         else:
             warm_end = self.traffic_started_at + spec.traffic.warmup_s
             if not self._wait_until(warm_end):
@@ -410,7 +342,7 @@ class Runner:
             if self.stop.is_set():
                 data.stage, data.stop_reason = Stage.STOPPED, "interrupted during warm-up"
                 return
-            first = previous = self._snapshots(t0)
+            first = previous = self.reader.snapshots(t0)
         data.started_at = t0
         data.stage = Stage.RUNNING
         end = t0
@@ -434,13 +366,10 @@ class Runner:
             if self.stop.is_set():
                 data.stage, data.stop_reason = Stage.STOPPED, f"interrupted in interval {k}"
                 return
-            current = self._snapshots(end)
-            windows = {
-                key: self._window(key, previous[key], current[key]) for key in self._all_keys
-            }
-            cumulative = {
-                key: self._window(key, first[key], current[key], t0) for key in self._all_keys
-            }
+            current = self.reader.snapshots(end)
+            read = self.reader
+            windows = {key: read.window(key, previous[key], current[key]) for key in read.keys}
+            cumulative = {key: read.window(key, first[key], current[key], t0) for key in read.keys}
             interval = Interval(k, previous["dark"].at, end, windows, cumulative)
             data.intervals.append(interval)
             previous = current
