@@ -248,7 +248,7 @@ def test_the_stack_labels_each_route_and_prometheus_sees_them(
     for key, want in (("live~detail", len(live)), ("dark~detail", len(dark)),
                       ("live", len(live)), ("dark", len(dark))):
         wait_for(
-            lambda key=key, want=want: scraped(key, want),  # type: ignore[misc]
+            lambda key=key, want=want: scraped(key, want),
             f"Prometheus holding {want} requests for {key}",
         )
     # The route no request matched has no series at all: no data, never zero.

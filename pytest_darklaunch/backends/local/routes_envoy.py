@@ -35,7 +35,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from pytest_darklaunch.core.spec.model import Route
+from pytest_darklaunch.core.routes import window_key
+from pytest_darklaunch.core.spec.model import ROLES, Route, Spec
 
 SEPARATOR = "~"
 ROUTE_TAG = "darklaunch_route"
@@ -52,6 +53,18 @@ def route_labels(role: str, route: Route | None) -> dict[str, str]:
     labels = {ROLE_TAG: role}
     if route is not None:
         labels[ROUTE_TAG] = route.slug
+    return labels
+
+
+def stack_labels(spec: Spec) -> dict[str, dict[str, str]]:
+    """Label matchers per window key: each role (all its traffic) and, with routes, each role
+    on each route (``dark~detail``), by the stats tags the per-route config adds."""
+    if not spec.routes:
+        return {role: {"envoy_cluster_name": role} for role in ROLES}
+    labels = {role: route_labels(role, None) for role in ROLES}
+    for route in spec.routes:
+        for role in ROLES:
+            labels[window_key(role, route.name)] = route_labels(role, route)
     return labels
 
 

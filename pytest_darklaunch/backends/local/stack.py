@@ -61,25 +61,12 @@ from pytest_darklaunch.backends.local.prometheus import (
     start_prometheus,
     wait_for_prometheus,
 )
-from pytest_darklaunch.backends.local.routes_envoy import route_labels
-from pytest_darklaunch.core.routes import window_key
+from pytest_darklaunch.backends.local.routes_envoy import stack_labels
 from pytest_darklaunch.core.spec import ROLES, Spec
 from pytest_darklaunch.errors import ProvisioningError
 
 PORT_ATTEMPTS = 3
 PIDS_FILE = "pids"
-
-
-def stack_labels(spec: Spec) -> dict[str, dict[str, str]]:
-    """Label matchers per window key: each role (all its traffic) and, with routes, each role
-    on each route (``dark~detail``), by the stats tags the per-route config adds."""
-    if not spec.routes:
-        return {role: {"envoy_cluster_name": role} for role in ROLES}
-    labels = {role: route_labels(role, None) for role in ROLES}
-    for route in spec.routes:
-        for role in ROLES:
-            labels[window_key(role, route.name)] = route_labels(role, route)
-    return labels
 
 
 class LocalBackend:
