@@ -239,3 +239,27 @@ def test_custom_metrics_get_route_and_the_routes_cluster_only_when_they_use_rout
     # "overall" only for the two roles, on each interval's window and the cumulative one.
     assert sum(q.startswith("sum(y") for q in asked) == 2 * 2
     assert sum(q.startswith("sum(x") for q in asked) == 6 * 2
+
+
+def test_reports_show_a_row_per_route_the_routes_mirror_check_and_the_junit_route() -> None:
+    from pytest_darklaunch.report.assessment import metric_rows, route_mirror_facts
+    from pytest_darklaunch.report.junit import junit_properties
+
+    p95 = {"metric": "95th-percentile-tail-latency", "upper": 100}
+    spec = routed_spec([p95, {**p95, "route": "upload"}])
+    data = run_routed(
+        spec,
+        clusters_at_rates({None: 92, "detail": 4, "upload": 4}, {None: 3, "detail": 3,
+                                                                 "upload": 3}, ("upload",)),
+    )
+    rows = [(r.metric, r.route) for r in metric_rows(spec, data)][:3]
+    assert rows == [("request-count", None), ("request-count", "detail"),
+                    ("request-count", "upload")]
+    counts = {r.route: r.live.value for r in metric_rows(spec, data) if r.metric == "request-count"}
+    assert counts["detail"] == counts["upload"] and counts[None] == 25 * counts["upload"]
+    mirror = route_mirror_facts(spec, data)
+    assert mirror["detail"]["ok"] is True
+    assert mirror["upload"]["ok"] is False and mirror["upload"]["dark_requests"] == 0.0
+    aggregate, upload = data.verdicts_for(spec.objectives)
+    assert ("darklaunch_route", "upload") in junit_properties(upload)
+    assert "darklaunch_route" not in dict(junit_properties(aggregate))
