@@ -260,18 +260,41 @@ def objective_routes(
                 else "a route declared under routes: or a target's name (there are none)",
             )
     routes = (*chosen.values(), *declared)
+    by_name.update(chosen)
     for at, name in names:
-        route = next(r for r in routes if r.name == name)
-        if mirror_methods is not None and route.methods:
-            if not set(route.methods) & set(mirror_methods):
-                raise _fail(
-                    sources,
-                    at,
-                    name,
-                    f"a route dark receives (route {name} is {', '.join(route.methods)}; "
-                    f"mirror.methods is {', '.join(mirror_methods)})",
-                )
+        _check_named(by_name[name], at, targets, sources, mirror_methods)
     check_unambiguous(
         routes, [(m, p, f"target {n}") for n, m, p in targets], sources, ("routes",)
     )
     return routes
+
+
+def _check_named(
+    route: Route,
+    at: Path,
+    targets: Sequence[tuple[str, str, str]],
+    sources: Sources,
+    mirror_methods: Optional[Sequence[str]],
+) -> None:
+    """An objective's route must hold its own requests only, and reach dark."""
+    if route.target:
+        # The proxy sees a request line, not a target's name: another target on the same
+        # line would be counted as this one.
+        other = next((n for n, m, p in targets if n != route.name and route.matches(m, p)), None)
+        if other is not None:
+            raise _fail(
+                sources,
+                at,
+                route.name,
+                f"a target whose requests no other target sends (target {other} sends "
+                f"{route.describe()} too; declare a route for both under routes:)",
+            )
+    if mirror_methods is not None and route.methods:
+        if not set(route.methods) & set(mirror_methods):
+            raise _fail(
+                sources,
+                at,
+                route.name,
+                f"a route dark receives (route {route.name} is {', '.join(route.methods)}; "
+                f"mirror.methods is {', '.join(mirror_methods)})",
+            )

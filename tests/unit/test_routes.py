@@ -334,3 +334,15 @@ def test_a_recorded_request_on_two_declared_routes_is_refused(tmp_path: Any) -> 
         "invalid routes.y 'GET /bc' (from conf/darklaunch.yaml): expected one route per request,"
         " but target GET /bc matches routes x and y"
     )
+
+
+def test_a_target_route_another_target_shares_is_refused() -> None:
+    targets = [("small", "POST", "/items"), ("large", "POST", "/items"), ("list", "GET", "/items")]
+    with pytest.raises(ConfigError) as info:
+        objective_routes(named("small"), (), targets, Sources(SRC))
+    assert str(info.value) == (
+        "invalid objectives[0].route 'small' (from conf/darklaunch.yaml): expected a target whose "
+        "requests no other target sends (target large sends POST /items too; declare a route for "
+        "both under routes:)"
+    )
+    assert [r.name for r in objective_routes(named("list"), (), targets, Sources(SRC))] == ["list"]
