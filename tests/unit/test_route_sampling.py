@@ -263,3 +263,20 @@ def test_reports_show_a_row_per_route_the_routes_mirror_check_and_the_junit_rout
     aggregate, upload = data.verdicts_for(spec.objectives)
     assert ("darklaunch_route", "upload") in junit_properties(upload)
     assert "darklaunch_route" not in dict(junit_properties(aggregate))
+
+
+def test_a_routes_mirror_check_tells_a_broken_mirror_from_an_edge() -> None:
+    from pytest_darklaunch.core.sampler import Window
+    from pytest_darklaunch.core.verdict import Context
+    from pytest_darklaunch.core.verdict.judge import precheck
+
+    ctx = Context(0.95, 10, 40.0, None, 2.0, route="upload")
+    # 2 live requests in 10 s: 0.8 expected on dark, fewer than the edge allows.
+    few = precheck(Window(0, 10, 0.0), Window(0, 10, 2.0), ctx)
+    assert few == ""
+    many = precheck(Window(0, 10, 0.0), Window(0, 10, 212.0), ctx)
+    assert many.startswith("route upload: dark received 0 of 85 mirrored requests (40% of live's")
+    assert precheck(Window(0, 10, 80.0), Window(0, 10, 212.0), ctx) == ""
+    none = precheck(Window(0, 10), Window(0, 10), ctx)
+    assert none == "route upload: no data: no request on this route in 10.0 s (does the route " \
+        "match the traffic?)"

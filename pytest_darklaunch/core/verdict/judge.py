@@ -96,16 +96,17 @@ def _route_precheck(dark: Window, live: Window, ctx: Context) -> str:
     ok, lo, hi, observed = stats.mirror_share_check(
         received, int(round(live.requests)), ctx.mirror_percent
     )
-    # Requests in flight at a window's edge may be counted in the next window on dark.
+    # Requests in flight at a window's edge may be counted in the next window on dark (at the
+    # route's own rate); fewer missing than that cannot tell a broken mirror from an edge.
     slack = share * live.requests / max(live.seconds, 1e-9) * ctx.dark_timeout_s
-    if received and (ok or abs(received - share * live.requests) <= slack):
+    if ok or abs(received - share * live.requests) <= slack:
         return ""
     return (
         f"dark received {received} of {share * live.requests:.0f} mirrored requests "
         f"({ctx.mirror_percent:g}% of live's {live.requests:.0f} on the route; got "
         f"{observed * 100:.1f}%, 99.9% interval {lo * 100:.1f}..{hi * 100:.1f}%): this "
-        "route's mirroring is broken (a proxy stops shadowing bodies over its buffer limit), "
-        "none of its numbers can be trusted"
+        "route's mirroring is broken (no mirror policy for it, or a proxy that drops its shadows, "
+        "as sidecars do with bodies over their buffer limit), none of its numbers can be trusted"
     )
 
 
