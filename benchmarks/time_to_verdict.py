@@ -8,7 +8,10 @@ one-test file using the ``darklaunch_objective`` fixture. Three dark versions:
 (a) good: latency like live (5 ms + 0..2 ms jitter); every objective must pass;
 (b) slow: +60 ms; run with ``--darklaunch-fail-fast``; mean-latency must fail;
 (c) failing: 3% errors (``SAMPLEAPP_ERROR_SHARE=0.03``), ``--darklaunch-fail-fast``;
-    error-rate must fail.
+    error-rate must fail;
+(r) a slow route: a mix of ``list`` (96%) and ``upload`` (4%), dark 150 ms on upload only
+    (``SAMPLEAPP_SLOW_PATH``), objectives p95 <= 100 ms on all traffic and on route upload,
+    ``--darklaunch-fail-fast``; the route's objective must fail (``--scenarios r``).
 
 For every schedule (interval x iterations = the planned looks) it reports the median of
 ``--runs`` runs of the whole ``pytest`` process's wall time and of the experiment's time to
@@ -63,7 +66,8 @@ SEED_SCHEDULE = (10.0, 10)  # Iter8's seed experiment: intervalSeconds 10 x iter
 DEFAULT_SCHEDULES = "1sx20,2sx10,3sx6,4sx5"
 # Every process a run starts inherits this variable: leftovers are found by it, not by name.
 MARKER = "TIME_TO_VERDICT_BENCHMARK"
-GOALS = {"a": 20.0, "b": 12.0, "c": 12.0}  # total wall time of the pytest process, seconds
+# Total wall time of the pytest process, seconds.
+GOALS = {"a": 20.0, "b": 12.0, "c": 12.0, "r": 15.0}
 
 
 @dataclass(frozen=True)
@@ -72,7 +76,12 @@ class Scenario:
     title: str
     dark_env: dict[str, str]
     fail_fast: bool
-    expected: dict[str, str]  # metric -> outcome that must be seen ('pass' for all in (a))
+    # metric (or metric@route) -> outcome that must be seen ('pass' for all in (a))
+    expected: dict[str, str]
+    objectives: tuple[tuple[str, float, Optional[str]], ...] = tuple(
+        (m, bound, None) for m, bound in OBJECTIVES
+    )
+    traffic: str = f"{{rate: {RATE_RPS:g}, path: /, method: GET}}"
 
 
 SCENARIOS = {
@@ -96,6 +105,18 @@ SCENARIOS = {
         {"SAMPLEAPP_LATENCY_MS": "5", "SAMPLEAPP_JITTER_MS": "2", "SAMPLEAPP_ERROR_SHARE": "0.03"},
         True,
         {"error-rate": "fail"},
+    ),
+    "r": Scenario(
+        "r",
+        "dark +145 ms on a 4% route",
+        {"SAMPLEAPP_LATENCY_MS": "5", "SAMPLEAPP_JITTER_MS": "2",
+         "SAMPLEAPP_SLOW_PATH": "^/upload$", "SAMPLEAPP_SLOW_MS": "150"},
+        True,
+        {"95th-percentile-tail-latency@upload": "fail"},
+        (("95th-percentile-tail-latency", 100.0, None),
+         ("95th-percentile-tail-latency", 100.0, "upload")),
+        f"{{rate: {RATE_RPS:g}, targets: [{{name: list, path: /items, weight: 96}}, "
+        "{name: upload, path: /upload, weight: 4}]}",
     ),
 }
 
@@ -169,7 +190,8 @@ def spec_yaml(scenario: Scenario, interval_s: float, iterations: int) -> str:
     live = {"T_VERSION": "blue", "SAMPLEAPP_LATENCY_MS": "5", "SAMPLEAPP_JITTER_MS": "2"}
     dark = {"T_VERSION": "green", **scenario.dark_env}
     objectives = "\n".join(
-        f"  - {{metric: {m}, upper: {bound:g}}}" for m, bound in OBJECTIVES
+        f"  - {{metric: {m}, upper: {bound:g}{f', route: {route}' if route else ''}}}"
+        for m, bound, route in scenario.objectives
     )
     return f"""# time_to_verdict.py scenario ({scenario.key}) {scenario.title}
 target: default/sample-app
@@ -181,7 +203,7 @@ versions:
     revision: sample-app-v2
     env: {env(dark)}
 mirror: {{percent: {MIRROR_PERCENT:g}, host: customdomain.com}}
-traffic: {{rate: {RATE_RPS:g}, path: /, method: GET}}
+traffic: {scenario.traffic}
 duration: {{interval: {interval_s * 1000:g}ms, iterations: {iterations}}}
 objectives:
 {objectives}
@@ -307,8 +329,9 @@ def run_once(
         run.stop_reason = data.get("stop_reason", "")
         run.error = data.get("error") or ""
         for v in data.get("verdicts", []):
-            run.outcomes[v["metric"]] = v["outcome"]
-            run.samples[v["metric"]] = int(v.get("samples") or 0)
+            name = v["metric"] + (f"@{v['route']}" if v.get("route") else "")
+            run.outcomes[name] = v["outcome"]
+            run.samples[name] = int(v.get("samples") or 0)
     if reports_dir and os.path.exists(report):
         os.makedirs(reports_dir, exist_ok=True)
         name = f"{scenario.key}-{interval_s:g}sx{iterations}-{index}.json"
@@ -533,7 +556,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--quick", action="store_true", help="1 run of everything")
     parser.add_argument("--schedules", default=DEFAULT_SCHEDULES,
                         help=f"comma-separated INTERVALxN (default {DEFAULT_SCHEDULES})")
-    parser.add_argument("--scenarios", default="abc", help="subset of a, b, c (default abc)")
+    parser.add_argument("--scenarios", default="abc", help="subset of a, b, c, r (default abc)")
     parser.add_argument("--seed-run", action="store_true",
                         help="also run each scenario once on the seed's 10s x 10, full duration")
     parser.add_argument("--no-predict", action="store_true", help="skip the statistics preview")
@@ -560,7 +583,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         args.runs = args.wrong_runs = 1
     args.wrong_runs = max(args.wrong_runs, args.runs)
     schedules = [parse_schedule(s) for s in args.schedules.split(",") if s.strip()]
-    keys = [k for k in "abc" if k in args.scenarios]
+    keys = [k for k in "abcr" if k in args.scenarios]
     extra = tuple(shlex.split(args.pytest_args))
 
     command = "python benchmarks/time_to_verdict.py " + " ".join(

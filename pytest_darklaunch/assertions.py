@@ -16,6 +16,7 @@ import pytest
 
 from pytest_darklaunch.core.experiment import ExperimentData, unavailable_reason
 from pytest_darklaunch.core.metrics import is_builtin
+from pytest_darklaunch.core.routes import window_key
 from pytest_darklaunch.core.spec import (
     Objective,
     Reader,
@@ -76,6 +77,7 @@ class Experiment:
         max_increase: Optional[Number] = None,
         judge: str = "experiment",
         failure_limit: int = 0,
+        route: Optional[str] = None,
     ) -> Objective:
         """Build and validate an :class:`Objective` from keyword arguments."""
         custom = {m.name for m in self.spec.metrics}
@@ -84,12 +86,21 @@ class Experiment:
             raise ConfigError(
                 "metric", metric, "assert_objective", known_metrics_hint(metric, custom)
             )
+        if route is not None and self.spec.route(route) is None:
+            # Routes are measured from the start: the proxy splits only what the spec names.
+            known = ", ".join(r.name for r in self.spec.routes) or "none"
+            raise ConfigError(
+                "route", route, "assert_objective",
+                f"a route the spec measures ({known}): declare it under routes: or name it in "
+                "an objective of the spec",
+            )
         raw = {
             "upper": upper,
             "lower": lower,
             "max_increase": max_increase,
             "judge": judge,
             "failure_limit": failure_limit,
+            "route": route,
         }
         return objective_from_mapping(raw, reader, (), metric)
 
@@ -107,10 +118,16 @@ class Experiment:
         return found
 
     def series(
-        self, metric: str, version: str = "dark", cumulative: bool = False
+        self,
+        metric: str,
+        version: str = "dark",
+        cumulative: bool = False,
+        route: Optional[str] = None,
     ) -> list[tuple[float, Optional[float]]]:
-        """``(interval end, value)`` per interval for ``version`` (``dark`` or ``live``)."""
-        return [(i.end, e.value) for i, e in self.data.series(metric, version, cumulative)]
+        """``(interval end, value)`` per interval for ``version`` (``dark`` or ``live``), on
+        all traffic or on one ``route``."""
+        key = window_key(version, route)
+        return [(i.end, e.value) for i, e in self.data.series(metric, key, cumulative)]
 
     def assert_objective(
         self,
@@ -120,6 +137,7 @@ class Experiment:
         max_increase: Optional[Number] = None,
         judge: str = "experiment",
         failure_limit: int = 0,
+        route: Optional[str] = None,
     ) -> Verdict:
         """Fail the test, with the numbers, unless dark meets the objective.
 
@@ -130,7 +148,9 @@ class Experiment:
             obj = metric
         else:
             try:
-                obj = self.objective(metric, upper, lower, max_increase, judge, failure_limit)
+                obj = self.objective(
+                    metric, upper, lower, max_increase, judge, failure_limit, route
+                )
             except ConfigError as exc:
                 raise pytest.UsageError(str(exc)) from None
         verdict = self.verdict(obj)
@@ -196,6 +216,7 @@ def assert_objective(
     max_increase: Optional[Number] = None,
     judge: str = "experiment",
     failure_limit: int = 0,
+    route: Optional[str] = None,
 ) -> Verdict:
     """Fail the calling test unless the running session's dark version meets the objective.
 
@@ -206,7 +227,7 @@ def assert_objective(
     """
     __tracebackhide__ = True
     return Experiment(active_or_skip()).assert_objective(
-        metric, upper, lower, max_increase, judge, failure_limit
+        metric, upper, lower, max_increase, judge, failure_limit, route
     )
 
 

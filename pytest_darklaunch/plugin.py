@@ -54,7 +54,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "darklaunch(metric, upper=None, lower=None, max_increase=None, judge='experiment', "
-        "failure_limit=0): after the test passes, require this objective of the dark version",
+        "failure_limit=0, route=None): after the test passes, require this objective of the "
+        "dark version",
     )
     cli = {o.name: config.getoption(o.dest) for o in OPTIONS}
     ini: dict[str, Any] = {}

@@ -17,6 +17,8 @@ Knobs (flag / environment variable, a flag wins):
 - ``--slow-share`` / ``SAMPLEAPP_SLOW_SHARE``: share (0..1) of requests that take slow-ms
   (plus jitter) instead of latency-ms
 - ``--slow-ms`` / ``SAMPLEAPP_SLOW_MS``: latency of a slow request
+- ``--slow-path`` / ``SAMPLEAPP_SLOW_PATH``: a regex; requests whose whole path (query
+  removed) matches it are all slow (slow-ms plus jitter), the others follow slow-share
 - ``--error-share`` / ``SAMPLEAPP_ERROR_SHARE``: share (0..1) of requests that fail
 - ``--error-status`` / ``SAMPLEAPP_ERROR_STATUS``: status of a failed request (default 500)
 - ``--seed`` / ``SAMPLEAPP_SEED``: random seed (default: unseeded)
@@ -42,6 +44,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -60,6 +63,7 @@ class Knobs:
     jitter_ms: float = 0.0
     slow_share: float = 0.0
     slow_ms: float = 0.0
+    slow_path: str | None = None
     error_share: float = 0.0
     error_status: int = 500
     seed: int | None = None
@@ -87,6 +91,15 @@ def _status(text: str) -> int:
     return value
 
 
+def _regex(text: str) -> str:
+    try:
+        re.compile(text)
+    except re.error as exc:
+        message = f"expected a regular expression, got {text!r}: {exc}"
+        raise argparse.ArgumentTypeError(message) from None
+    return text
+
+
 # flag, env var, parser, Knobs field
 _KNOBS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
     ("--version", "T_VERSION", str, "version"),
@@ -94,6 +107,7 @@ _KNOBS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
     ("--jitter-ms", "SAMPLEAPP_JITTER_MS", _ms, "jitter_ms"),
     ("--slow-share", "SAMPLEAPP_SLOW_SHARE", _share, "slow_share"),
     ("--slow-ms", "SAMPLEAPP_SLOW_MS", _ms, "slow_ms"),
+    ("--slow-path", "SAMPLEAPP_SLOW_PATH", _regex, "slow_path"),
     ("--error-share", "SAMPLEAPP_ERROR_SHARE", _share, "error_share"),
     ("--error-status", "SAMPLEAPP_ERROR_STATUS", _status, "error_status"),
     ("--seed", "SAMPLEAPP_SEED", int, "seed"),
@@ -139,11 +153,13 @@ class SampleApp:
         self.log = log
         self.rng = random.Random(knobs.seed)
         self.body = knobs.version.encode() + b"\n"
+        self.slow_path = re.compile(knobs.slow_path) if knobs.slow_path else None
 
-    def plan(self) -> tuple[float, int]:
-        """Latency (ms) and status of the next request."""
+    def plan(self, path: str = "/") -> tuple[float, int]:
+        """Latency (ms) and status of the next request, to ``path``."""
         k, rng = self.knobs, self.rng
-        slow = k.slow_share > 0 and rng.random() < k.slow_share
+        slow = self.slow_path is not None and self.slow_path.fullmatch(path) is not None
+        slow = slow or (k.slow_share > 0 and rng.random() < k.slow_share)
         latency = k.slow_ms if slow else k.latency_ms
         if k.jitter_ms > 0:
             latency += rng.uniform(0.0, k.jitter_ms)
@@ -158,7 +174,7 @@ class SampleApp:
         start = time.perf_counter()
         arrived = time.time()
         body = await request.read() if request.can_read_body else b""
-        latency_ms, status = self.plan()
+        latency_ms, status = self.plan(request.path)
         if latency_ms > 0:
             await asyncio.sleep(latency_ms / 1000.0)
         if self.log is not None:

@@ -14,7 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from tenacity import Retrying, retry_if_result, wait_fixed
@@ -22,21 +22,28 @@ from tenacity import Retrying, retry_if_result, wait_fixed
 from pytest_darklaunch.core.metrics import (
     SOURCES,
     freshness_selector,
-    render_template,
     scrape_time_query,
     window_expression,
 )
-from pytest_darklaunch.core.sampler import Snapshot, SnapshotReader, Window, window_between
-from pytest_darklaunch.core.spec import ROLES, Objective, Spec
+from pytest_darklaunch.core.reading import ELIGIBLE, LookReader
+from pytest_darklaunch.core.routes import split_key, window_key
+from pytest_darklaunch.core.sampler import Snapshot, Window
+from pytest_darklaunch.core.spec import Objective, Spec
 from pytest_darklaunch.core.units import format_duration
-from pytest_darklaunch.core.verdict import FAIL, Context, Estimate, Verdict, estimate, judge
+from pytest_darklaunch.core.verdict import (
+    FAIL,
+    INCONCLUSIVE,
+    Context,
+    Estimate,
+    Verdict,
+    estimate,
+    judge,
+)
 from pytest_darklaunch.errors import MetricsError
 
 if TYPE_CHECKING:
     from pytest_darklaunch.core.prometheus import PrometheusClient
 
-# Labels of live's mirror-eligible requests, when the backend counts them apart.
-ELIGIBLE = "eligible"
 # Prometheus' first scrape of a new target lands about 5 s after it starts.
 FIRST_SCRAPE_TIMEOUT_S = 30.0
 
@@ -92,30 +99,47 @@ class ExperimentData:
     def looks(self) -> int:
         return 1 if self.full_duration else self.planned
 
-    def context(self, metric: str) -> Context:
+    def context(self, metric: str, route: Optional[str] = None) -> Context:
         src = SOURCES[self.source]
         return Context(
             self.confidence,
             self.looks,
             self.mirror_percent,
-            self.target_rps,
+            # A route gets a share of the rate; the generator check is the aggregate's.
+            self.target_rps if route is None else None,
             self.timeout_s,
-            window_expression(src, self.labels.get("dark", {}), metric),
+            window_expression(src, self.labels.get(window_key("dark", route), {}), metric),
             planned_s=self.interval_s * self.planned,
             units=self.custom_units.get(metric, ""),
+            route=route or "",
         )
 
     def verdict(self, obj: Objective, final: bool = True) -> Optional[Verdict]:
-        """The verdict on ``obj``, or ``None`` before the first interval."""
+        """The verdict on ``obj``, or ``None`` before the first interval.
+
+        An objective with a route is judged on that route's windows only: each route's
+        objective is its own decision, as each objective is.
+        """
         if not self.intervals:
             return None
         last = self.intervals[-1]
-        pairs = [(i.windows["dark"], i.windows["live"]) for i in self.intervals]
+        dark, live = window_key("dark", obj.route), window_key("live", obj.route)
+        if dark not in last.cumulative:
+            measured = sorted({split_key(k)[1] or "" for k in last.cumulative} - {""})
+            return Verdict(
+                obj,
+                INCONCLUSIVE,
+                f"route {obj.route} was not measured (measured: "
+                f"{', '.join(measured) or 'no route'}); name it in an objective of the spec "
+                "or declare it under routes:",
+                error=True,
+            )
+        pairs = [(i.windows[dark], i.windows[live]) for i in self.intervals]
         return judge(
             obj,
-            (last.cumulative["dark"], last.cumulative["live"]),
+            (last.cumulative[dark], last.cumulative[live]),
             pairs,
-            self.context(obj.metric),
+            self.context(obj.metric, obj.route),
             final,
             eligible=last.cumulative.get(ELIGIBLE),
         )
@@ -248,14 +272,8 @@ class Runner:
         self.scrape_interval_s = scrape_interval_s
         self.counters_start_at_zero = counters_start_at_zero
         self._seen_scrape = not counters_start_at_zero
-        source = SOURCES[data.source]
-        self.readers = {r: SnapshotReader(client, source, data.labels[r]) for r in ROLES}
-        if ELIGIBLE in data.labels:
-            # Live's mirror-eligible requests (only some methods mirrored): see judge().
-            self.readers[ELIGIBLE] = SnapshotReader(
-                client, SOURCES[f"{data.source}-eligible"], data.labels[ELIGIBLE]
-            )
-        self._fresh_selector = freshness_selector(source, data.labels["live"])
+        self.reader = LookReader(spec, data.source, data.labels, client, template_values)
+        self._fresh_selector = freshness_selector(SOURCES[data.source], data.labels["live"])
 
     def _sleep(self, seconds: float) -> None:
         self.stop.wait(seconds)
@@ -293,34 +311,6 @@ class Runner:
             )
         return ts
 
-    def _snapshots(self, at: float) -> dict[str, Snapshot]:
-        return {r: reader.read(at) for r, reader in self.readers.items()}
-
-    def _window(
-        self, role: str, first: Snapshot, last: Snapshot, start: Optional[float] = None
-    ) -> Window:
-        """``role``'s window between two snapshots, with the custom metrics from ``start``
-        (default: the first snapshot); live's eligible requests carry no custom metrics."""
-        window = window_between(first, last, self.spec.errors, self.readers[role].source)
-        if role == ELIGIBLE:
-            return window
-        return self._custom(window, role, first.at if start is None else start)
-
-    def _custom(self, window: Window, role: str, start: float) -> Window:
-        if not self.spec.metrics:
-            return window
-        values: dict[str, Optional[float]] = {}
-        for metric in self.spec.metrics:
-            fill = dict(self.template_values.get(role, {}))
-            fill.update(
-                window=f"{max(1, round(window.end - start))}s",
-                start=f"{start:.3f}",
-                end=f"{window.end:.3f}",
-            )
-            query = render_template(metric.query, fill)
-            values[metric.name] = self.client.query(query, window.end).scalar()
-        return replace(window, custom=values)
-
     def run(self) -> ExperimentData:
         data = self.data
         data.stage = Stage.WARMING_UP
@@ -341,7 +331,7 @@ class Runner:
             # Every counter was zero when the traffic started: that is an exact baseline, and
             # Prometheus' first scrape (about 5 s after its start) delays nothing.
             t0 = self.traffic_started_at
-            first = previous = {r: Snapshot(t0) for r in self.readers}
+            first = previous = {key: Snapshot(t0) for key in self.reader.keys}
         else:
             warm_end = self.traffic_started_at + spec.traffic.warmup_s
             if not self._wait_until(warm_end):
@@ -352,7 +342,7 @@ class Runner:
             if self.stop.is_set():
                 data.stage, data.stop_reason = Stage.STOPPED, "interrupted during warm-up"
                 return
-            first = previous = self._snapshots(t0)
+            first = previous = self.reader.snapshots(t0)
         data.started_at = t0
         data.stage = Stage.RUNNING
         end = t0
@@ -376,9 +366,10 @@ class Runner:
             if self.stop.is_set():
                 data.stage, data.stop_reason = Stage.STOPPED, f"interrupted in interval {k}"
                 return
-            current = self._snapshots(end)
-            windows = {r: self._window(r, previous[r], current[r]) for r in self.readers}
-            cumulative = {r: self._window(r, first[r], current[r], t0) for r in self.readers}
+            current = self.reader.snapshots(end)
+            read = self.reader
+            windows = {key: read.window(key, previous[key], current[key]) for key in read.keys}
+            cumulative = {key: read.window(key, first[key], current[key], t0) for key in read.keys}
             interval = Interval(k, previous["dark"].at, end, windows, cumulative)
             data.intervals.append(interval)
             previous = current
@@ -392,7 +383,7 @@ class Runner:
                 data.stage = Stage.COMPLETED
                 data.stop_reason = f"all objectives decided after {k} of {data.planned} intervals"
                 return
-            failed = [v.objective.metric for v in verdicts if v.outcome == FAIL]
+            failed = [v.objective.subject for v in verdicts if v.outcome == FAIL]
             if data.fail_fast and failed:
                 data.stage = Stage.COMPLETED
                 data.stop_reason = (

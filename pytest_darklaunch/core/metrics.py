@@ -186,3 +186,15 @@ def window_expression(source: MetricSource, labels: Mapping[str, str], metric: s
 def render_template(query: str, values: Mapping[str, str]) -> str:
     """Fill a custom metric's ``$placeholders`` (``$revision``, ``$window``, ...)."""
     return string.Template(query).substitute(values)
+
+
+def uses_route(query: str) -> bool:
+    """Whether a custom metric's template selects by route (``$route`` or ``${route}``).
+
+    >>> uses_route('sum(my_requests{route="$route"})'), uses_route("sum(x) $$route")
+    (True, False)
+    """
+    return any(
+        m.group("named") == "route" or m.group("braced") == "route"
+        for m in string.Template.pattern.finditer(query)
+    )

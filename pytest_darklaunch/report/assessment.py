@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from pytest_darklaunch.core import stats
 from pytest_darklaunch.core.experiment import ExperimentData, unavailable_reason
+from pytest_darklaunch.core.routes import window_key
 from pytest_darklaunch.core.spec import Objective, Spec, objective_ids
 from pytest_darklaunch.core.units import format_value
 from pytest_darklaunch.core.verdict import (
@@ -77,12 +78,13 @@ def limit_text(obj: Objective, units: str = "") -> str:
 
 @dataclass(frozen=True)
 class MetricRow:
-    """One metric on the cumulative window, for dark and live."""
+    """One metric on the cumulative window, for dark and live, on all traffic or one route."""
 
     metric: str
     units: str
     dark: Estimate
     live: Estimate
+    route: Optional[str] = None
 
     @property
     def change(self) -> str:
@@ -103,19 +105,25 @@ def metric_rows(spec: Spec, data: Optional[ExperimentData]) -> list[MetricRow]:
         )
     )
     last = data.intervals[-1].cumulative
+    # Under each metric, a row per route the run measured.
+    routes = [None, *(r.name for r in spec.routes if window_key("dark", r.name) in last)]
     return [
         MetricRow(
             n,
             spec.units_of(n),
-            estimate(last["dark"], n, data.confidence),
-            estimate(last["live"], n, data.confidence),
+            estimate(last[window_key("dark", route)], n, data.confidence),
+            estimate(last[window_key("live", route)], n, data.confidence),
+            route,
         )
         for n in names
+        for route in routes
     ]
 
 
-def mirror_facts(spec: Spec, data: Optional[ExperimentData]) -> dict[str, Any]:
-    """Configured vs observed mirrored share on the cumulative window."""
+def mirror_facts(
+    spec: Spec, data: Optional[ExperimentData], route: Optional[str] = None
+) -> dict[str, Any]:
+    """Configured vs observed mirrored share on the cumulative window (of one route)."""
     out: dict[str, Any] = {
         "configured_percent": spec.mirror.percent,
         "observed_percent": None,
@@ -129,19 +137,32 @@ def mirror_facts(spec: Spec, data: Optional[ExperimentData]) -> dict[str, Any]:
     if data is None or not data.intervals:
         return out
     last = data.intervals[-1].cumulative
-    dark, live = last["dark"].requests, last["live"].requests
+    if window_key("live", route) not in last:
+        return out
+    dark_window, live_window = last[window_key("dark", route)], last[window_key("live", route)]
+    dark, live = dark_window.requests, live_window.requests
     out.update(dark_requests=dark, live_requests=live)
-    if "eligible" in last and last["eligible"].requests is not None:
+    if route is None and "eligible" in last and last["eligible"].requests is not None:
         # Only some methods are mirrored: the share is of live's requests of those methods.
         out["live_eligible_requests"] = live = last["eligible"].requests
+    if route is not None and live and dark is None:
+        # A route's dark cluster without a series: the mirror sent it nothing.
+        out["dark_requests"] = dark = 0.0
     if dark is None or not live:
         return out
     ok, lo, hi, observed = stats.mirror_share_check(round(dark), round(live), spec.mirror.percent)
-    # As the verdicts do: requests in flight at the window's edges may be counted later on dark.
-    slack = spec.mirror.percent / 100 * (data.target_rps or 0.0) * data.timeout_s
+    # As the verdicts do: requests in flight at the window's edges may be counted later on dark
+    # (a route's rate is its own share of live's).
+    rate = data.target_rps if route is None else live / max(live_window.seconds, 1e-9)
+    slack = spec.mirror.percent / 100 * (rate or 0.0) * data.timeout_s
     ok = ok or abs(dark - spec.mirror.percent / 100 * live) <= slack
     out.update(observed_percent=100 * observed, ok=ok, interval_percent=[100 * lo, 100 * hi])
     return out
+
+
+def route_mirror_facts(spec: Spec, data: Optional[ExperimentData]) -> dict[str, dict[str, Any]]:
+    """:func:`mirror_facts` of every route, by name."""
+    return {r.name: mirror_facts(spec, data, r.name) for r in spec.routes}
 
 
 def generator_facts(spec: Spec, data: Optional[ExperimentData]) -> dict[str, Any]:
@@ -216,8 +237,11 @@ def shown_values(
     if v.value is not None or data is None or not data.intervals:
         return v.value, v.live_value
     last = data.intervals[-1].cumulative
-    metric = v.objective.metric
-    dark, live = (estimate(last[r], metric, data.confidence).value for r in ("dark", "live"))
+    metric, route = v.objective.metric, v.objective.route
+    keys = [window_key(role, route) for role in ("dark", "live")]
+    if any(k not in last for k in keys):
+        return None, None
+    dark, live = (estimate(last[k], metric, data.confidence).value for k in keys)
     return dark, live
 
 

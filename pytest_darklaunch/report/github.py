@@ -44,7 +44,7 @@ def github_annotations(verdicts: Sequence[Verdict], inconclusive: str = "fail") 
         if v.outcome == PASS:
             continue
         kind = "error" if v.outcome == FAIL or inconclusive == "fail" else "warning"
-        title = _escape_property(f"darklaunch {v.objective.metric}")
+        title = _escape_property(f"darklaunch {v.objective.subject}")
         message = _escape_data(f"{v.objective.label}: {v.outcome}: {v.reason}")
         out.append(f"::{kind} title={title}::{message}")
     return out
@@ -90,7 +90,7 @@ def markdown_summary(
         units = spec.units_of(v.objective.metric)
         dark, live = shown_values(v, data)
         lines.append(
-            f"| {_md(v.objective.metric)} | {_md(limit_text(v.objective, units))} | "
+            f"| {_md(v.objective.subject)} | {_md(limit_text(v.objective, units))} | "
             f"{format_value(dark, units)} | {format_value(live, units)} | {v.samples} | "
             f"{_ICON.get(v.outcome, v.outcome)} | {_md(v.reason)} |"
         )
@@ -104,7 +104,8 @@ def markdown_summary(
             "| --- | ---: | ---: | ---: | --- | ---: |",
         ]
         lines += [
-            f"| {_md(r.metric)} | {format_value(r.dark.value)} | {format_value(r.live.value)} | "
+            f"| {_md(r.metric if r.route is None else f'{r.metric} (route {r.route})')} | "
+            f"{format_value(r.dark.value)} | {format_value(r.live.value)} | "
             f"{r.change} | {r.units} | {r.dark.samples} / {r.live.samples} |"
             for r in rows
         ]

@@ -7,19 +7,23 @@ import math
 from typing import TYPE_CHECKING, Any, Optional
 
 from pytest_darklaunch.core.redaction import HIDDEN, SENSITIVE, hide_query, hide_sensitive
+from pytest_darklaunch.core.routes import window_key
 from pytest_darklaunch.core.spec import Spec
 from pytest_darklaunch.core.traffic.mix import Mix
 from pytest_darklaunch.core.verdict import Estimate, Verdict
 from pytest_darklaunch.report.assessment import (
+    MetricRow,
     final_verdicts,
     generator_facts,
     metric_rows,
     mirror_facts,
     redact_url,
+    route_mirror_facts,
     run_error,
 )
 
 if TYPE_CHECKING:
+    from pytest_darklaunch.core.experiment import ExperimentData
     from pytest_darklaunch.session import DarklaunchSession
 
 REPORT_VERSION = 1
@@ -50,6 +54,7 @@ def _verdict_json(v: Verdict, spec: Spec) -> dict[str, Any]:
     obj = v.objective
     return {
         "metric": obj.metric,
+        "route": obj.route,
         "label": obj.label,
         "outcome": v.outcome,
         "value": v.value,
@@ -75,17 +80,7 @@ def report_document(
     spec, data, env = darklaunch.spec, darklaunch.data, darklaunch.environment
     verdicts = [_verdict_json(v, spec) for v in final_verdicts(darklaunch)]
     rows = metric_rows(spec, data)
-    series = {
-        row.metric: {
-            role: [
-                {"start": i.start, "end": i.end, "value": e.value, "samples": e.samples}
-                for i, e in data.series(row.metric, role)
-            ]
-            for role in ("dark", "live")
-        }
-        for row in rows
-        if data is not None  # rows are empty without data
-    }
+    everything = [r for r in rows if r.route is None]
     settings = darklaunch.resolved.settings
     url = (env.prometheus_url if env else None) or settings.prometheus_url
     gen = generator_facts(spec, data)
@@ -109,21 +104,56 @@ def report_document(
                 "interval_s": spec.duration.interval_s,
             },
             "verdicts": verdicts,
-            "metrics": {
-                r.metric: {
-                    "units": r.units,
-                    "dark": _estimate_json(r.dark),
-                    "live": _estimate_json(r.live),
-                }
-                for r in rows
-            },
-            "series": series,
+            "metrics": _metrics_json(everything),
+            "series": _series_json(data, everything, None),
             "mirror": mirror_facts(spec, data),
+            "routes": _routes_json(spec, data, rows),
             "generator": gen,
             "plots": plots or {},
         }
     )
     return document
+
+
+def _metrics_json(rows: list[MetricRow]) -> dict[str, Any]:
+    return {
+        r.metric: {"units": r.units, "dark": _estimate_json(r.dark), "live": _estimate_json(r.live)}
+        for r in rows
+    }
+
+
+def _series_json(
+    data: Optional[ExperimentData], rows: list[MetricRow], route: Optional[str]
+) -> dict[str, Any]:
+    if data is None:  # rows are empty without data
+        return {}
+    return {
+        row.metric: {
+            role: [
+                {"start": i.start, "end": i.end, "value": e.value, "samples": e.samples}
+                for i, e in data.series(row.metric, window_key(role, route))
+            ]
+            for role in ("dark", "live")
+        }
+        for row in rows
+    }
+
+
+def _routes_json(
+    spec: Spec, data: Optional[ExperimentData], rows: list[MetricRow]
+) -> dict[str, Any]:
+    """Per route: what it matches, its metrics, per-interval series and mirror check."""
+    mirror = route_mirror_facts(spec, data)
+    out = {}
+    for route in spec.routes:
+        mine = [r for r in rows if r.route == route.name]
+        out[route.name] = {
+            "matches": route.describe(),
+            "metrics": _metrics_json(mine),
+            "series": _series_json(data, mine, route.name) if mine else {},
+            "mirror": mirror[route.name],
+        }
+    return out
 
 
 def spec_json(spec: Spec) -> dict[str, Any]:

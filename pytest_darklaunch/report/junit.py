@@ -27,4 +27,6 @@ def junit_properties(verdict: Verdict) -> list[tuple[str, str]]:
     ]
     if obj.max_increase is not None:
         props.append(("darklaunch_max_increase", str(obj.max_increase)))
+    if obj.route is not None:
+        props.append(("darklaunch_route", obj.route))
     return props

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Optional
 from xml.sax.saxutils import escape, quoteattr
 
 if TYPE_CHECKING:
+    from pytest_darklaunch.core.experiment import ExperimentData
     from pytest_darklaunch.core.verdict import Verdict
     from pytest_darklaunch.session import DarklaunchSession
 
@@ -222,12 +223,23 @@ def _path(
     return " ".join(parts)
 
 
+def _points(
+    data: Optional[ExperimentData], metric: str, key: str
+) -> list[tuple[float, Optional[float]]]:
+    """``(seconds since the start, value)`` of each interval on window ``key`` (a role, or a
+    role on a route); none when that window was not measured."""
+    if data is None or not data.intervals or key not in data.intervals[0].windows:
+        return []
+    return [(i.end - data.started_at, e.value) for i, e in data.series(metric, key)]
+
+
 def objective_charts(
     darklaunch: DarklaunchSession, verdicts: Sequence[Verdict]
 ) -> list[tuple[str, str]]:
     """``(test id, SVG document)`` per spec objective of the run: its metric per interval for
     live and dark, its limits and its outcome (written by :func:`write_plots`, inlined in the
     pytest-html report)."""
+    from pytest_darklaunch.core.routes import window_key
     from pytest_darklaunch.core.units import format_value
     from pytest_darklaunch.report.assessment import (
         limit_text,
@@ -242,12 +254,7 @@ def objective_charts(
         units = spec.units_of(obj.metric)
         # live first, so dark is drawn on top where the two overlap
         series = [
-            Series(
-                role,
-                []
-                if data is None
-                else [(i.end - data.started_at, e.value) for i, e in data.series(obj.metric, role)],
-            )
+            Series(role, _points(data, obj.metric, window_key(role, obj.route)))
             for role in ("live", "dark")
         ]
         limits = [

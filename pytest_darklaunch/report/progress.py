@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable, Optional
 
+from pytest_darklaunch.core.routes import window_key
 from pytest_darklaunch.core.units import format_value
 from pytest_darklaunch.core.verdict import INCONCLUSIVE, Verdict, estimate
 
@@ -30,13 +31,16 @@ def progress_line(data: ExperimentData, interval: Interval, verdicts: list[Verdi
     ]
     final = interval.index >= data.planned
     for v in verdicts:
-        metric = v.objective.metric
-        dark_value, live_value = (estimate(w, metric, data.confidence).value for w in (dark, live))
+        metric, route = v.objective.metric, v.objective.route
+        windows = [interval.cumulative.get(window_key(r, route)) for r in ("dark", "live")]
+        dark_value, live_value = (
+            None if w is None else estimate(w, metric, data.confidence).value for w in windows
+        )
         units = v.units  # the judge's, as in the assertion message
         # Before the last interval nothing is inconclusive yet: the experiment goes on.
         outcome = "undecided" if v.outcome == INCONCLUSIVE and not final else v.outcome
         parts.append(
-            f"{metric} dark {format_value(dark_value, units)} "
+            f"{v.objective.subject} dark {format_value(dark_value, units)} "
             f"live {format_value(live_value, units)} {outcome}"
         )
     return " | ".join(parts)

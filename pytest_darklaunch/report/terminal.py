@@ -22,6 +22,7 @@ from pytest_darklaunch.report.assessment import (
     mirror_facts,
     mirror_sentence,
     redact_url,
+    route_mirror_facts,
     shown_values,
     summary_counts,
     traffic_text,
@@ -185,7 +186,7 @@ def _objectives(write: Write, darklaunch: DarklaunchSession, verdicts: list[Verd
         dark, live = shown_values(v, data)
         rows.append(
             [
-                v.objective.metric,
+                v.objective.subject,
                 limit_text(v.objective, units),
                 format_value(dark, units),
                 format_value(live, units),
@@ -214,7 +215,7 @@ def _metrics(write: Write, darklaunch: DarklaunchSession) -> None:
         return
     cells = [
         [
-            r.metric,
+            r.metric if r.route is None else f"  route {r.route}",
             format_value(r.dark.value),
             format_value(r.live.value),
             r.change,
@@ -233,6 +234,25 @@ def _mirror(write: Write, darklaunch: DarklaunchSession) -> None:
     mirror = mirror_facts(darklaunch.spec, darklaunch.data)
     mismatch = mirror["observed_percent"] is not None and not mirror["ok"]
     _field(write, "share", mirror_sentence(mirror), **({"red": True} if mismatch else {}))
+    for name, facts in route_mirror_facts(darklaunch.spec, darklaunch.data).items():
+        _route_share(write, name, facts)
+
+
+def _route_share(write: Write, name: str, facts: dict[str, Any]) -> None:
+    """One route's mirrored share, as its objectives' check sees it."""
+    if facts["observed_percent"] is None:
+        _field(write, f"route {name}", "no requests on the route")
+        return
+    lo, hi = facts["interval_percent"]
+    verdict = "ok" if facts["ok"] else "MISMATCH: this route's objectives are inconclusive"
+    _field(
+        write,
+        f"route {name}",
+        f"observed {facts['observed_percent']:.1f}% (dark {format_value(facts['dark_requests'])}"
+        f" of live {format_value(facts['live_requests'])}; 99.9% interval {lo:.1f}..{hi:.1f}%):"
+        f" {verdict}",
+        **({} if facts["ok"] else {"red": True}),
+    )
 
 
 def _generator(write: Write, darklaunch: DarklaunchSession) -> None:

@@ -25,7 +25,9 @@ def test_without_the_kubernetes_client_the_tests_error_with_the_install_command(
         "--darklaunch-prometheus-url", "http://127.0.0.1:9",
     )
     result.assert_outcomes(passed=1, errors=1)
-    errors = [line for line in result.outlines if line.startswith("provisioning failed: ")]
+    errors = [
+        line for line in result.outlines if line.startswith("darklaunch: provisioning failed: ")
+    ]
     assert errors and all(
         "the kubernetes backend needs the kubernetes client" in line
         and line.endswith("pip install 'pytest-darklaunch[kubernetes]'")

@@ -85,6 +85,18 @@ def test_slow_tail_share(serve: Serve) -> None:
     assert sum(1 for ms in measured if ms < 30) == 60 - slow
 
 
+def test_slow_path_makes_only_matching_paths_slow(serve: Serve, tmp_path: Path) -> None:
+    log = tmp_path / "paths.jsonl"
+    url = serve(env={"SAMPLEAPP_SLOW_PATH": "^/upload(/.*)?$", "SAMPLEAPP_SLOW_MS": "60",
+                     "SAMPLEAPP_LOG": str(log)})
+    with requests.Session() as session:
+        for path in ("/upload", "/upload/7?x=1", "/uploads", "/", "/items/upload"):
+            timed_get(session, url + path)
+    by_path = {line["path"]: line["latency_ms"] for line in read_jsonl(log)}
+    assert by_path["/upload"] >= 60 and by_path["/upload/7"] >= 60
+    assert max(by_path[p] for p in ("/uploads", "/", "/items/upload")) < 30
+
+
 def test_error_share_and_status(serve: Serve, tmp_path: Path) -> None:
     always = serve(env={"SAMPLEAPP_ERROR_SHARE": "1", "SAMPLEAPP_ERROR_STATUS": "503"})
     with requests.Session() as session:

@@ -348,6 +348,34 @@ CASES = [
         "'sum(x{a=\"$nope\"})'",
         also="bad: 'nope'",
     ),
+    spec(
+        "route-unknown",
+        SPEC_OK + "routes: {detail: {path: '^/items/[0-9]+$'}}\n"
+        "objectives: [{metric: p95, upper: 100, route: detial}]\n",
+        "objectives[0].route",
+        "'detial'",
+        also="a route among GET /, detail",
+    ),
+    spec(
+        "route-regex",
+        SPEC_OK + "routes: {detail: {path: '^/items/[0-9+$'}}\n",
+        "routes.detail.path",
+        "'^/items/[0-9+$'",
+        also="RE2",
+    ),
+    spec(
+        "route-method",
+        SPEC_OK + "routes: {detail: {methods: [FETCH]}}\n",
+        "routes.detail.methods",
+        "'FETCH'",
+    ),
+    spec(
+        "route-overlap",
+        SPEC_OK + "routes: {any: {path: '^/items/.*$'}, detail: {path: '^/items/[0-9]+$'}}\n",
+        "routes.detail",
+        "'any method ^/items/[0-9]+$'",
+        also="both match GET /items/0",
+    ),
     spec("errors", SPEC_OK + "errors: 3xx\n", "errors", "'3xx'"),
     spec("confidence", SPEC_OK + "confidence: 1.5\n", "confidence", "1.5"),
     spec(

@@ -70,6 +70,7 @@ from pytest_darklaunch.backends.kubernetes.render import (
     names_for,
     render,
 )
+from pytest_darklaunch.backends.kubernetes.routes_check import refuse_routes
 from pytest_darklaunch.backends.kubernetes.waits import (
     describe_knative_service,
     describe_pods,
@@ -132,6 +133,7 @@ class KubernetesBackend:
         self.provider, self.gateway = mirror_provider(spec)
         self.scrape_interval_s = self.settings.scrape_interval_s or DEFAULT_SCRAPE_INTERVAL_S
         self.schedule = Schedule(scrape_interval_s=self.scrape_interval_s)
+        refuse_routes(spec)  # also without provisioning: the metrics have no route either way
         # Pure and cheap: a spec the cluster would refuse fails here, before any API call.
         self.manifests = (
             [] if run.provision == "none" else self._render(self.schedule)

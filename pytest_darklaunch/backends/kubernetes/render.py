@@ -42,9 +42,9 @@ from pytest_darklaunch.backends.kubernetes.names import (
 )
 from pytest_darklaunch.backends.kubernetes.routing import http_route, virtual_service
 from pytest_darklaunch.backends.local.envoy import upstream_time_buckets
+from pytest_darklaunch.backends.kubernetes.routes_check import refuse_routes
 from pytest_darklaunch.core.spec import Sources, Spec, check_for_kubernetes
 from pytest_darklaunch.core.units import format_duration
-from pytest_darklaunch.errors import ConfigError
 
 __all__ = ["Names", "check_run_id", "names_for", "render", "render_yaml"]
 
@@ -109,6 +109,7 @@ def render(
     """
     names = names_for(spec, run_id, namespace)
     check_for_kubernetes(spec, Sources("spec"))
+    refuse_routes(spec)
     return [
         knative_service(spec, names, "live"),
         knative_service(spec, names, "dark"),

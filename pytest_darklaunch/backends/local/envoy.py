@@ -40,6 +40,7 @@ from pytest_darklaunch.backends.local.processes import (
     NotReady,
     wait_until,
 )
+from pytest_darklaunch.backends.local.routes_envoy import with_routes
 from pytest_darklaunch.core.spec import Spec
 from pytest_darklaunch.core.traffic.model import HTTP_METHODS, SAFE_METHODS
 from pytest_darklaunch.errors import ProvisioningError
@@ -283,7 +284,7 @@ def start_envoy(
         config = envoy_config(
             spec, live_port=live_port, dark_port=dark_port, mirror_methods=mirror_methods
         )
-        json.dump(config, handle, indent=1)
+        json.dump(with_routes(config, spec.routes, mirror_methods), handle, indent=1)
     admin_path = os.path.join(workdir, "envoy-admin.txt")
     argv = [
         binary or envoy_binary(),

@@ -61,6 +61,7 @@ from pytest_darklaunch.backends.local.prometheus import (
     start_prometheus,
     wait_for_prometheus,
 )
+from pytest_darklaunch.backends.local.routes_envoy import stack_labels
 from pytest_darklaunch.core.spec import ROLES, Spec
 from pytest_darklaunch.errors import ProvisioningError
 
@@ -379,7 +380,7 @@ class LocalBackend:
     def _labels(self) -> dict[str, dict[str, str]]:
         """Per role the labels of its series; ``eligible``: live's requests of the mirrored
         methods, counted apart when some methods are not mirrored (the mirror check's base)."""
-        labels = {role: {"envoy_cluster_name": role} for role in ROLES}
+        labels = stack_labels(self.spec)
         if not self.spec.mirror.all_methods:
             labels["eligible"] = {
                 "envoy_virtual_host": VIRTUAL_HOST, "envoy_virtual_cluster": MIRRORED_VCLUSTER

@@ -15,6 +15,8 @@ from pytest_darklaunch.core.spec.model import (
     Duration,
     MetricDef,
     Mirror,
+    Objective,
+    Route,
     Spec,
     Target,
     Traffic,
@@ -59,6 +61,7 @@ TOP_KEYS = (
     "metrics",
     "errors",
     "confidence",
+    "routes",
 )
 
 
@@ -90,6 +93,7 @@ def build_spec(
     metrics = _metrics(r, top.get("metrics"))
     custom = {m.name for m in metrics}
     objectives = parse_objectives(r, top.get("objectives"), custom, known_metric)
+    routes = _routes(r, top.get("routes"), objectives, traffic, mirror)
     errors = top.get("errors", "5xx")
     if errors not in ERROR_CLASSES:
         raise r.fail(("errors",), errors, "one of " + ", ".join(ERROR_CLASSES))
@@ -97,7 +101,16 @@ def build_spec(
         top.get("confidence", 0.95), ("confidence",), 0.5, 0.9999, "a confidence in 0.5..0.9999"
     )
     return Spec(
-        target, versions, mirror, traffic, duration, objectives, metrics, str(errors), confidence
+        target,
+        versions,
+        mirror,
+        traffic,
+        duration,
+        objectives,
+        metrics,
+        str(errors),
+        confidence,
+        routes,
     )
 
 
@@ -144,6 +157,25 @@ def check_for_kubernetes(
                 "a DNS-1035 label (Knative's rule for revision names): lower-case letters, "
                 "digits and '-', starting with a letter, ending alphanumeric",
             )
+def _routes(
+    r: Reader, value: object, objectives: tuple[Objective, ...], traffic: Traffic, mirror: Mirror
+) -> tuple[Route, ...]:
+    """The declared routes, and the targets objectives name, checked for overlaps (exactly
+    against the mix's requests: a bring-your-own generator's are unknown)."""
+    # core.routes builds on the spec model, so it is imported once the spec package is.
+    from pytest_darklaunch.core.routes import objective_routes, parse_routes
+
+    declared = parse_routes(value, r.sources)
+    named = [
+        (("objectives", f"[{i}]", "route"), o.route)
+        for i, o in enumerate(objectives)
+        if o.route is not None
+    ]
+    targets = (
+        [(t.name, t.method, t.path) for t in traffic.mix.targets] if traffic.command is None else []
+    )
+    mirror_methods = None if mirror.all_methods else mirror.methods
+    return objective_routes(named, declared, targets, r.sources, mirror_methods)
 
 
 def _versions(r: Reader, value: object, target: Target) -> Versions:
@@ -365,4 +397,5 @@ PLACEHOLDER_EXAMPLE = {
     "window": "10s",
     "start": "1700000000",
     "end": "1700000010",
+    "route": "detail",
 }

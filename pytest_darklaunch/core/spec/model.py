@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Optional
+from urllib.parse import parse_qsl, urlsplit
 
 from pytest_darklaunch.core.metrics import units_of
 from pytest_darklaunch.core.traffic.mix import Mix
@@ -140,10 +144,18 @@ class Objective:
     max_increase: Optional[Increase] = None
     judge: str = "experiment"
     failure_limit: int = 0
+    # A route's name (declared under ``routes:`` or a target's); None covers all traffic.
+    route: Optional[str] = None
+
+    @property
+    def subject(self) -> str:
+        """What the objective is about: ``p95``, or ``p95 (route detail)``."""
+        return self.metric if self.route is None else f"{self.metric} (route {self.route})"
 
     @property
     def label(self) -> str:
-        """A short readable form, as iter8ctl prints it: ``mean-latency <= 50``."""
+        """A short readable form, as iter8ctl prints it: ``mean-latency <= 50``, with its
+        route if it has one: ``p95 <= 100 on route detail``."""
         parts = []
         if self.lower is not None:
             parts.append(f"{self.lower:g} <=")
@@ -152,7 +164,76 @@ class Objective:
             parts.append(f"<= {self.upper:g}")
         if self.max_increase is not None:
             parts.append(f"(max +{self.max_increase} vs live)")
+        if self.route is not None:
+            parts.append(f"on route {self.route}")
         return " ".join(parts)
+
+
+# Characters Envoy keeps in a cluster's stat name and that Prometheus label values carry as
+# they are; a dot would split the stat name (Envoy cuts the cluster name at the first dot).
+_SLUG_SAFE = re.compile(r"^[A-Za-z0-9_-]{1,48}$")
+
+
+@dataclass(frozen=True)
+class Route:
+    """One named group of requests.
+
+    ``path`` is a regex the whole path (query removed) must match, ``None`` for any path;
+    ``methods`` empty means any method. A target of the mix is a route with an exact
+    ``path`` and its ``query`` parameters (``target=True``).
+    """
+
+    name: str
+    path: Optional[str] = None
+    methods: tuple[str, ...] = ()
+    query: tuple[tuple[str, str], ...] = ()
+    target: bool = False
+
+    @cached_property
+    def _pattern(self) -> Optional[re.Pattern[str]]:
+        return None if self.path is None else re.compile(self.path)
+
+    def matches(self, method: str, path: str) -> bool:
+        """Whether a request ``method path`` (``path`` may carry a query) is on this route."""
+        if self.methods and method.upper() not in self.methods:
+            return False
+        parts = urlsplit(path)
+        if self._pattern is not None and not self._pattern.fullmatch(parts.path or "/"):
+            return False
+        if self.query:
+            present = parse_qsl(parts.query, keep_blank_values=True)
+            return all(pair in present for pair in self.query)
+        return True
+
+    @property
+    def slug(self) -> str:
+        """The route's part of its cluster names (``live~<slug>``): the name when it is made
+        of safe characters, else a readable part of it plus a short hash, so that two names
+        never share a slug.
+
+        >>> Route("detail").slug, Route("GET /items/7", target=True).slug
+        ('detail', 'GET__items_7-d90c08')
+        """
+        if _SLUG_SAFE.fullmatch(self.name):
+            return self.name
+        readable = re.sub(r"[^A-Za-z0-9_-]", "_", self.name)[:40]
+        digest = hashlib.sha1(self.name.encode("utf-8")).hexdigest()[:6]
+        return f"{readable}-{digest}"
+
+    def describe(self) -> str:
+        """``GET,HEAD ^/items/[0-9]+$``: what the route matches, for messages."""
+        methods = ",".join(self.methods) or "any method"
+        if self.target:
+            query = "&".join(f"{k}={v}" for k, v in self.query)
+            return f"{methods} {self.path_literal}{'?' + query if query else ''}"
+        return f"{methods} {self.path or 'any path'}"
+
+    @property
+    def path_literal(self) -> str:
+        """A target route's exact path (its regex unescaped)."""
+        if self.path is None:
+            return "/"
+        return re.sub(r"\\(.)", r"\1", self.path)
 
 
 @dataclass(frozen=True)
@@ -177,6 +258,11 @@ class Spec:
     metrics: tuple[MetricDef, ...] = ()
     errors: str = "5xx"
     confidence: float = 0.95
+    # The routes the proxy splits out: targets objectives name, then the declared ones.
+    routes: tuple[Route, ...] = ()
+
+    def route(self, name: str) -> Optional[Route]:
+        return next((r for r in self.routes if r.name == name), None)
 
     def units_of(self, metric: str) -> str:
         """A custom metric's declared units, else the built-in rule (``ms`` for percentiles)."""

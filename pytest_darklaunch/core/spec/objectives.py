@@ -7,13 +7,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Callable
 
 from pytest_darklaunch.core.metrics import BUILTIN_NAMES
-from pytest_darklaunch.core.spec.model import JUDGE_MODES, Increase, Objective
+from pytest_darklaunch.core.spec.model import JUDGE_MODES, Increase, Objective, Route
 from pytest_darklaunch.core.spec.reader import Path, Reader, Sources, to_int
 from pytest_darklaunch.core.units import (
     parse_quantity,
 )
 
-OBJECTIVE_KEYS = ("metric", "upper", "lower", "max_increase", "judge", "failure_limit")
+OBJECTIVE_KEYS = ("metric", "upper", "lower", "max_increase", "judge", "failure_limit", "route")
 
 
 def parse_objectives(
@@ -86,7 +86,10 @@ def objective_from_mapping(
         raise r.fail(
             path + ("failure_limit",), failure_limit, "failure_limit only with judge: interval"
         )
-    return Objective(metric, upper, lower, increase, str(judge), failure_limit)
+    route = o.get("route")
+    if route is not None:
+        route = r.string(route, path + ("route",), "a route name (under routes:, or a target's)")
+    return Objective(metric, upper, lower, increase, str(judge), failure_limit, route)
 
 
 def parse_increase(value: object) -> Increase:
@@ -102,8 +105,11 @@ def parse_increase(value: object) -> Increase:
 
 
 def objective_ids(objectives: Sequence[Objective]) -> list[str]:
-    """Test ids: the metric name, numbered when a metric has several objectives."""
-    names = [o.metric for o in objectives]
+    """Test ids: the metric name (with the route's cluster suffix: ``p95-detail``), numbered
+    when several objectives share it (``p95-1``, ``p95-2``). Charts are named after them."""
+    names = [
+        o.metric if o.route is None else f"{o.metric}-{Route(o.route).slug}" for o in objectives
+    ]
     seen: dict[str, int] = {}
     ids = []
     for name in names:

@@ -38,8 +38,12 @@ def precheck(dark: Window, live: Window, ctx: Context, eligible: Optional[Window
     """Why no verdict is possible on this cumulative window, or ``""``.
 
     ``eligible``: live's requests of the mirrored methods, when only some methods are mirrored;
-    the mirror check's base (else all of live's requests).
+    the mirror check's base (else all of live's requests). A route's live windows hold only
+    its requests of mirrored methods already.
     """
+    if ctx.route:
+        why = _route_precheck(dark, live, ctx)
+        return f"route {ctx.route}: {why}" if why else ""
     span = f"{dark.seconds:.1f} s"
     if dark.reset or live.reset:
         return f"a counter went backwards in the {span} window (a restarted proxy or app)"
@@ -75,6 +79,34 @@ def _mirror_check(dark: float, base: Optional[float], ctx: Context, what: str) -
         f"the mirror delivered {observed * 100:.1f}% of live's {what} to dark "
         f"(99.9% interval {lo * 100:.1f}..{hi * 100:.1f}%), expected "
         f"{ctx.mirror_percent:g}%: the routing is wrong, no other number can be trusted"
+    )
+
+
+def _route_precheck(dark: Window, live: Window, ctx: Context) -> str:
+    """The checks of one route's windows: its mirror share is checked like the whole
+    experiment's, against ``percent`` of the route's live requests (those eligible for
+    mirroring); the generator's rate is the whole experiment's business."""
+    span = f"{dark.seconds:.1f} s"
+    if dark.reset or live.reset:
+        return f"a counter went backwards in the {span} window (a restarted proxy or app)"
+    if not live.requests:
+        return f"no data: no request on this route in {span} (does the route match the traffic?)"
+    share = ctx.mirror_percent / 100
+    received = int(round(dark.requests or 0.0))
+    ok, lo, hi, observed = stats.mirror_share_check(
+        received, int(round(live.requests)), ctx.mirror_percent
+    )
+    # Requests in flight at a window's edge may be counted in the next window on dark (at the
+    # route's own rate); fewer missing than that cannot tell a broken mirror from an edge.
+    slack = share * live.requests / max(live.seconds, 1e-9) * ctx.dark_timeout_s
+    if ok or abs(received - share * live.requests) <= slack:
+        return ""
+    return (
+        f"dark received {received} of {share * live.requests:.0f} mirrored requests "
+        f"({ctx.mirror_percent:g}% of live's {live.requests:.0f} on the route; got "
+        f"{observed * 100:.1f}%, 99.9% interval {lo * 100:.1f}..{hi * 100:.1f}%): this "
+        "route's mirroring is broken (no mirror policy for it, or a proxy that drops its shadows, "
+        "as sidecars do with bodies over their buffer limit), none of its numbers can be trusted"
     )
 
 

@@ -134,6 +134,8 @@ class Context:
     # The judged metric's units, from ``Spec.units_of`` so a custom metric's units reach the
     # message. Empty: the built-in rule (custom metrics never take a built-in name).
     units: str = ""
+    # The route the windows cover ("": all traffic); its checks name it.
+    route: str = ""
 
 
 def bounds_text(obj: Objective, units: str = "") -> str:
