@@ -143,6 +143,7 @@ def run_objects(emulator: Emulator, run_id: str) -> list[str]:
         ("virtualservices", "networking.istio.io"),
         ("httproutes", "gateway.networking.k8s.io"),
         ("jobs", "batch"),
+        ("secrets", ""),
         ("pods", ""),
         ("services", ""),
     ):

@@ -53,6 +53,7 @@ RESOURCES = (
     ResourceType("", ("v1",), "pods", "Pod"),
     ResourceType("", ("v1",), "services", "Service"),
     ResourceType("", ("v1",), "events", "Event"),
+    ResourceType("", ("v1",), "secrets", "Secret"),
     ResourceType("batch", ("v1",), "jobs", "Job"),
     ResourceType("serving.knative.dev", ("v1",), "services", "Service"),
     ResourceType("serving.knative.dev", ("v1",), "revisions", "Revision"),

@@ -5,9 +5,10 @@
   pruning check: a field the schema does not declare would be dropped by the API server
   without an error, so it is reported here (jsonschema alone cannot: the schemas carry no
   ``additionalProperties: false``).
-- Job: Kubernetes' own schema as the official client encodes it in its generated models. The
-  manifest is deserialized into ``V1Job`` (pydantic: required fields and strict types) and
-  serialized back; any field lost in the round trip is unknown to Kubernetes.
+- Job and Secret: Kubernetes' own schema as the official client encodes it in its generated
+  models. The manifest is deserialized into ``V1Job`` or ``V1Secret`` (pydantic: required
+  fields and strict types) and serialized back; any field lost in the round trip is unknown
+  to Kubernetes.
 - Metadata of every object (not covered by CRD schemas): DNS-1123 names and valid labels.
 """
 
@@ -78,17 +79,18 @@ def crd_errors(manifest: dict[str, Any], directory: Path = VENDORED) -> list[str
     return errors
 
 
-def job_errors(manifest: dict[str, Any]) -> list[str]:
+def job_errors(manifest: dict[str, Any], model: str = "V1Job") -> list[str]:
+    """Errors of a core object against the client's generated ``model`` (V1Job, V1Secret)."""
     from kubernetes.client import ApiClient
     from pydantic import ValidationError
 
     with ApiClient() as api:
         try:
-            job = api.deserialize(json.dumps(manifest), "V1Job", "application/json")
+            job = api.deserialize(json.dumps(manifest), model, "application/json")
         except ValidationError as exc:
             return [str(exc)]
         again = api.sanitize_for_serialization(job)
-    return [] if again == manifest else [f"not kept by V1Job: {_diff(manifest, again)}"]
+    return [] if again == manifest else [f"not kept by {model}: {_diff(manifest, again)}"]
 
 
 def _diff(a: Any, b: Any, path: str = "") -> list[str]:
@@ -127,6 +129,8 @@ def manifest_errors(manifest: dict[str, Any], directory: Path = VENDORED) -> lis
         errors += crd_errors(manifest, directory)
     elif manifest["apiVersion"] == "batch/v1" and manifest["kind"] == "Job":
         errors += job_errors(manifest)
+    elif manifest["apiVersion"] == "v1" and manifest["kind"] == "Secret":
+        errors += job_errors(manifest, "V1Secret")
     else:
         errors.append(f"no schema for {manifest['apiVersion']} {manifest['kind']}")
     return errors

@@ -76,7 +76,11 @@ def asked(
         "metadata": {"name": "shared", "namespace": "default"},
         "status": {"addresses": [{"value": "10.96.0.7"}]},
     })
-    spec = make_spec(mirror={"percent": 5, "provider": "gateway-api", "gateway": "default/shared"})
+    # ... with a credential header, which travels in a Secret
+    spec = make_spec(
+        mirror={"percent": 5, "provider": "gateway-api", "gateway": "default/shared"},
+        traffic={"rate": 20, "headers": {"Authorization": "Bearer t"}},
+    )
     routed = make_backend(spec, run_id="run-c")
     routed.provision()
     routed.teardown()

@@ -43,7 +43,7 @@ def test_delete_command_removes_one_run_and_leaves_the_other(
     deletes = [d.qualified for d in emulator.calls("deletecollection")]
     assert deletes == [
         "httproutes.gateway.networking.k8s.io", "virtualservices.networking.istio.io",
-        "jobs.batch", "services.serving.knative.dev",
+        "jobs.batch", "secrets", "services.serving.knative.dev",
     ]
 
 
@@ -180,5 +180,5 @@ def test_pytest_killed_mid_run_leaves_nothing_in_the_cluster(
     deletes = [d.qualified for d in emulator.calls("deletecollection")]
     assert deletes == [
         "httproutes.gateway.networking.k8s.io", "virtualservices.networking.istio.io",
-        "jobs.batch", "services.serving.knative.dev",
+        "jobs.batch", "secrets", "services.serving.knative.dev",
     ]

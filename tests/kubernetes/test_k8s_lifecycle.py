@@ -244,14 +244,37 @@ def test_teardown_deletes_by_run_label_in_order_and_leaves_nothing(
 
     assert run_objects(emulator, "run-a") == []
     deletes = emulator.calls("deletecollection")
-    assert [d.qualified for d in deletes[:4]] == [
+    assert [d.qualified for d in deletes[:5]] == [
         "httproutes.gateway.networking.k8s.io",
         "virtualservices.networking.istio.io",
         "jobs.batch",
+        "secrets",
         "services.serving.knative.dev",
     ]
     assert all(d.query["labelSelector"].endswith(f"{RUN_LABEL}=run-a") for d in deletes)
     assert deletes[2].query["propagationPolicy"] == "Foreground"
+
+
+def test_credential_headers_travel_in_a_secret_and_go_with_the_run(
+    emulator: Emulator, make_backend: BackendFactory
+) -> None:
+    spec = make_spec(traffic={"rate": 20, "headers": {"Authorization": "Bearer TOK-1", "X-A": "b"}})
+    backend = make_backend(spec)
+    backend.provision()
+    (secret,) = emulator.objects("secrets", labels=f"{RUN_LABEL}=run-a")
+    assert secret["stringData"] == {"h0": "Bearer TOK-1"}
+    (job,) = emulator.objects("jobs", "batch")
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert "TOK-1" not in str(job)
+    assert "Authorization:$(DARKLAUNCH_HEADER_0)" in container["args"]
+    assert "X-A:b" in container["args"]
+    assert container["env"] == [{
+        "name": "DARKLAUNCH_HEADER_0",
+        "valueFrom": {"secretKeyRef": {"name": "sample-app-headers-run-a", "key": "h0"}},
+    }]
+    assert "TOK-1" not in backend.keep_instructions()
+    backend.teardown()
+    assert run_objects(emulator, "run-a") == []
     assert not emulator.calls("delete"), "never deletes by name"
 
 

@@ -362,3 +362,13 @@ def test_mirror_methods_is_accepted_with_the_kubernetes_backend(tmp_path: Any) -
     assert resolved.spec.mirror.methods == ("GET", "POST")
     rule = render(resolved.spec, "run-a")[2]["spec"]["http"][0]
     assert rule["match"] == [{"method": {"exact": "GET"}}, {"method": {"exact": "POST"}}]
+
+
+def test_render_never_prints_credential_headers() -> None:
+    spec = make_spec(traffic={"rate": 5, "headers": {"Authorization": "Bearer TOK-2"}})
+    docs = render(spec, "run-a")
+    assert [d["kind"] for d in docs][3:] == ["Secret", "Job"]
+    assert docs[3]["stringData"] == {"h0": "Bearer TOK-2"}, "what the run applies"
+    assert "TOK-2" not in str(docs[4])
+    text = render_yaml(spec, "run-a")
+    assert "TOK-2" not in text and "(withheld: the run sets it from the spec)" in text

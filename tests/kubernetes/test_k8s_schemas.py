@@ -54,7 +54,9 @@ def test_every_rendered_manifest_validates(name: str, run_id: str) -> None:
     spec = make_spec(**SPECS[name])
     manifests = render(spec, run_id, namespace="ci-42")
     rule = "HTTPRoute" if spec.mirror.provider == "gateway-api" else "VirtualService"
-    assert [m["kind"] for m in manifests] == ["Service", "Service", rule, "Job"]
+    # credential headers (the Authorization of one spec here) travel in a Secret
+    secret = ["Secret"] if "Authorization" in spec.traffic.headers else []
+    assert [m["kind"] for m in manifests] == ["Service", "Service", rule, *secret, "Job"]
     for manifest in manifests:
         assert manifest_errors(manifest) == [], manifest["metadata"]["name"]
 

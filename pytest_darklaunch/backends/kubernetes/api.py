@@ -67,7 +67,10 @@ JOB = Kind("batch/v1", "Job", "jobs")
 POD = Kind("v1", "Pod", "pods")
 EVENT = Kind("v1", "Event", "events")
 SERVICE = Kind("v1", "Service", "services")
-KINDS = {(k.api_version, k.kind): k for k in (KNATIVE_SERVICE, VIRTUAL_SERVICE, HTTP_ROUTE, JOB)}
+SECRET = Kind("v1", "Secret", "secrets")
+KINDS = {
+    (k.api_version, k.kind): k for k in (KNATIVE_SERVICE, VIRTUAL_SERVICE, HTTP_ROUTE, SECRET, JOB)
+}
 
 _GATEWAY_API_HINT = (
     "install the Gateway API CRDs, v1.3 or later for percent mirroring "

@@ -170,13 +170,13 @@ class KubernetesBackend:
                 self._require_revision_sidecar(api, revision)
             return self._environment(prometheus_url, {}, None)
         self._preflight(api)
-        ksvc_live, ksvc_dark, mirror_rule, job = self.manifests
+        ksvc_live, ksvc_dark, *rest = self.manifests  # the mirroring rule, Secret?, Job
         self._start_guardian()
         self._touched = True
         self._apply_service(api, ksvc_live, self.names.live_revision)
         service = self._apply_service(api, ksvc_dark, self.names.dark_revision)
-        api.apply(mirror_rule)
-        api.apply(job)
+        for manifest in rest:
+            api.apply(manifest)
         pods = self._wait_for_traffic(api)
         env = self._environment(prometheus_url, endpoints_of(service), started_at(pods))
         self._probe(env)

@@ -10,6 +10,7 @@ from pytest_darklaunch.backends.kubernetes.api import (
     HTTP_ROUTE,
     JOB,
     KNATIVE_SERVICE,
+    SECRET,
     VIRTUAL_SERVICE,
     KubeApi,
 )
@@ -20,8 +21,9 @@ from pytest_darklaunch.errors import ProvisioningError
 def delete_run(api: KubeApi, namespace: str, run_id: str) -> None:
     """Delete every object of run ``run_id`` in ``namespace``, by its label only: the mirroring
     rules first (mirroring stops; either provider's, where the cluster serves it), then the Job
-    once its pods are gone, then the Knative Service (its revisions follow). What cannot be
-    deleted is reported once the rest is gone, with the command that removes it."""
+    once its pods are gone, its headers' Secret, then the Knative Service (its revisions
+    follow). What cannot be deleted is reported once the rest is gone, with the command that
+    removes it."""
     selector = run_selector(run_id)
     failures = []
     for kind, propagation in (
@@ -29,6 +31,7 @@ def delete_run(api: KubeApi, namespace: str, run_id: str) -> None:
         (VIRTUAL_SERVICE, "Background"),
         # Foreground: the Job goes only once its pods are gone.
         (JOB, "Foreground"),
+        (SECRET, "Background"),
         (KNATIVE_SERVICE, "Background"),
     ):
         try:

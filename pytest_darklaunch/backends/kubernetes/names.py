@@ -71,6 +71,11 @@ class Names:
         return _suffixed(self.service, "traffic", suffix)
 
     @property
+    def header_secret(self) -> str:
+        """The Secret with the traffic's credential headers."""
+        return _suffixed(self.service, "headers", self.suffix)
+
+    @property
     def labels(self) -> dict[str, str]:
         return run_labels(self.run_id)
 

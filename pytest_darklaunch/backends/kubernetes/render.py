@@ -9,7 +9,10 @@ The objects follow the Iter8 mirroring tutorial (``../shared/seed``), generalise
 2. the mirroring rule (:mod:`.routing`): an Istio VirtualService (``mirror.provider: istio``,
    the default) or a Gateway API HTTPRoute (``gateway-api``), sending ``mirror.host`` to live's
    private Service and a copy of ``mirror.percent`` straight to dark's;
-3. a Fortio Job, injected with the Istio sidecar through its pod label, sending an open-loop
+3. when ``traffic.headers`` carries credentials (Authorization, Cookie, ...), a Secret with
+   their values, which the Job reads through ``$(VAR)`` expansion: they never appear in the
+   Job, in ``render``'s output or in our messages;
+4. a Fortio Job, injected with the Istio sidecar through its pod label, sending an open-loop
    load at ``traffic.rate_rps`` until teardown deletes it.
 
 Both revision templates ask their sidecar for finer latency buckets and leave Knative's
@@ -44,6 +47,7 @@ from pytest_darklaunch.backends.kubernetes.routing import http_route, virtual_se
 from pytest_darklaunch.backends.local.envoy import upstream_time_buckets
 from pytest_darklaunch.backends.kubernetes.routes_check import refuse_routes
 from pytest_darklaunch.core.spec import Sources, Spec, check_for_kubernetes
+from pytest_darklaunch.core.traffic.model import SECRET_HEADERS
 from pytest_darklaunch.core.units import format_duration
 
 __all__ = ["Names", "check_run_id", "names_for", "render", "render_yaml"]
@@ -110,10 +114,12 @@ def render(
     names = names_for(spec, run_id, namespace)
     check_for_kubernetes(spec, Sources("spec"))
     refuse_routes(spec)
+    secret = header_secret(spec, names)
     return [
         knative_service(spec, names, "live"),
         knative_service(spec, names, "dark"),
         mirror_rule(spec, names),
+        *([secret] if secret else []),
         traffic_job(spec, names, schedule),
     ]
 
@@ -131,7 +137,7 @@ def render_yaml(
     (4, 4)
     """
     names = names_for(spec, run_id, namespace)
-    docs = render(spec, run_id, namespace=namespace, schedule=schedule)
+    docs = [_withheld(d) for d in render(spec, run_id, namespace=namespace, schedule=schedule)]
     header = (
         f"# pytest-darklaunch run {run_id}: {spec.target.name} in namespace {names.namespace}.\n"
         "# Apply in order (the Knative Service twice: live revision, then dark); remove with:\n"
@@ -139,6 +145,35 @@ def render_yaml(
     )
     body = "---\n".join(yaml.safe_dump(doc, sort_keys=False) for doc in docs)
     return header + "---\n" + body
+
+
+WITHHELD = "(withheld: the run sets it from the spec)"
+
+
+def _withheld(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` as ``render`` may print it: a Secret's values withheld."""
+    if doc["kind"] != "Secret":
+        return doc
+    return {**doc, "stringData": {key: WITHHELD for key in doc["stringData"]}}
+
+
+def _secret_headers(spec: Spec) -> list[str]:
+    """The names of ``traffic.headers`` whose values are credentials, in spec order."""
+    return [k for k in spec.traffic.headers if k.lower() in SECRET_HEADERS]
+
+
+def header_secret(spec: Spec, names: Names) -> Optional[dict[str, Any]]:
+    """The Secret holding the credential headers' values, ``None`` without any."""
+    secret = _secret_headers(spec)
+    if not secret:
+        return None
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(names.header_secret, names),
+        "type": "Opaque",
+        "stringData": {f"h{i}": spec.traffic.headers[k] for i, k in enumerate(secret)},
+    }
 
 
 def _meta(name: str, names: Names, **extra_labels: str) -> dict[str, Any]:
@@ -251,7 +286,10 @@ def fortio_args(spec: Spec, names: Names, schedule: Schedule = Schedule()) -> li
     address, host = traffic_target(spec, names, schedule)
     if host:
         args += ["-H", f"Host:{host}"]
+    secret = _secret_headers(spec)
     for key, value in traffic.headers.items():
+        if key in secret:  # Kubernetes expands $(VAR) from the container's env (the Secret)
+            value = f"$({_HEADER_ENV}{secret.index(key)})"
         args += ["-H", f"{key}:{value}"]
     args.append(f"http://{address}{traffic.path}")
     return args
@@ -272,6 +310,24 @@ def job_deadline_s(spec: Spec, schedule: Schedule) -> int:
     interval = max(duration.interval_s, schedule.scrape_interval_s)
     effective = spec.traffic.warmup_s + FIRST_SCRAPE_WAIT_S + duration.iterations * interval
     return math.ceil(effective + JOB_SLACK_S)
+
+
+_HEADER_ENV = "DARKLAUNCH_HEADER_"
+
+
+def _header_env(spec: Spec, names: Names) -> dict[str, Any]:
+    secret = _secret_headers(spec)
+    if not secret:
+        return {}
+    return {
+        "env": [
+            {
+                "name": f"{_HEADER_ENV}{i}",
+                "valueFrom": {"secretKeyRef": {"name": names.header_secret, "key": f"h{i}"}},
+            }
+            for i in range(len(secret))
+        ]
+    }
 
 
 def traffic_job(spec: Spec, names: Names, schedule: Schedule = Schedule()) -> dict[str, Any]:
@@ -306,6 +362,7 @@ def traffic_job(spec: Spec, names: Names, schedule: Schedule = Schedule()) -> di
                             "name": "fortio",
                             "image": FORTIO_IMAGE,
                             "args": fortio_args(spec, names, schedule),
+                            **_header_env(spec, names),
                         },
                     ],
                 },
