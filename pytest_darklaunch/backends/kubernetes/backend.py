@@ -319,7 +319,7 @@ class KubernetesBackend:
 
     def _probe(self, env: Environment) -> None:
         timeout_s = self.settings.probe_timeout_s(self.scrape_interval_s)
-        mirrored = self.spec.traffic.method in self.spec.mirror.methods
+        mirrored = any(t.method in self.spec.mirror.methods for t in self.spec.traffic.mix.targets)
         if timeout_s > 0 and self.spec.mirror.percent > 0 and mirrored:
             probe_prometheus(env.prometheus_url, env.labels["dark"], timeout_s)
 

@@ -9,6 +9,9 @@ from typing import Any
 
 from pytest_darklaunch.backends.kubernetes.names import Names
 
+# The traffic Job's generator: Fortio for one URL, k6 for a mix.
+TRAFFIC_CONTAINERS = ("fortio", "k6")
+
 
 def series_labels(names: Names, *, provisioned: bool) -> dict[str, dict[str, str]]:
     """Each revision's series: requests its sidecar received from the traffic Job only.
@@ -35,11 +38,12 @@ def series_labels(names: Names, *, provisioned: bool) -> dict[str, dict[str, str
 
 
 def started_at(pods: list[dict[str, Any]]) -> float:
-    """When Fortio started: its container's ``startedAt`` as the cluster saw it, else now."""
+    """When the generator started: its container's ``startedAt`` as the cluster saw it, else
+    now."""
     for pod in pods:
         for status in (pod.get("status") or {}).get("containerStatuses") or []:
             started = ((status.get("state") or {}).get("running") or {}).get("startedAt")
-            if status.get("name") == "fortio" and started:
+            if status.get("name") in TRAFFIC_CONTAINERS and started:
                 try:
                     return datetime.fromisoformat(str(started).replace("Z", "+00:00")).timestamp()
                 except ValueError:

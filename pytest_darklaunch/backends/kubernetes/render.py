@@ -37,6 +37,7 @@ from typing import Any, Optional
 
 import yaml
 
+from pytest_darklaunch.backends.kubernetes.k6 import k6_pod_parts, mix_secret, uses_k6
 from pytest_darklaunch.backends.kubernetes.names import (
     ROLE_KEY,
     Names,
@@ -114,7 +115,10 @@ def render(
     names = names_for(spec, run_id, namespace)
     check_for_kubernetes(spec, Sources("spec"))
     refuse_routes(spec)
-    secret = header_secret(spec, names)
+    if uses_k6(spec):
+        secret: dict[str, Any] | None = mix_secret_for(spec, names, schedule)
+    else:
+        secret = header_secret(spec, names)
     return [
         knative_service(spec, names, "live"),
         knative_service(spec, names, "dark"),
@@ -155,6 +159,12 @@ def _withheld(doc: dict[str, Any]) -> dict[str, Any]:
     if doc["kind"] != "Secret":
         return doc
     return {**doc, "stringData": {key: WITHHELD for key in doc["stringData"]}}
+
+
+def mix_secret_for(spec: Spec, names: Names, schedule: Schedule) -> dict[str, Any]:
+    """The k6 pod's Secret (script and mix), named like the Job."""
+    _, host = traffic_target(spec, names, schedule)
+    return mix_secret(spec, _meta(names.job, names), host)
 
 
 def _secret_headers(spec: Spec) -> list[str]:
@@ -330,8 +340,27 @@ def _header_env(spec: Spec, names: Names) -> dict[str, Any]:
     }
 
 
+def _traffic_pod(spec: Spec, names: Names, schedule: Schedule) -> dict[str, Any]:
+    """Fortio for one bodiless URL, k6 for a mix (:mod:`.k6`)."""
+    if not uses_k6(spec):
+        container = {
+            "name": "fortio",
+            "image": FORTIO_IMAGE,
+            "args": fortio_args(spec, names, schedule),
+            **_header_env(spec, names),
+        }
+        return {"restartPolicy": "Never", "containers": [container]}
+    address, _ = traffic_target(spec, names, schedule)
+    rate = spec.traffic.rate_rps
+    vus = min(256, max(2, math.ceil(rate * OPEN_LOOP_LATENCY_BUDGET_S)))
+    container, volumes = k6_pod_parts(
+        spec, names.job, f"http://{address}", job_deadline_s(spec, schedule), vus
+    )
+    return {"restartPolicy": "Never", "containers": [container], "volumes": volumes}
+
+
 def traffic_job(spec: Spec, names: Names, schedule: Schedule = Schedule()) -> dict[str, Any]:
-    """The Fortio Job, sidecar-injected through its pod label (not ``istioctl kube-inject``)."""
+    """The traffic Job, sidecar-injected through its pod label (not ``istioctl kube-inject``)."""
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -355,17 +384,7 @@ def traffic_job(spec: Spec, names: Names, schedule: Schedule = Schedule()) -> di
                         ),
                     },
                 },
-                "spec": {
-                    "restartPolicy": "Never",
-                    "containers": [
-                        {
-                            "name": "fortio",
-                            "image": FORTIO_IMAGE,
-                            "args": fortio_args(spec, names, schedule),
-                            **_header_env(spec, names),
-                        },
-                    ],
-                },
+                "spec": _traffic_pod(spec, names, schedule),
             },
         },
     }
