@@ -28,9 +28,10 @@ from __future__ import annotations
 import copy
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Optional
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import yaml
@@ -62,7 +63,7 @@ class Fault:
     verb: str
     resource: str
     code: int
-    times: Optional[int] = 1
+    times: int | None = 1
     message: str = ""
     hits: int = 0
 
@@ -72,17 +73,17 @@ class Hook:
     verb: str
     resource: str
     callback: Callable[[Request], None]
-    times: Optional[int] = 1
+    times: int | None = 1
 
 
 @dataclass
 class Route:
-    rt: Optional[ResourceType]
+    rt: ResourceType | None
     version: str
     namespace: str
     name: str
     sub: str
-    discovery: Optional[dict[str, Any]] = field(default=None)
+    discovery: dict[str, Any] | None = field(default=None)
 
 
 class Emulator:
@@ -100,8 +101,8 @@ class Emulator:
         self.authorized: list[tuple[str, str, str]] = []
         self.forwards: dict[tuple[str, str, int], tuple[str, int]] = {}
         self.controllers = Controllers(self)
-        self._server: Optional[ThreadingHTTPServer] = None
-        self._thread: Optional[threading.Thread] = None
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
         for ns in self.SEED_NAMESPACES:
             self.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
 
@@ -153,13 +154,13 @@ class Emulator:
         self,
         plural: str,
         group: str = "",
-        namespace: Optional[str] = None,
-        labels: Optional[str] = None,
+        namespace: str | None = None,
+        labels: str | None = None,
     ) -> list[dict[str, Any]]:
         return self.store.list(self.resource(plural, group), namespace, labels)
 
     def fail(
-        self, verb: str, resource: str, code: int, times: Optional[int] = 1, message: str = ""
+        self, verb: str, resource: str, code: int, times: int | None = 1, message: str = ""
     ) -> Fault:
         """Answer the next ``times`` (``None``: all) matching requests with HTTP ``code``.
 
@@ -174,7 +175,7 @@ class Emulator:
         verb: str,
         resource: str,
         callback: Callable[[Request], None],
-        times: Optional[int] = 1,
+        times: int | None = 1,
     ) -> None:
         """Call ``callback`` after a matching request was processed, before its response."""
         self.hooks.append(Hook(verb, resource, callback, times))

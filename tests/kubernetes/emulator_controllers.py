@@ -26,7 +26,7 @@ import queue
 import threading
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 from .emulator_knative import reconcile_service
 from .emulator_store import ApiError, ResourceType, now
@@ -60,7 +60,7 @@ def failed(message: str = "exit status 1") -> Outcome:
     return Outcome("failed", "RevisionFailed", message)
 
 
-Item = tuple[str, Optional[ResourceType], Any]
+Item = tuple[str, ResourceType | None, Any]
 
 
 class Controllers:
@@ -75,8 +75,8 @@ class Controllers:
         self.errors: list[BaseException] = []
         self._gc_held = False
         self._held: list[str] = []
-        self._queue: queue.Queue[Optional[Item]] = queue.Queue()
-        self._thread: Optional[threading.Thread] = None
+        self._queue: queue.Queue[Item | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
         emulator.store.listeners.append(self._observe)
         emulator.store.collect = lambda uid: self._queue.put(("gc", None, uid))
 
@@ -126,7 +126,7 @@ class Controllers:
             finally:
                 self._queue.task_done()
 
-    def _handle(self, what: str, rt: Optional[ResourceType], obj: Any) -> None:
+    def _handle(self, what: str, rt: ResourceType | None, obj: Any) -> None:
         if what == "gc-hold":
             self._gc_held = bool(obj)
             if not self._gc_held:
@@ -201,7 +201,7 @@ class Controllers:
             store.replace(rt, current)
             return True
 
-    def admit_pod(self, pod: dict[str, Any]) -> Optional[dict[str, Any]]:
+    def admit_pod(self, pod: dict[str, Any]) -> dict[str, Any] | None:
         """Create ``pod`` as the API server would after Istio's injection webhook."""
         meta = pod["metadata"]
         ns = self.emulator.store.get(self.rt("namespaces"), "", meta["namespace"]) or {}

@@ -23,7 +23,7 @@ the traffic Job's load, as ``istio_requests_total`` in the text format.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .emulator import Emulator
@@ -38,8 +38,8 @@ SCRAPE_PORT = "9090"
 class Delivery:
     """Where one request from the traffic pod ends: the workloads of the request and its copy."""
 
-    primary: Optional[str]
-    mirror: Optional[str] = None
+    primary: str | None
+    mirror: str | None = None
     percent: float = 0.0
 
 
@@ -59,7 +59,7 @@ class Mesh:
         own = vs["metadata"]["namespace"]
         return "*" in export or namespace in export or ("." in export and own == namespace)
 
-    def _workload(self, host: str) -> Optional[str]:
+    def _workload(self, host: str) -> str | None:
         """A revision's Service host (public or private) as its pods' workload."""
         name, _, rest = host.partition(".")
         namespace = rest.split(".")[0]
@@ -69,7 +69,7 @@ class Mesh:
             return None
         return f"{revision}-deployment"
 
-    def _gateway(self, authority: str) -> Optional[str]:
+    def _gateway(self, authority: str) -> str | None:
         for vs in self._objects("virtualservices", "networking.istio.io"):
             spec = vs["spec"]
             if LOCAL_GATEWAY not in (spec.get("gateways") or []):
@@ -82,12 +82,12 @@ class Mesh:
                     return self._deliver(rule["route"][0]["destination"]["host"], authority)
         return None  # the gateway answers 404
 
-    def _deliver(self, host: str, authority: str) -> Optional[str]:
+    def _deliver(self, host: str, authority: str) -> str | None:
         if host == LOCAL_GATEWAY_HOST:
             return self._gateway(authority)
         return self._workload(host)
 
-    def _mesh_rule(self, namespace: str, host: str, method: str) -> Optional[dict[str, Any]]:
+    def _mesh_rule(self, namespace: str, host: str, method: str) -> dict[str, Any] | None:
         for vs in self._objects("virtualservices", "networking.istio.io"):
             spec = vs["spec"]
             if "mesh" not in (spec.get("gateways") or ["mesh"]):
@@ -101,7 +101,7 @@ class Mesh:
 
     def _gamma_route(
         self, namespace: str, service_host: str, method: str
-    ) -> Optional[dict[str, Any]]:
+    ) -> dict[str, Any] | None:
         service, _, rest = service_host.partition(".")
         for route in self._objects("httproutes", "gateway.networking.k8s.io"):
             own = route["metadata"]["namespace"]
@@ -171,7 +171,7 @@ class Mesh:
         delivery = self.fortio_delivery()
         out: dict[tuple[str, str, str], float] = {}
 
-        def add(workload: Optional[str], who: tuple[str, str], n: float) -> None:
+        def add(workload: str | None, who: tuple[str, str], n: float) -> None:
             if workload is not None:
                 key = (workload, *who)
                 out[key] = out.get(key, 0.0) + n

@@ -11,7 +11,8 @@ import copy
 import dataclasses
 import json
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from .emulator_store import ApiError, apply_config, field_matcher, label_matcher, merge_patch
 

@@ -14,10 +14,10 @@ import copy
 import re
 import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Callable, Optional
+from datetime import UTC, datetime
+from typing import Any
 
 Key = tuple[str, str, str, str]  # group, plural, namespace, name
 
@@ -86,8 +86,8 @@ class ApiError(Exception):
         self,
         code: int,
         message: str,
-        reason: Optional[str] = None,
-        details: Optional[dict[str, Any]] = None,
+        reason: str | None = None,
+        details: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
@@ -109,7 +109,7 @@ class ApiError(Exception):
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # -- selectors --------------------------------------------------------------------------------
@@ -130,7 +130,7 @@ def _split_selector(text: str) -> list[str]:
     return [p.strip() for p in parts if p.strip()]
 
 
-def label_matcher(selector: Optional[str]) -> Callable[[dict[str, Any]], bool]:
+def label_matcher(selector: str | None) -> Callable[[dict[str, Any]], bool]:
     """Equality (``=``, ``==``, ``!=``), set (``in``, ``notin``) and existence (``k``, ``!k``)."""
     tests: list[Callable[[dict[str, str]], bool]] = []
     for term in _split_selector(selector or ""):
@@ -164,7 +164,7 @@ def label_matcher(selector: Optional[str]) -> Callable[[dict[str, Any]], bool]:
     return matches
 
 
-def field_matcher(selector: Optional[str]) -> Callable[[dict[str, Any]], bool]:
+def field_matcher(selector: str | None) -> Callable[[dict[str, Any]], bool]:
     """``path=value`` / ``path!=value`` on dotted paths such as ``involvedObject.name``."""
     tests = []
     for term in _split_selector(selector or ""):
@@ -229,7 +229,7 @@ _IDENTITY = {("apiVersion",), ("kind",), ("metadata", "name"), ("metadata", "nam
 
 
 def apply_config(
-    existing: Optional[dict[str, Any]],
+    existing: dict[str, Any] | None,
     applied: dict[str, Any],
     configs: dict[str, dict[str, Any]],
     manager: str,
@@ -310,7 +310,7 @@ class Store:
         self.rv = 0
         self.listeners: list[Callable[[str, ResourceType, dict[str, Any]], None]] = []
         # Background deletion: the dependents of this uid are the garbage collector's to delete.
-        self.collect: Optional[Callable[[str], None]] = None
+        self.collect: Callable[[str], None] | None = None
         self.closed = False
 
     def _record(self, kind: str, rt: ResourceType, obj: dict[str, Any]) -> None:
@@ -323,7 +323,7 @@ class Store:
         self.rv += 1
         obj["metadata"]["resourceVersion"] = str(self.rv)
 
-    def get(self, rt: ResourceType, namespace: str, name: str) -> Optional[dict[str, Any]]:
+    def get(self, rt: ResourceType, namespace: str, name: str) -> dict[str, Any] | None:
         with self.lock:
             obj = self.objects.get((rt.group, rt.plural, namespace, name))
             return copy.deepcopy(obj) if obj else None
@@ -331,9 +331,9 @@ class Store:
     def list(
         self,
         rt: ResourceType,
-        namespace: Optional[str],
-        labels: Optional[str] = None,
-        fields: Optional[str] = None,
+        namespace: str | None,
+        labels: str | None = None,
+        fields: str | None = None,
     ) -> list[dict[str, Any]]:
         match_labels, match_fields = label_matcher(labels), field_matcher(fields)
         with self.lock:
@@ -408,7 +408,7 @@ class Store:
             return copy.deepcopy(obj)
 
     def delete(
-        self, rt: ResourceType, namespace: str, name: str, propagation: Optional[str] = None
+        self, rt: ResourceType, namespace: str, name: str, propagation: str | None = None
     ) -> dict[str, Any]:
         with self.lock:
             key = (rt.group, rt.plural, namespace if rt.namespaced else "", name)

@@ -100,7 +100,8 @@ def _diff(a: Any, b: Any, path: str = "") -> list[str]:
             out += _diff(a.get(key), b.get(key), f"{path}.{key}")
         return out
     if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        return [d for i, (x, y) in enumerate(zip(a, b)) for d in _diff(x, y, f"{path}[{i}]")]
+        pairs = enumerate(zip(a, b, strict=True))
+        return [d for i, (x, y) in pairs for d in _diff(x, y, f"{path}[{i}]")]
     return [] if a == b else [f"{path}: {a!r} -> {b!r}"]
 
 

@@ -20,9 +20,9 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, TypeVar
 
 from tenacity import (
     Retrying,
@@ -114,7 +114,7 @@ def import_client() -> None:
         ) from exc
 
 
-def credentials_source(context: Optional[str], env: Optional[dict[str, str]] = None) -> str:
+def credentials_source(context: str | None, env: dict[str, str] | None = None) -> str:
     """Where credentials come from, with the precedence of kubectl and the client's
     ``load_config``: a kubeconfig (``KUBECONFIG``, else ``~/.kube/config``) when there is one or
     a context is asked for, else the pod's service account (in-cluster), else the kubeconfig.
@@ -132,7 +132,7 @@ def credentials_source(context: Optional[str], env: Optional[dict[str, str]] = N
 
 
 def load_api_client(
-    context: Optional[str], context_option: str = "--darklaunch-kube-context"
+    context: str | None, context_option: str = "--darklaunch-kube-context"
 ) -> Any:
     """An ``ApiClient`` from kubeconfig (``context`` or the current one) or in-cluster config,
     chosen by :func:`credentials_source`. ``context_option`` is the option that chose
@@ -160,7 +160,7 @@ def load_api_client(
         ) from exc
 
 
-def _status_of(exc: BaseException) -> Optional[int]:
+def _status_of(exc: BaseException) -> int | None:
     status = getattr(exc, "status", None)
     return status if isinstance(status, int) else None
 
@@ -188,7 +188,7 @@ def server_message(exc: BaseException) -> str:
 
 
 def translate(
-    exc: BaseException, verb: str, what: str, namespace: Optional[str]
+    exc: BaseException, verb: str, what: str, namespace: str | None
 ) -> ProvisioningError:
     """A one-line :class:`ProvisioningError` for a failed API call.
 
@@ -234,7 +234,7 @@ class KubeApi:
         self.api_client = api_client
         self.retry = retry
         self._dynamic: Any = None
-        self._own_cache_dir: Optional[str] = None
+        self._own_cache_dir: str | None = None
         self._cache_dir = cache_dir
 
     @property
@@ -247,7 +247,7 @@ class KubeApi:
             shutil.rmtree(self._own_cache_dir, ignore_errors=True)
             self._own_cache_dir = None
 
-    def call(self, verb: str, what: str, namespace: Optional[str], fn: Callable[[], T]) -> T:
+    def call(self, verb: str, what: str, namespace: str | None, fn: Callable[[], T]) -> T:
         """``fn()``, retried on 409/429/5xx and connection errors, failures translated."""
         retrying = Retrying(
             stop=stop_after_attempt(self.retry.attempts),
@@ -326,7 +326,7 @@ class KubeApi:
         )
         return dict(result.to_dict())
 
-    def get(self, kind: Kind, namespace: str, name: str) -> Optional[dict[str, Any]]:
+    def get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
         """The object, or ``None`` when it does not exist."""
         from kubernetes.dynamic.exceptions import NotFoundError
 
@@ -349,8 +349,8 @@ class KubeApi:
         kind: Kind,
         namespace: str,
         *,
-        label_selector: Optional[str] = None,
-        field_selector: Optional[str] = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
     ) -> tuple[list[dict[str, Any]], str]:
         """Items matching the selectors, and the list's resourceVersion to watch from."""
         resource = self.resource(kind)
@@ -377,8 +377,8 @@ class KubeApi:
         *,
         resource_version: str,
         timeout_s: int,
-        label_selector: Optional[str] = None,
-        field_selector: Optional[str] = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
     ) -> Iterator[tuple[str, dict[str, Any]]]:
         """``(event type, object)`` pairs from ``resource_version`` on, for ``timeout_s``."""
         from kubernetes.client.exceptions import ApiException

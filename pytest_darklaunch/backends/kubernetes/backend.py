@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from pytest_darklaunch.backends.base import Environment, RunContext, TrafficStats
 from pytest_darklaunch.backends.guardian import Guardian
@@ -99,8 +99,8 @@ class KubeSettings:
     retry: RetryPolicy = RetryPolicy()
     prometheus_service: str = "istio-system/prometheus:9090"
     # None: as Prometheus's targets API reports it (else DEFAULT_SCRAPE_INTERVAL_S).
-    scrape_interval_s: Optional[float] = None
-    mirror_probe_s: Optional[float] = None
+    scrape_interval_s: float | None = None
+    mirror_probe_s: float | None = None
 
     def probe_timeout_s(self, scrape_interval_s: float) -> float:
         """The probe's deadline: a few scrapes (the first mirrored request must be scraped)."""
@@ -124,7 +124,7 @@ class KubernetesBackend:
         run: RunContext,
         *,
         api_client: Any = None,
-        settings: Optional[KubeSettings] = None,
+        settings: KubeSettings | None = None,
     ) -> None:
         self.spec = spec
         self.run = run
@@ -148,9 +148,9 @@ class KubernetesBackend:
                 "NAMESPACE/NAME[:PORT] such as istio-system/prometheus:9090",
             ) from None
         self._api_client = api_client
-        self._api: Optional[KubeApi] = None
-        self._forwarder: Optional[PortForwarder] = None
-        self._guardian: Optional[Guardian] = None
+        self._api: KubeApi | None = None
+        self._forwarder: PortForwarder | None = None
+        self._guardian: Guardian | None = None
         self._touched = False
 
     @property
@@ -182,7 +182,7 @@ class KubernetesBackend:
         self._probe(env)
         return env
 
-    def traffic_stats(self) -> Optional[TrafficStats]:
+    def traffic_stats(self) -> TrafficStats | None:
         """``None``: Fortio reports its counters only in its pod log, at the end of its run."""
         return None
 
@@ -240,7 +240,7 @@ class KubernetesBackend:
         if host_routed:
             refuse_host_collision(api, self.names, self.mirror_kind, self.spec.mirror.host)
 
-    def _refuse_foreign_service(self, api: KubeApi) -> Optional[dict[str, Any]]:
+    def _refuse_foreign_service(self, api: KubeApi) -> dict[str, Any] | None:
         """Never take over a Knative Service another run (or a person) owns; returns ours."""
         n = self.names
         existing = api.get(KNATIVE_SERVICE, n.namespace, n.service)
@@ -359,7 +359,7 @@ class KubernetesBackend:
         return series_labels(self.names, provisioned=self.run.provision != "none")
 
     def _environment(
-        self, prometheus_url: str, endpoints: dict[str, str], traffic_started_at: Optional[float]
+        self, prometheus_url: str, endpoints: dict[str, str], traffic_started_at: float | None
     ) -> Environment:
         n = self.names
         details = {

@@ -77,7 +77,7 @@ def cycle(weights: list[float]) -> list[int]:
     credit = [0.0] * len(weights)
     out = []
     for _ in range(length):
-        credit = [c + w for c, w in zip(credit, weights)]
+        credit = [c + w for c, w in zip(credit, weights, strict=True)]
         best = max(range(len(weights)), key=lambda i: credit[i])
         credit[best] -= total
         out.append(best)

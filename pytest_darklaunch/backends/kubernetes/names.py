@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import Optional
 
 from pytest_darklaunch.core.spec import Spec
 from pytest_darklaunch.core.units import DNS1123_HINT, is_dns1123_label
@@ -143,7 +142,7 @@ def check_run_id(run_id: str, source: str = "run context") -> str:
 
 
 def names_for(
-    spec: Spec, run_id: str, namespace: Optional[str] = None, *, source: str = "run context"
+    spec: Spec, run_id: str, namespace: str | None = None, *, source: str = "run context"
 ) -> Names:
     """The :class:`Names` of a run; ``namespace`` overrides the target's namespace."""
     check_run_id(run_id, source)

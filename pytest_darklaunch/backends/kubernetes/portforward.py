@@ -18,7 +18,7 @@ import selectors
 import socket
 import struct
 import threading
-from typing import Any, Optional
+from typing import Any
 from urllib.parse import parse_qsl, urlparse
 
 from pytest_darklaunch.backends.kubernetes.api import POD, SERVICE, KubeApi, translate
@@ -36,12 +36,12 @@ class PortForwarder:
         self.namespace = namespace
         self.pod = pod
         self.port = port
-        self._listener: Optional[socket.socket] = None
-        self._wake: Optional[tuple[socket.socket, socket.socket]] = None
+        self._listener: socket.socket | None = None
+        self._wake: tuple[socket.socket, socket.socket] | None = None
         self._lock = threading.Lock()
         self._open: set[Any] = set()
-        self._thread: Optional[threading.Thread] = None
-        self.last_error: Optional[str] = None
+        self._thread: threading.Thread | None = None
+        self.last_error: str | None = None
 
     @property
     def local_port(self) -> int:
@@ -77,7 +77,7 @@ class PortForwarder:
             ports=str(self.port),
         )
         # Each channel's first frame names the port; anything else is the server's error.
-        greeted: set[Optional[int]] = set()
+        greeted: set[int | None] = set()
         for _ in (DATA, ERROR):
             channel, payload = _read(ws)
             if len(payload) != 2 or struct.unpack("<H", payload)[0] != self.port:
@@ -188,7 +188,7 @@ class PortForwarder:
             self._wake = None
 
 
-def _read(ws: Any) -> tuple[Optional[int], bytes]:
+def _read(ws: Any) -> tuple[int | None, bytes]:
     """The next ``(channel, payload)``; ``(None, b"")`` once the WebSocket ended."""
     from websocket import ABNF, WebSocketException
 

@@ -12,7 +12,7 @@ names what is missing and how to fix it, instead of a run that ends in "no data"
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from pytest_darklaunch.backends.kubernetes.api import (
     GATEWAY,
@@ -81,7 +81,7 @@ def wait_for_leftover_revisions(api: KubeApi, names: Names, timeout_s: float) ->
         )
 
 
-def gateway_address(api: KubeApi, gateway: str) -> Optional[str]:
+def gateway_address(api: KubeApi, gateway: str) -> str | None:
     """The Gateway's first address from its status (``None`` before it has one); a missing
     Gateway is a :class:`ProvisioningError`."""
     namespace, name = parse_gateway(gateway)

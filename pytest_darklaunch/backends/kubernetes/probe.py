@@ -18,8 +18,7 @@ Knative's autoscaler scrapes nor activator probes count) and turns a timeout int
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
-from typing import Callable
+from collections.abc import Callable, Mapping
 
 from pytest_darklaunch.core.metrics import selector
 from pytest_darklaunch.errors import ProvisioningError

@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import yaml
 
@@ -96,16 +96,16 @@ class Schedule:
 
     scrape_interval_s: float = 15.0
     # The Gateway's in-cluster address (read from its status when provisioning).
-    gateway_address: Optional[str] = None
+    gateway_address: str | None = None
 
 
-def mirror_provider(spec: Spec) -> tuple[str, Optional[str]]:
+def mirror_provider(spec: Spec) -> tuple[str, str | None]:
     """``(provider, gateway)`` of the spec's ``mirror`` section."""
     return spec.mirror.provider, spec.mirror.gateway
 
 
 def render(
-    spec: Spec, run_id: str, *, namespace: Optional[str] = None, schedule: Schedule = Schedule()
+    spec: Spec, run_id: str, *, namespace: str | None = None, schedule: Schedule = Schedule()
 ) -> list[dict[str, Any]]:
     """Every object the backend applies, in apply order.
 
@@ -129,7 +129,7 @@ def render(
 
 
 def render_yaml(
-    spec: Spec, run_id: str, *, namespace: Optional[str] = None, schedule: Schedule = Schedule()
+    spec: Spec, run_id: str, *, namespace: str | None = None, schedule: Schedule = Schedule()
 ) -> str:
     """:func:`render` as one multi-document YAML stream, like ``helm template`` prints.
 
@@ -172,7 +172,7 @@ def _secret_headers(spec: Spec) -> list[str]:
     return [k for k in spec.traffic.headers if k.lower() in SECRET_HEADERS]
 
 
-def header_secret(spec: Spec, names: Names) -> Optional[dict[str, Any]]:
+def header_secret(spec: Spec, names: Names) -> dict[str, Any] | None:
     """The Secret holding the credential headers' values, ``None`` without any."""
     secret = _secret_headers(spec)
     if not secret:
@@ -246,7 +246,7 @@ def gateway_service_host(gateway: str) -> str:
     return f"{name}-istio.{namespace}.svc.cluster.local"
 
 
-def traffic_target(spec: Spec, names: Names, schedule: Schedule) -> tuple[str, Optional[str]]:
+def traffic_target(spec: Spec, names: Names, schedule: Schedule) -> tuple[str, str | None]:
     """Fortio's address and Host header.
 
     The mesh rules act in Fortio's own sidecar: the URL is live's private Service (so a rule

@@ -22,7 +22,7 @@ revision's pods on port 80 (queue-proxy); min-scale 1 keeps a pod behind it.
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from typing import Any
 
 from pytest_darklaunch.backends.kubernetes.names import Names
 from pytest_darklaunch.core.units import format_duration
@@ -50,7 +50,7 @@ def virtual_service(
     host: str,
     percent: float,
     timeout_s: float,
-    methods: Optional[tuple[str, ...]] = None,
+    methods: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
     """The Istio provider's rule: ``host`` to live, ``percent`` mirrored to dark.
 
@@ -125,8 +125,8 @@ def http_route(
     host: str,
     percent: float,
     timeout_s: float,
-    gateway: Optional[str] = None,
-    methods: Optional[tuple[str, ...]] = None,
+    gateway: str | None = None,
+    methods: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
     """The Gateway API provider's rule: an HTTPRoute with a percent ``RequestMirror`` filter.
 

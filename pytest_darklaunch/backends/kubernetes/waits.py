@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
-from typing import Any, Callable, Optional
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
@@ -45,7 +45,7 @@ class NotYet(Exception):
     """The awaited state was not reached within one list-and-watch round."""
 
 
-def condition(obj: Mapping[str, Any], kind: str) -> Optional[dict[str, Any]]:
+def condition(obj: Mapping[str, Any], kind: str) -> dict[str, Any] | None:
     """The status condition of type ``kind``, or ``None``."""
     for item in (obj.get("status") or {}).get("conditions") or []:
         if item.get("type") == kind:
@@ -53,7 +53,7 @@ def condition(obj: Mapping[str, Any], kind: str) -> Optional[dict[str, Any]]:
     return None
 
 
-def format_condition(cond: Optional[Mapping[str, Any]], kind: str = "Ready") -> str:
+def format_condition(cond: Mapping[str, Any] | None, kind: str = "Ready") -> str:
     """``Ready=False (Reason: message)`` or ``no Ready condition yet``."""
     if not cond:
         return f"no {kind} condition yet"
@@ -93,8 +93,8 @@ def wait_for(
     check: Check,
     describe: Describe,
     timeout_s: float,
-    label_selector: Optional[str] = None,
-    field_selector: Optional[str] = None,
+    label_selector: str | None = None,
+    field_selector: str | None = None,
     event_names: Callable[[list[dict[str, Any]]], list[str]] = lambda items: [],
     clock: Callable[[], float] = time.monotonic,
 ) -> list[dict[str, Any]]:
@@ -168,7 +168,7 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
     return (ApiException, HTTPError, ConnectionError)
 
 
-RevisionStatus = Callable[[], Optional[dict[str, Any]]]
+RevisionStatus = Callable[[], dict[str, Any] | None]
 
 
 def knative_service_ready(revision: str, generation: int, read_revision: RevisionStatus) -> Check:
@@ -212,8 +212,8 @@ def knative_service_ready(revision: str, generation: int, read_revision: Revisio
 def _raise_if_terminal(
     svc: dict[str, Any],
     revision: str,
-    config: Optional[dict[str, Any]],
-    rev: Optional[dict[str, Any]],
+    config: dict[str, Any] | None,
+    rev: dict[str, Any] | None,
 ) -> None:
     meta = svc["metadata"]
     where = f"Knative Service {meta.get('namespace')}/{meta['name']} (revision {revision})"
