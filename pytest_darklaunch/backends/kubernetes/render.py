@@ -44,9 +44,9 @@ from pytest_darklaunch.backends.kubernetes.names import (
     check_run_id,
     names_for,
 )
+from pytest_darklaunch.backends.kubernetes.routes_check import refuse_routes
 from pytest_darklaunch.backends.kubernetes.routing import http_route, virtual_service
 from pytest_darklaunch.backends.local.envoy import upstream_time_buckets
-from pytest_darklaunch.backends.kubernetes.routes_check import refuse_routes
 from pytest_darklaunch.core.spec import Sources, Spec, check_for_kubernetes
 from pytest_darklaunch.core.traffic.model import SECRET_HEADERS
 from pytest_darklaunch.core.units import format_duration
