@@ -2,10 +2,7 @@
 
 Built on the official client's ``DynamicClient`` (discovery tells a missing Knative or Istio
 apart from a typo). Every call retries 409 and 5xx answers with an exponential backoff and turns
-the rest into a :class:`ProvisioningError` a user can act on, e.g. for a 403::
-
-    forbidden: cannot patch virtualservices.networking.istio.io in namespace default; grant it
-    (see examples/kubernetes/rbac.yaml)
+the rest into a :class:`ProvisioningError` a user can act on (:mod:`.api_errors`).
 
 The ``kubernetes`` package is imported inside functions only.
 
@@ -15,9 +12,7 @@ The ``kubernetes`` package is imported inside functions only.
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -31,13 +26,17 @@ from tenacity import (
     wait_exponential,
 )
 
+from pytest_darklaunch.backends.kubernetes.api_errors import (
+    TRANSIENT_STATUS,
+    is_transient,
+    status_of,
+    translate,
+    transport_errors,
+)
 from pytest_darklaunch.errors import ProvisioningError
 
 T = TypeVar("T")
 FIELD_MANAGER = "pytest-darklaunch"
-RBAC_HINT = "grant it (see examples/kubernetes/rbac.yaml)"
-TRANSIENT_STATUS = frozenset({409, 429, 500, 502, 503, 504})
-_RBAC_DENIAL = re.compile(r'cannot (\w+) resource "')
 
 
 @dataclass(frozen=True)
@@ -160,66 +159,6 @@ def load_api_client(
         ) from exc
 
 
-def _status_of(exc: BaseException) -> int | None:
-    status = getattr(exc, "status", None)
-    return status if isinstance(status, int) else None
-
-
-def _is_transient(exc: BaseException) -> bool:
-    import urllib3
-
-    if isinstance(exc, (urllib3.exceptions.HTTPError, ConnectionError)):
-        return True
-    return _status_of(exc) in TRANSIENT_STATUS
-
-
-def server_message(exc: BaseException) -> str:
-    """The ``message`` of the Status object the API server answered with, else the reason."""
-    body = getattr(exc, "body", None)
-    if isinstance(body, bytes):
-        body = body.decode("utf-8", "replace")
-    if isinstance(body, str) and body:
-        try:
-            message = json.loads(body).get("message")
-        except (ValueError, AttributeError):
-            message = None
-        return str(message or body[:300])
-    return str(getattr(exc, "reason", None) or exc)
-
-
-def translate(
-    exc: BaseException, verb: str, what: str, namespace: str | None
-) -> ProvisioningError:
-    """A one-line :class:`ProvisioningError` for a failed API call.
-
-    >>> class Denied(Exception):
-    ...     status, body = 403, '{"message": "User \\\\"ci\\\\" cannot patch resource"}'
-    >>> print(translate(Denied(), "patch", "jobs.batch", "default"))
-    ... # doctest: +NORMALIZE_WHITESPACE
-    forbidden: cannot patch jobs.batch in namespace default; grant it
-    (see examples/kubernetes/rbac.yaml) (API server: User "ci" cannot patch resource)
-    """
-    where = f" in namespace {namespace}" if namespace else ""
-    status = _status_of(exc)
-    detail = server_message(exc)
-    if status == 403:
-        # RBAC says which verb was missing: an apply that creates also needs "create".
-        denied = _RBAC_DENIAL.search(detail)
-        if denied:
-            verb = denied.group(1)
-        return ProvisioningError(
-            f"forbidden: cannot {verb} {what}{where}; {RBAC_HINT} (API server: {detail})"
-        )
-    if status == 401:
-        return ProvisioningError(
-            f"unauthorized: the API server refused the credentials to {verb} {what}{where}; "
-            "check the kubeconfig context (--darklaunch-kube-context)"
-        )
-    if status:
-        return ProvisioningError(f"cannot {verb} {what}{where}: HTTP {status}: {detail}")
-    return ProvisioningError(f"cannot {verb} {what}{where}: cannot reach the API server: {exc}")
-
-
 class KubeApi:
     """Server-side apply, reads, watches and label-selected deletes, each retried and translated.
 
@@ -252,15 +191,12 @@ class KubeApi:
         retrying = Retrying(
             stop=stop_after_attempt(self.retry.attempts),
             wait=wait_exponential(multiplier=self.retry.initial_s, max=self.retry.max_s),
-            retry=retry_if_exception(_is_transient),
+            retry=retry_if_exception(is_transient),
             reraise=True,
         )
-        from kubernetes.client.exceptions import ApiException
-        from urllib3.exceptions import HTTPError
-
         try:
             return retrying(fn)
-        except (ApiException, HTTPError, ConnectionError) as exc:
+        except transport_errors() as exc:
             raise translate(exc, verb, what, namespace) from exc
 
     def _client(self) -> Any:
@@ -396,7 +332,7 @@ class KubeApi:
             for event in events:
                 yield str(event["type"]), dict(event["raw_object"])
         except ApiException as exc:
-            if _status_of(exc) in TRANSIENT_STATUS | {410}:
+            if status_of(exc) in TRANSIENT_STATUS | {410}:
                 raise
             raise translate(exc, "watch", kind.qualified, namespace) from exc
 

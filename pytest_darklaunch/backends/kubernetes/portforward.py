@@ -21,7 +21,8 @@ import threading
 from typing import Any
 from urllib.parse import parse_qsl, urlparse
 
-from pytest_darklaunch.backends.kubernetes.api import POD, SERVICE, KubeApi, translate
+from pytest_darklaunch.backends.kubernetes.api import POD, SERVICE, KubeApi
+from pytest_darklaunch.backends.kubernetes.api_errors import translate
 from pytest_darklaunch.errors import ProvisioningError
 
 _CHUNK = 64 * 1024

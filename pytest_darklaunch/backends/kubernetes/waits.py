@@ -24,14 +24,12 @@ from typing import Any
 
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
-from pytest_darklaunch.backends.kubernetes.api import (
-    EVENT,
-    POD,
-    Kind,
-    KubeApi,
-    _is_transient,
-    _status_of,
+from pytest_darklaunch.backends.kubernetes.api import EVENT, POD, Kind, KubeApi
+from pytest_darklaunch.backends.kubernetes.api_errors import (
+    is_transient,
+    status_of,
     translate,
+    transport_errors,
 )
 from pytest_darklaunch.errors import ProvisioningError
 
@@ -145,7 +143,7 @@ def wait_for(
         return retrying(one_round)
     except NotYet:
         pass
-    except _transport_errors() as exc:
+    except transport_errors() as exc:
         if not _worth_another_round(exc):
             raise translate(exc, "watch", kind.qualified, namespace) from exc
         last_error = f"; last API error: {translate(exc, 'watch', kind.qualified, namespace)}"
@@ -158,14 +156,7 @@ def wait_for(
 
 def _worth_another_round(exc: BaseException) -> bool:
     """Not there yet, a transient answer, or an expired watch (410 Gone): list and watch again."""
-    return isinstance(exc, NotYet) or _is_transient(exc) or _status_of(exc) == 410
-
-
-def _transport_errors() -> tuple[type[BaseException], ...]:
-    from kubernetes.client.exceptions import ApiException
-    from urllib3.exceptions import HTTPError
-
-    return (ApiException, HTTPError, ConnectionError)
+    return isinstance(exc, NotYet) or is_transient(exc) or status_of(exc) == 410
 
 
 RevisionStatus = Callable[[], dict[str, Any] | None]
