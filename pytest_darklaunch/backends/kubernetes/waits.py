@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
@@ -82,6 +83,57 @@ def recent_events(api: KubeApi, namespace: str, names: list[str], limit: int = 3
     )
 
 
+@dataclass
+class _Watch:
+    """One wait's state across list-and-watch rounds: what it selects and the objects seen."""
+
+    api: KubeApi
+    kind: Kind
+    namespace: str
+    selectors: dict[str, str | None]
+    check: Check
+    deadline: float
+    clock: Callable[[], float]
+    seen: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def objects(self) -> list[dict[str, Any]]:
+        return list(self.seen.values())
+
+    def one_round(self) -> list[dict[str, Any]]:
+        """List, then watch from the list's resourceVersion; :class:`NotYet` if not done."""
+        items, version = self.api.list(self.kind, self.namespace, **self.selectors)
+        self.seen.clear()
+        self.seen.update({item["metadata"]["name"]: item for item in items})
+        if self.check(self.objects()):
+            return self.objects()
+        remaining = self.deadline - self.clock()
+        if remaining <= 0:
+            raise NotYet()
+        return self._follow(version, remaining)
+
+    def _follow(self, version: str, remaining: float) -> list[dict[str, Any]]:
+        for kind_of_event, obj in self.api.watch(
+            self.kind,
+            self.namespace,
+            resource_version=version,
+            timeout_s=max(1, math.ceil(remaining)),
+            **self.selectors,
+        ):
+            self._record(kind_of_event, obj)
+            if self.check(self.objects()):
+                return self.objects()
+            if self.clock() >= self.deadline:
+                break
+        raise NotYet()
+
+    def _record(self, kind_of_event: str, obj: dict[str, Any]) -> None:
+        name = obj.get("metadata", {}).get("name", "")
+        if kind_of_event == "DELETED":
+            self.seen.pop(name, None)
+        elif kind_of_event in ("ADDED", "MODIFIED"):
+            self.seen[name] = obj
+
+
 def wait_for(
     api: KubeApi,
     kind: Kind,
@@ -102,36 +154,8 @@ def wait_for(
     :class:`ProvisioningError` for a terminal failure. Returns the last observed objects.
     """
     deadline = clock() + timeout_s
-    seen: dict[str, dict[str, Any]] = {}
     selectors = {"label_selector": label_selector, "field_selector": field_selector}
-
-    def one_round() -> list[dict[str, Any]]:
-        items, version = api.list(kind, namespace, **selectors)
-        seen.clear()
-        seen.update({item["metadata"]["name"]: item for item in items})
-        if check(list(seen.values())):
-            return list(seen.values())
-        remaining = deadline - clock()
-        if remaining <= 0:
-            raise NotYet()
-        for kind_of_event, obj in api.watch(
-            kind,
-            namespace,
-            resource_version=version,
-            timeout_s=max(1, math.ceil(remaining)),
-            **selectors,
-        ):
-            name = obj.get("metadata", {}).get("name", "")
-            if kind_of_event == "DELETED":
-                seen.pop(name, None)
-            elif kind_of_event in ("ADDED", "MODIFIED"):
-                seen[name] = obj
-            if check(list(seen.values())):
-                return list(seen.values())
-            if clock() >= deadline:
-                break
-        raise NotYet()
-
+    watch = _Watch(api, kind, namespace, selectors, check, deadline, clock)
     retrying = Retrying(
         stop=stop_after_delay(timeout_s),
         wait=wait_exponential(multiplier=0.2, max=2.0),
@@ -140,14 +164,14 @@ def wait_for(
     )
     last_error = ""
     try:
-        return retrying(one_round)
+        return retrying(watch.one_round)
     except NotYet:
         pass
     except transport_errors() as exc:
         if not _worth_another_round(exc):
             raise translate(exc, "watch", kind.qualified, namespace) from exc
         last_error = f"; last API error: {translate(exc, 'watch', kind.qualified, namespace)}"
-    last = list(seen.values())
+    last = watch.objects()
     events = recent_events(api, namespace, event_names(last))
     raise ProvisioningError(
         f"{what} not ready after {timeout_s:g}s: {describe(last)}; events: {events}{last_error}"
