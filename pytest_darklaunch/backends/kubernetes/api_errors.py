@@ -58,9 +58,7 @@ def server_message(exc: BaseException) -> str:
     return str(getattr(exc, "reason", None) or exc)
 
 
-def translate(
-    exc: BaseException, verb: str, what: str, namespace: str | None
-) -> ProvisioningError:
+def translate(exc: BaseException, verb: str, what: str, namespace: str | None) -> ProvisioningError:
     """A one-line :class:`ProvisioningError` for a failed API call.
 
     >>> class Denied(Exception):
