@@ -61,6 +61,16 @@ def markdown_summary(
     darklaunch: DarklaunchSession, verdicts: Sequence[Verdict], plots: Sequence[tuple[str, str]]
 ) -> str:
     """The GitHub job summary: a headline, the objective and metrics assessment, plot links."""
+    lines = _headline(darklaunch, verdicts)
+    lines += _objective_table(darklaunch, verdicts)
+    lines += _metrics_table(darklaunch)
+    lines += _trend_charts(darklaunch)
+    lines += _plot_links(plots)
+    return "\n".join(lines) + "\n\n"
+
+
+def _headline(darklaunch: DarklaunchSession, verdicts: Sequence[Verdict]) -> list[str]:
+    """The counts by outcome, what ran how and for how long, and the run's error if any."""
     spec, data = darklaunch.spec, darklaunch.data
     observed_percent = mirror_facts(spec, data)["observed_percent"]
     observed = "" if observed_percent is None else f" (observed {observed_percent:.1f}%)"
@@ -80,7 +90,12 @@ def markdown_summary(
     error = run_error(darklaunch)
     if error:
         lines += [f"**Error:** {_md(error)}", ""]
-    lines += [
+    return lines
+
+
+def _objective_table(darklaunch: DarklaunchSession, verdicts: Sequence[Verdict]) -> list[str]:
+    spec, data = darklaunch.spec, darklaunch.data
+    lines = [
         "#### Objective assessment",
         "",
         "| Objective | Limit | Dark | Live | Samples | Outcome | Reason |",
@@ -94,31 +109,40 @@ def markdown_summary(
             f"{format_value(dark, units)} | {format_value(live, units)} | {v.samples} | "
             f"{_ICON.get(v.outcome, v.outcome)} | {_md(v.reason)} |"
         )
-    rows = metric_rows(spec, data)
-    if rows:
-        lines += [
-            "",
-            "#### Metrics assessment (cumulative window)",
-            "",
-            "| Metric | Dark | Live | Dark vs live | Units | Samples (dark / live) |",
-            "| --- | ---: | ---: | ---: | --- | ---: |",
-        ]
-        lines += [
+    return lines
+
+
+def _metrics_table(darklaunch: DarklaunchSession) -> list[str]:
+    rows = metric_rows(darklaunch.spec, darklaunch.data)
+    if not rows:
+        return []
+    return [
+        "",
+        "#### Metrics assessment (cumulative window)",
+        "",
+        "| Metric | Dark | Live | Dark vs live | Units | Samples (dark / live) |",
+        "| --- | ---: | ---: | ---: | --- | ---: |",
+        *(
             f"| {_md(r.metric if r.route is None else f'{r.metric} (route {r.route})')} | "
             f"{format_value(r.dark.value)} | {format_value(r.live.value)} | "
             f"{r.change} | {r.units} | {r.dark.samples} / {r.live.samples} |"
             for r in rows
-        ]
-    lines += _trend_charts(darklaunch)
-    if plots:
-        run = _run_url()
-        lines += ["", "#### Plots", ""]
-        lines += [
-            f"- [{_md(label)}]({run or path.replace(' ', '%20')}) `{path}`" for label, path in plots
-        ]
-        if run:
-            lines += ["", "(the chart files are in this run's artifacts)"]
-    return "\n".join(lines) + "\n\n"
+        ),
+    ]
+
+
+def _plot_links(plots: Sequence[tuple[str, str]]) -> list[str]:
+    """Links to the chart files: in this run's artifacts on GitHub, else their paths."""
+    if not plots:
+        return []
+    run = _run_url()
+    lines = ["", "#### Plots", ""]
+    lines += [
+        f"- [{_md(label)}]({run or path.replace(' ', '%20')}) `{path}`" for label, path in plots
+    ]
+    if run:
+        lines += ["", "(the chart files are in this run's artifacts)"]
+    return lines
 
 
 # -- Mermaid charts: GitHub draws them in the job summary, where the SVG files cannot be shown --
