@@ -22,7 +22,7 @@ DEFAULT_ABSOLUTE_THRESHOLD = 0.0003
 
 # Never shown, whatever the user lists.
 ALWAYS_REDACTED = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
-# Redacted unless the user lists their own names (they add to ALWAYS_REDACTED, not to these).
+# Redacted by default too; names under ``redact:`` add to these, never replace them.
 DEFAULT_REDACT = (
     "password", "passwd", "secret", "token", "access_token", "refresh_token", "id_token",
     "api_key", "apikey", "x-api-key", "client_secret", "private_key", "session", "sessionid",
@@ -51,7 +51,7 @@ class Settings:
     noise: bool = False
     max_body: int = DEFAULT_MAX_BODY
     examples: int = DEFAULT_EXAMPLES
-    redact: tuple[str, ...] = DEFAULT_REDACT
+    redact: tuple[str, ...] = ()
     relative_threshold: float = DEFAULT_RELATIVE_THRESHOLD
     absolute_threshold: float = DEFAULT_ABSOLUTE_THRESHOLD
 
@@ -66,7 +66,7 @@ class Settings:
 
     @property
     def redacted(self) -> frozenset[str]:
-        return ALWAYS_REDACTED | {name.lower() for name in self.redact}
+        return ALWAYS_REDACTED | {n.lower() for n in (*DEFAULT_REDACT, *self.redact)}
 
 
 @dataclass(frozen=True)

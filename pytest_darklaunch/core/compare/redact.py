@@ -60,7 +60,8 @@ def shown_body(response: Response, names: frozenset[str]) -> str:
     text = hide_text(response.body.decode("utf-8", errors="replace"), names)
     cut = text.encode()[:SHOWN_BODY_BYTES].decode("utf-8", errors="ignore")
     if len(cut) < len(text) or not response.complete:
-        cut += f"... ({response.length} bytes)"
+        size = len(response.body) if response.complete else response.length
+        cut += f"... ({size} bytes)"
     return cut
 
 
