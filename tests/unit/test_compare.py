@@ -50,8 +50,8 @@ def test_status_only_ignores_bodies_and_text_bytes_modes_compare_exactly() -> No
     assert paths(Response(200, body=b"{}"), Response(200, body=b"{not json"), BODY) == ["body"]
     raw = Settings(responses="body", body="bytes")
     assert paths(Response(200, body=b"\xff"), Response(200, body=b"\xfe"), raw) == ["body"]
-    # text compares decoded strings: both bytes decode to U+FFFD
-    assert paths(Response(200, body=b"\xff"), Response(200, body=b"\xfe"), text) == []
+    [shown] = differences(Response(200, body=b"\xff"), Response(200, body=b"\xfe"), raw)
+    assert (shown.live, shown.dark) == ("1 bytes, starting ff", "1 bytes, starting fe")
 
 
 def test_bodies_over_max_body_compare_by_length_and_hash() -> None:

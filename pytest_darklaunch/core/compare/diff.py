@@ -90,6 +90,8 @@ class _Walker:
 def _body_summary(response: Response, settings: Settings) -> str:
     if not response.complete:
         return f"{response.length} bytes, hash {response.digest}"
+    if settings.body == "bytes":
+        return f"{len(response.body)} bytes, starting {response.body[:24].hex()}"
     text = hide_text(response.body.decode("utf-8", errors="replace"), settings.redacted)
     return _shown(text, False)
 
@@ -112,13 +114,8 @@ def _body_differences(live: Response, dark: Response, settings: Settings) -> lis
             walker = _Walker(settings)
             walker.walk(live_doc, dark_doc, "$", False)
             return walker.found
-    if settings.body == "bytes" or settings.body == "json":
-        same = live.body == dark.body
-    else:
-        same = live.body.decode("utf-8", "replace") == dark.body.decode("utf-8", "replace")
-    if same:
-        return []
-    return [_body_difference(live, dark, settings)]
+    # text and bytes are both exact; they differ in how a difference is shown
+    return [] if live.body == dark.body else [_body_difference(live, dark, settings)]
 
 
 def _header_values(response: Response, ignored: frozenset[str]) -> dict[str, str]:
