@@ -77,7 +77,8 @@ def terminal_lines(summary: Summary, settings: Settings) -> list[str]:
             for r in rows
         ]
         if len(summary.fields) > SHOWN_FIELDS:
-            lines.append(f"  ... {len(summary.fields) - SHOWN_FIELDS} more fields in the JSON report")
+            more = len(summary.fields) - SHOWN_FIELDS
+            lines.append(f"  ... {more} more fields in the JSON report")
     latency = _latency_line(summary)
     if latency:
         lines.append(latency)
