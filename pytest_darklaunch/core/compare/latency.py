@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 BIN_GROWTH = 1.005
 _LOG_GROWTH = math.log(BIN_GROWTH)
@@ -32,6 +33,25 @@ class LogHistogram:
         index = int(math.log(max(value_us, 1.0)) / _LOG_GROWTH)
         self.counts[index] = self.counts.get(index, 0) + 1
         self.total += 1
+
+    def buckets_ms(self) -> list[tuple[float, float]]:
+        """Cumulative ``(le_ms, count)`` pairs ending at +Inf, as Prometheus histograms are, so
+        that the statistics written for the proxy's buckets serve these as well."""
+        out: list[tuple[float, float]] = []
+        seen = 0
+        for index in sorted(self.counts):
+            seen += self.counts[index]
+            out.append((BIN_GROWTH ** (index + 1) / 1000.0, float(seen)))
+        out.append((math.inf, float(seen)))
+        return out
+
+    def to_json(self) -> dict[str, int]:
+        return {str(k): v for k, v in self.counts.items()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, int]) -> LogHistogram:
+        counts = {int(k): int(v) for k, v in data.items()}
+        return cls(counts, sum(counts.values()))
 
     def quantile(self, q: float) -> float | None:
         if self.total == 0:
@@ -115,6 +135,42 @@ class PairedLatency:
         variance = max(residual, 0.0) / (n - 1)
         live_mean = self.live.total / n
         return math.sqrt(variance / n) / live_mean
+
+    def mean_difference_se_us(self) -> float | None:
+        """Standard error of :meth:`mean_difference_us`."""
+        n = self.pairs
+        if n < 2:
+            return None
+        d_sum = self.dark.total - self.live.total
+        d_squares = self.dark.squares - 2 * self.cross + self.live.squares
+        variance = max(d_squares - d_sum * d_sum / n, 0.0) / (n - 1)
+        return math.sqrt(variance / n)
+
+    def paired_json(self) -> dict[str, object]:
+        """Everything, JSON-able (see :meth:`from_paired_json`): a verdict can be computed
+        again from a file (pytest-xdist's workers do)."""
+        return {
+            "live": [self.live.n, self.live.total, self.live.squares],
+            "dark": [self.dark.n, self.dark.total, self.dark.squares],
+            "cross": self.cross,
+            "live_hist": self.live_hist.to_json(), "dark_hist": self.dark_hist.to_json(),
+            "all_live": [self.all_live.n, self.all_live.total, self.all_live.squares],
+            "all_dark": [self.all_dark.n, self.all_dark.total, self.all_dark.squares],
+            "all_live_hist": self.all_live_hist.to_json(),
+            "all_dark_hist": self.all_dark_hist.to_json(),
+        }
+
+    @classmethod
+    def from_paired_json(cls, data: dict[str, Any]) -> PairedLatency:
+        """The latencies back from :meth:`paired_json`."""
+        return cls(
+            live=Moments(*data["live"]), dark=Moments(*data["dark"]), cross=data["cross"],
+            live_hist=LogHistogram.from_json(data["live_hist"]),
+            dark_hist=LogHistogram.from_json(data["dark_hist"]),
+            all_live=Moments(*data["all_live"]), all_dark=Moments(*data["all_dark"]),
+            all_live_hist=LogHistogram.from_json(data["all_live_hist"]),
+            all_dark_hist=LogHistogram.from_json(data["all_dark_hist"]),
+        )
 
     def mean_difference_us(self) -> float | None:
         """Mean of dark minus live on the same request (us)."""
