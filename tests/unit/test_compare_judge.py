@@ -70,6 +70,7 @@ def test_looks_survive_json() -> None:
     look = Look(10, 10, 4000, 3, 4, 1, _latency(0.0, 4000, 1))
     back = Look.from_json(json.loads(json.dumps(look.to_json())))
     obj = Objective("95th-percentile-tail-latency", max_increase=Increase(0.10, True))
-    a, b = judge_paired_latency(obj, [look], CTX, True), judge_paired_latency(obj, [back], CTX, True)
+    a = judge_paired_latency(obj, [look], CTX, True)
+    b = judge_paired_latency(obj, [back], CTX, True)
     assert a is not None and b is not None and (a.outcome, a.reason) == (b.outcome, b.reason)
     assert (back.status_mismatches, back.response_mismatches, back.unpaired) == (3, 4, 1)
