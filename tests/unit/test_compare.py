@@ -163,3 +163,46 @@ def test_log_histogram_quantiles_are_within_half_a_percent() -> None:
     q = h.quantile(0.95)
     assert q is not None and abs(q / values[9499] - 1) < 0.005
     assert len(h.counts) < 500 and LogHistogram().quantile(0.5) is None
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    ({"responses": "full"}, "invalid compare.responses 'full' (from t.yaml): expected one of "
+     "status, body"),
+    ({"body": "xml"}, "invalid compare.body 'xml' (from t.yaml): expected one of json, text, "
+     "bytes"),
+    ({"ignore": "$.ts"}, "invalid compare.ignore '$.ts' (from t.yaml): expected a list of a "
+     "JSON path"),
+    ({"ignore": ["$.ts", "header:"]}, "invalid compare.ignore[1] 'header:' (from t.yaml)"),
+    ({"noise": "yes"}, "invalid compare.noise 'yes' (from t.yaml): expected true or false"),
+    ({"max_body": "2MiB"}, "invalid compare.max_body '2MiB' (from t.yaml): expected a size such "
+     "as 64KiB, from 1 byte to 1MiB"),
+    ({"max_body": "lots"}, "invalid compare.max_body 'lots'"),
+    ({"examples": -1}, "invalid compare.examples -1 (from t.yaml)"),
+    ({"redact": ["x api key"]}, "invalid compare.redact[0] 'x api key'"),
+    ({"noise_relative": "120%"}, "invalid compare.noise_relative '120%'"),
+    ({"nosie": True}, "invalid key compare.nosie 'unknown' (from t.yaml): expected one of "
+     "responses, body"),
+])
+def test_compare_section_errors_are_one_line(raw: dict[str, object], message: str) -> None:
+    from pytest_darklaunch.core.compare.section import parse_compare
+    from pytest_darklaunch.core.spec import Sources, _Reader
+    from pytest_darklaunch.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        parse_compare(_Reader(Sources("t.yaml")), raw)
+    assert str(info.value).startswith(message) and "\n" not in str(info.value)
+
+
+def test_compare_section_defaults_and_values() -> None:
+    from pytest_darklaunch.core.compare.section import parse_compare
+    from pytest_darklaunch.core.spec import Sources, _Reader
+
+    r = _Reader(Sources("t.yaml"))
+    assert parse_compare(r, True) == Settings()
+    s = parse_compare(r, {"responses": "body", "ignore": ["$.items[*].id", "header:date"],
+                          "noise": True, "max_body": "100kB", "examples": 2,
+                          "redact": ["x-api-key"], "noise_relative": "30%",
+                          "noise_absolute": 0.001})
+    assert (s.responses, s.noise, s.max_body, s.examples, s.relative_threshold) == (
+        "body", True, 100_000, 2, 0.3)
+    assert "x-api-key" in s.redacted and "password" in s.redacted
