@@ -101,7 +101,9 @@ def _start_app(workdir: str, role: str) -> tuple[ManagedProcess, int]:
     return proc, port
 
 
-def one_run(rate: float, seconds: float, compare: bool, noise: bool = True) -> dict[str, Any]:
+def one_run(
+    rate: float, seconds: float, compare: bool, noise: bool = True, responses: str = "body"
+) -> dict[str, Any]:
     workdir = tempfile.mkdtemp(prefix="darklaunch-bench-")
     procs: list[ManagedProcess] = []
     try:
@@ -113,7 +115,8 @@ def one_run(rate: float, seconds: float, compare: bool, noise: bool = True) -> d
                            "traffic": {"rate": rate}}, Sources("benchmark"))
         upstream_path = os.path.join(workdir, "upstream.log")
         downstream_path = os.path.join(workdir, "downstream.log")
-        pairing, argv = pairing_amendment(upstream_path, bodies=True, max_body=65536,
+        pairing, argv = pairing_amendment(upstream_path, bodies=responses == "body",
+                                          max_body=65536,
                                           live2_port=ports.get(LIVE2))
 
         def amend(config: dict[str, Any]) -> None:
@@ -126,7 +129,7 @@ def one_run(rate: float, seconds: float, compare: bool, noise: bool = True) -> d
                                         dark_port=ports["dark"], amend=amend, extra_argv=argv)
         procs.append(envoy_proc)
         envoy = wait_for_envoy(envoy_proc, admin)
-        reader = TimedReader(upstream_path, Comparer(Settings(responses="body", noise=noise)),
+        reader = TimedReader(upstream_path, Comparer(Settings(responses=responses, noise=noise)),
                              noise=noise, timeout_s=5)
         if compare:
             reader.start()
@@ -199,12 +202,17 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--rates", default="200,1000")
     parser.add_argument("--no-noise", action="store_true", help="compare without live-2")
+    parser.add_argument("--responses", default="body", choices=("body", "status"),
+                        help="status: the upstream log only, no body capture")
     args = parser.parse_args()
     for rate in (float(r) for r in args.rates.split(",")):
         off = one_run(rate, args.seconds, compare=False)
-        on = one_run(rate, args.seconds, compare=True, noise=not args.no_noise)
+        on = one_run(rate, args.seconds, compare=True, noise=not args.no_noise,
+                     responses=args.responses)
         paired, unpaired = on["latency"]["paired"], on["latency"]["unpaired"]
-        print(f"== {rate:g} requests/s offered, 40% mirrored, {args.seconds:g} s, A/A")
+        noise = "no noise" if args.no_noise else "noise (live-2 at 100%)"
+        print(f"== {rate:g} requests/s offered, 40% mirrored, {args.seconds:g} s, A/A, "
+              f"compare responses: {args.responses}, {noise}")
         print(f"achieved: off {off['achieved_rps']}, compare {on['achieved_rps']} requests/s")
         print(f"comparison CPU (reader thread): {on['reader_cpu_share']:.1%} of one core")
         print(f"Envoy CPU: off {off['envoy_cpu_share']:.1%}, compare {on['envoy_cpu_share']:.1%}")
