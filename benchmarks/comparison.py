@@ -1,13 +1,17 @@
 """Benchmark of per-request comparison (pairing) on the local stack's pieces.
 
 For each offered rate (default 200 and 1000 requests/s, 40% mirrored to dark, A/A: dark and
-live-2 run live's command, the bundled sample app answering JSON), two runs of ``--seconds``:
+live-2 run live's command, the bundled sample app answering JSON), one run of ``--seconds``
+per mode:
 
-- ``off``: Envoy as the local backend configures it, no capture;
-- ``compare``: plus the upstream log, the Lua body capture and live-2 at 100%, read and
-  compared while the run goes on (``compare: {responses: body, noise: true}``).
+- ``off``: Envoy as the local backend configures it, no capture (the reference);
+- ``status``: plus the upstream log, read and paired (status and latency, no body capture);
+- ``body``: plus the Lua body capture (``compare: {responses: body}``);
+- ``body+noise``: plus live-2 receiving every request (``compare: {responses: body, noise:
+  true}``): a third app process serving the full rate, which on a small machine costs more
+  than the capture itself.
 
-Both runs also write Envoy's downstream access log (what the client sees at the proxy, in
+Every run also writes Envoy's downstream access log (what the client sees at the proxy, in
 microseconds), so live's p50/p95 with and without capture compare like for like. Printed:
 CPU of the comparison (the reader thread's own CPU time over the run), Envoy's CPU, this
 process's RSS sampled through the run, unpaired count, the A/A difference of mean and p95
@@ -197,34 +201,49 @@ def _downstream_percentiles(path: str) -> dict[str, float | None]:
     return {"p50": ms(0.5), "p95": ms(0.95), "requests": h.total}
 
 
+MODES = {
+    # name: (compare, noise, responses)
+    "off": (False, False, "body"),
+    "status": (True, False, "status"),
+    "body": (True, False, "body"),
+    "body+noise": (True, True, "body"),
+}
+
+
+def _print(rate: float, seconds: float, runs: dict[str, dict[str, Any]]) -> None:
+    print(f"== {rate:g} requests/s offered, 40% mirrored, {seconds:g} s each, A/A "
+          "(dark and live-2 run live's command)")
+    for name, run in runs.items():
+        line = (f"  {name:>10}: achieved {run['achieved_rps']} requests/s, Envoy CPU "
+                f"{run['envoy_cpu_share']:.1%}, live at the proxy p50/p95 "
+                f"{run['live_client_ms']['p50']}/{run['live_client_ms']['p95']} ms")
+        if "paired" in run:
+            paired, unpaired = run["latency"]["paired"], run["latency"]["unpaired"]
+            line += (
+                f"\n{'':14}comparison CPU {run['reader_cpu_share']:.1%} of one core, RSS "
+                f"{min(run['rss_mib'])}..{max(run['rss_mib'])} MiB, paired {run['paired']}, "
+                f"unpaired {run['unpaired']}, mismatches {run['response_mismatches']}"
+                f"\n{'':14}A/A dark vs live, mean: unpaired {unpaired['mean_increase']:+.1%}, "
+                f"paired {paired['mean_increase']:+.1%}; p95: unpaired "
+                f"{unpaired['p95_increase']:+.1%}, paired {paired['p95_increase']:+.1%}"
+            )
+        print(line)
+    sys.stdout.flush()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--rates", default="200,1000")
-    parser.add_argument("--no-noise", action="store_true", help="compare without live-2")
-    parser.add_argument("--responses", default="body", choices=("body", "status"),
-                        help="status: the upstream log only, no body capture")
+    parser.add_argument("--modes", default=",".join(MODES),
+                        help=f"among {', '.join(MODES)} (off: no capture, the reference)")
     args = parser.parse_args()
     for rate in (float(r) for r in args.rates.split(",")):
-        off = one_run(rate, args.seconds, compare=False)
-        on = one_run(rate, args.seconds, compare=True, noise=not args.no_noise,
-                     responses=args.responses)
-        paired, unpaired = on["latency"]["paired"], on["latency"]["unpaired"]
-        noise = "no noise" if args.no_noise else "noise (live-2 at 100%)"
-        print(f"== {rate:g} requests/s offered, 40% mirrored, {args.seconds:g} s, A/A, "
-              f"compare responses: {args.responses}, {noise}")
-        print(f"achieved: off {off['achieved_rps']}, compare {on['achieved_rps']} requests/s")
-        print(f"comparison CPU (reader thread): {on['reader_cpu_share']:.1%} of one core")
-        print(f"Envoy CPU: off {off['envoy_cpu_share']:.1%}, compare {on['envoy_cpu_share']:.1%}")
-        print(f"RSS of the reading process (MiB, every 5 s): {on['rss_mib']}")
-        print(f"paired {on['paired']}, unpaired {on['unpaired']}, "
-              f"response mismatches {on['response_mismatches']}, reader {on['counts']}")
-        print(f"A/A dark vs live, mean: unpaired {unpaired['mean_increase']:+.1%}, "
-              f"paired {paired['mean_increase']:+.1%}; p95: unpaired "
-              f"{unpaired['p95_increase']:+.1%}, paired {paired['p95_increase']:+.1%}")
-        print(f"live as the client sees it at the proxy (ms): off {off['live_client_ms']}, "
-              f"compare {on['live_client_ms']}")
-        sys.stdout.flush()
+        runs = {}
+        for name in args.modes.split(","):
+            compare, noise, responses = MODES[name]
+            runs[name] = one_run(rate, args.seconds, compare, noise, responses)
+        _print(rate, args.seconds, runs)
 
 
 if __name__ == "__main__":
