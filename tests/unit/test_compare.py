@@ -184,20 +184,20 @@ def test_log_histogram_quantiles_are_within_half_a_percent() -> None:
      "responses, body"),
 ])
 def test_compare_section_errors_are_one_line(raw: dict[str, object], message: str) -> None:
-    from pytest_darklaunch.core.compare.section import parse_compare
-    from pytest_darklaunch.core.spec import Sources, _Reader
+    from pytest_darklaunch.core.spec.compare import parse_compare
+    from pytest_darklaunch.core.spec.reader import Reader, Sources
     from pytest_darklaunch.errors import ConfigError
 
     with pytest.raises(ConfigError) as info:
-        parse_compare(_Reader(Sources("t.yaml")), raw)
+        parse_compare(Reader(Sources("t.yaml")), raw)
     assert str(info.value).startswith(message) and "\n" not in str(info.value)
 
 
 def test_compare_section_defaults_and_values() -> None:
-    from pytest_darklaunch.core.compare.section import parse_compare
-    from pytest_darklaunch.core.spec import Sources, _Reader
+    from pytest_darklaunch.core.spec.compare import parse_compare
+    from pytest_darklaunch.core.spec.reader import Reader, Sources
 
-    r = _Reader(Sources("t.yaml"))
+    r = Reader(Sources("t.yaml"))
     assert parse_compare(r, True) == Settings()
     s = parse_compare(r, {"responses": "body", "ignore": ["$.items[*].id", "header:date"],
                           "noise": True, "max_body": "100kB", "examples": 2,

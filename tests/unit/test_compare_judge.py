@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import random
 
-from pytest_darklaunch.core.compare.judge import Look, judge_mismatch, judge_paired_latency
 from pytest_darklaunch.core.compare.latency import PairedLatency
 from pytest_darklaunch.core.spec import Increase, Objective
 from pytest_darklaunch.core.verdict import FAIL, INCONCLUSIVE, PASS, UNDECIDED, Context
+from pytest_darklaunch.core.verdict.paired import Look, judge_mismatch, judge_paired_latency
 
 CTX = Context(confidence=0.95, looks=5, mirror_percent=40, planned_s=50.0)
 

@@ -23,7 +23,7 @@ from pytest_darklaunch.core.compare.latency import PairedLatency
 from pytest_darklaunch.core.metrics import percentile_of
 from pytest_darklaunch.core.spec import Objective
 from pytest_darklaunch.core.units import format_value
-from pytest_darklaunch.core.verdict import (
+from pytest_darklaunch.core.verdict.model import (
     FAIL,
     INCONCLUSIVE,
     PASS,
@@ -31,10 +31,12 @@ from pytest_darklaunch.core.verdict import (
     Context,
     IntervalPoint,
     Verdict,
+    bounds_text,
+)
+from pytest_darklaunch.core.verdict.sequential import (
     _boundary_text,
     _rate_end,
     _sequential_verdict,
-    bounds_text,
 )
 
 MISMATCH_METRICS = ("status-mismatch-rate", "response-mismatch-rate")

@@ -1,13 +1,12 @@
-"""The spec's ``compare:`` section, validated into :class:`Settings`.
+"""The spec's ``compare:`` section (local backend), validated into :class:`Settings`.
 
-The spec builder hands in its reader (whatever gives ``fail``, ``mapping`` and ``convert``
-with the spec's error locations), so every bad value is the spec's usual one-line error:
+Every bad value is the spec's usual one-line error:
 
->>> from pytest_darklaunch.core.spec import Sources, _Reader
->>> parse_compare(_Reader(Sources("darklaunch.yaml")), {"responses": "body", "max_body": "1MiB"})
+>>> from pytest_darklaunch.core.spec.reader import Reader, Sources
+>>> parse_compare(Reader(Sources("darklaunch.yaml")), {"responses": "body", "max_body": "1MiB"})
 ... # doctest: +ELLIPSIS
 Settings(responses='body', body='json', ignore=(), noise=False, max_body=1048576, ...)
->>> parse_compare(_Reader(Sources("darklaunch.yaml")), {"ignore": ["ts"]})
+>>> parse_compare(Reader(Sources("darklaunch.yaml")), {"ignore": ["ts"]})
 Traceback (most recent call last):
 ...
 pytest_darklaunch.errors.ConfigError: invalid compare.ignore[0] 'ts' (from darklaunch.yaml): \
@@ -18,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, Callable, Protocol, TypeVar
+from typing import Any
 
 from pytest_darklaunch.core.compare.model import (
     DEFAULT_ABSOLUTE_THRESHOLD,
@@ -27,9 +26,8 @@ from pytest_darklaunch.core.compare.model import (
     DEFAULT_RELATIVE_THRESHOLD,
     Settings,
 )
-from pytest_darklaunch.errors import ConfigError
+from pytest_darklaunch.core.spec.reader import Reader
 
-T = TypeVar("T")
 KEYS = ("responses", "body", "ignore", "noise", "max_body", "examples", "redact",
         "noise_relative", "noise_absolute")
 RESPONSES = ("status", "body")
@@ -42,17 +40,6 @@ _HEADER = re.compile(r"^header:[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 IGNORE_HINT = "a JSON path starting with $ (such as $.ts or $.items[*].id) or header:NAME"
 
-Path = tuple[str, ...]
-
-
-class Reader(Protocol):
-    def fail(self, path: Path, value: object, allowed: str) -> ConfigError: ...
-
-    def mapping(self, value: object, path: Path, keys: tuple[str, ...]) -> Mapping[str, Any]: ...
-
-    def convert(
-        self, value: object, path: Path, parse: Callable[[object], T], allowed: str
-    ) -> T: ...
 
 
 def parse_size(value: object) -> int:
