@@ -53,7 +53,31 @@ class Summary:
     def counted_fields(self) -> list[str]:
         return [row.field for row in self.fields if row.counted]
 
+    def to_json(self) -> dict[str, Any]:
+        """Everything, JSON-able and read back by :meth:`from_json` (for xdist's workers)."""
+        return {**self.as_dict(), "latency": self.latency.paired_json()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Summary:
+        return cls(
+            paired=data["paired"], unpaired=data["unpaired"],
+            status_mismatches=data["status_mismatches"],
+            response_mismatches=data["response_mismatches"],
+            noise_requests=data["noise_requests"],
+            fields=[FieldRow(r["field"], r["live_vs_dark"], r["live_vs_dark_share"],
+                             r["live_vs_live"], r["live_vs_live_share"], r["counted"])
+                    for r in data["fields"]],
+            examples=[Example(
+                e["method"], e["path"], e["request_id"], e["live_status"], e["dark_status"],
+                tuple(Difference(d["path"], d["field"], d["live"], d["dark"])
+                      for d in e["differences"]),
+                e["live_body"], e["dark_body"]) for e in data["examples"]],
+            latency=PairedLatency.from_paired_json(data["latency"]),
+            hook_decisions=dict(data.get("hook_decisions", {})),
+        )
+
     def as_dict(self) -> dict[str, Any]:
+        """The report's view (latencies as milliseconds, paired beside unpaired)."""
         return {
             "paired": self.paired, "unpaired": self.unpaired,
             "status_mismatches": self.status_mismatches,

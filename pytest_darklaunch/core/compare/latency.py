@@ -53,6 +53,11 @@ class LogHistogram:
         counts = {int(k): int(v) for k, v in data.items()}
         return cls(counts, sum(counts.values()))
 
+    def minus(self, other: LogHistogram) -> LogHistogram:
+        counts = {k: v - other.counts.get(k, 0) for k, v in self.counts.items()}
+        kept = {k: v for k, v in counts.items() if v > 0}
+        return LogHistogram(kept, sum(kept.values()))
+
     def quantile(self, q: float) -> float | None:
         if self.total == 0:
             return None
@@ -81,6 +86,9 @@ class Moments:
     @property
     def mean(self) -> float | None:
         return self.total / self.n if self.n else None
+
+    def minus(self, other: Moments) -> Moments:
+        return Moments(self.n - other.n, self.total - other.total, self.squares - other.squares)
 
 
 @dataclass
@@ -116,6 +124,18 @@ class PairedLatency:
         self.cross += live_us * dark_us
         self.live_hist.add(live_us)
         self.dark_hist.add(dark_us)
+
+    def minus(self, baseline: PairedLatency) -> PairedLatency:
+        """What was added since ``baseline`` (an earlier copy of this one): the measured phase
+        without the warm-up."""
+        return PairedLatency(
+            self.live.minus(baseline.live), self.dark.minus(baseline.dark),
+            self.cross - baseline.cross,
+            self.live_hist.minus(baseline.live_hist), self.dark_hist.minus(baseline.dark_hist),
+            self.all_live.minus(baseline.all_live), self.all_dark.minus(baseline.all_dark),
+            self.all_live_hist.minus(baseline.all_live_hist),
+            self.all_dark_hist.minus(baseline.all_dark_hist),
+        )
 
     def mean_increase(self) -> float | None:
         """Dark's mean over live's on the same requests, minus 1."""

@@ -60,6 +60,15 @@ class Look:
         return cls(end, seconds, summary.paired, summary.status_mismatches,
                    summary.response_mismatches, summary.unpaired, summary.latency)
 
+    def minus(self, baseline: Look) -> Look:
+        """This look without what ``baseline`` (the start of the measured phase) held."""
+        return Look(
+            self.end, self.seconds, self.paired - baseline.paired,
+            self.status_mismatches - baseline.status_mismatches,
+            self.response_mismatches - baseline.response_mismatches,
+            self.unpaired - baseline.unpaired, self.latency.minus(baseline.latency),
+        )
+
     def events(self, metric: str) -> int:
         if metric == "status-mismatch-rate":
             return self.status_mismatches
@@ -237,3 +246,20 @@ def _quantile_interval(
     if inc.relative:
         return live, dark, dark / live - 1, dark_lo / live_hi - 1, dark_hi / live_lo - 1
     return live, dark, dark - live, dark_lo - live_hi, dark_hi - live_lo
+
+
+def judge_comparison(
+    obj: Objective, looks: Sequence[Look], ctx: Context, final: bool, why: str
+) -> Verdict | None:
+    """The verdict on pairs for ``obj``, or ``None`` when Prometheus' windows decide it.
+    ``why`` is the precheck's reason not to judge (mirror share, load), if any."""
+    if obj.metric in MISMATCH_METRICS:
+        if why:
+            return Verdict(obj, INCONCLUSIVE, why, query=PAIRED_QUERY)
+        if not looks:
+            return Verdict(obj, INCONCLUSIVE, "no data: responses were not paired (the "
+                           "comparison needs the local backend)", query=PAIRED_QUERY)
+        return judge_mismatch(obj, looks, ctx, final)
+    if why:
+        return None
+    return judge_paired_latency(obj, looks, ctx, final)
