@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from pytest_darklaunch.backends.local.capture import CAPTURE_HEADER, LIVE2
+from pytest_darklaunch.backends.local.comparing import upstream_requests
 from pytest_darklaunch.backends.local.envoy import (
     EnvoyAddresses,
     pairing_amendment,
@@ -36,7 +37,6 @@ JSON_APP = ("--body", "json", "--version", "app")
 class Proxy:
     envoy: EnvoyAddresses
     log_path: str
-    roles: tuple[str, ...]
 
     def send(self, paths: list[str], headers: dict[str, str] | None = None) -> list[Any]:
         """Every path once through Envoy, four at a time; the responses the client saw."""
@@ -51,9 +51,9 @@ class Proxy:
             return list(pool.map(one, paths))
 
     def read(self, settings: Settings, **comparer: Any) -> tuple[Summary, dict[str, int]]:
-        """The comparison of the whole log, once it holds every request Envoy completed."""
-        stats = envoy_stats(self.envoy.admin_url, "cluster.")
-        expected = sum(stats.get(f"cluster.{r}.upstream_rq_completed", 0) for r in self.roles)
+        """The comparison of the whole log, once it holds every request Envoy completed (the
+        client has its answers before the shadows are done: wait for those too)."""
+        expected = wait_for(lambda: _quiet(self.envoy.admin), "no upstream request in flight")
         reader = PairingReader(
             self.log_path, Comparer(settings, **comparer), noise=settings.noise, timeout_s=30)
         reader.start()
@@ -65,6 +65,11 @@ class Proxy:
         counts = reader.counts()
         assert counts["entries"] == expected and counts["unreadable"] == 0, counts
         return summary, counts
+
+
+def _quiet(admin: str) -> int | None:
+    completed, active = upstream_requests(admin)
+    return None if active else completed
 
 
 @pytest.fixture
@@ -93,7 +98,7 @@ def proxy(tmp_path: Path) -> Iterator[Callable[..., Proxy]]:
             spec, str(tmp_path), live_port=ports["live"], dark_port=ports["dark"],
             amend=amend, extra_argv=argv)
         started.append(envoy_proc)
-        return Proxy(wait_for_envoy(envoy_proc, admin), log_path, tuple(ports))
+        return Proxy(wait_for_envoy(envoy_proc, admin), log_path)
 
     yield make
     for proc in reversed(started):
@@ -109,7 +114,7 @@ def test_live_and_dark_answers_pair_by_request_id(proxy: Callable[..., Proxy]) -
     assert all(r.status_code == 200 and CAPTURE_HEADER not in r.headers for r in seen)
     assert all(json.loads(r.content)["total"] == 17 for r in seen)  # body intact after capture
     summary, counts = p.read(BODY)
-    stats = envoy_stats(p.envoy.admin_url, "cluster.")
+    stats = envoy_stats(p.envoy.admin_url, "cluster.")  # after read: no shadow in flight
     assert summary.paired == stats["cluster.dark.upstream_rq_completed"]
     assert 60 <= summary.paired <= 180  # 40% of 300, far outside binomial noise otherwise
     assert counts["not_mirrored"] == 300 - summary.paired
@@ -135,9 +140,9 @@ def test_a_timestamp_and_nonce_are_noise_with_live2(proxy: Callable[..., Proxy])
     nonce = (*JSON_APP, "--nonce", "1")
     p = proxy(live=nonce, dark=nonce, live2=True)
     p.send([f"/cart/{i}" for i in range(200)])
+    with_noise, counts = p.read(Settings(responses="body", noise=True))
     stats = envoy_stats(p.envoy.admin_url, "cluster.")
     assert stats[f"cluster.{LIVE2}.upstream_rq_completed"] == 200  # live-2 gets every request
-    with_noise, counts = p.read(Settings(responses="body", noise=True))
     assert with_noise.unpaired == 0 and with_noise.noise_requests == with_noise.paired > 0
     rows = {row.field: row for row in with_noise.fields}
     assert set(rows) == {"$.ts", "$.nonce"}

@@ -60,47 +60,62 @@ class LocalComparison:
     def start(self) -> None:
         self.reader.start()
 
+    def close(self) -> None:
+        """Stop reading without settling (the run failed or is torn down)."""
+        self.reader.stop()
+
     def summary(self) -> Summary:
         """The comparison so far (the final one once :meth:`finish` ran)."""
         return self._final if self._final is not None else self.reader.summary()
 
-    def finish(self, admin: str | None) -> Summary:
+    def finish(self, admin: str | None) -> None:
         """Once traffic stopped: wait until the log holds every request Envoy completed (when
-        Envoy still answers on ``admin``, host:port), then settle every pending id."""
-        if self._final is not None:
-            return self._final
+        Envoy still answers on ``admin``, host:port), then settle every pending id. Never
+        raises for a user's hook: :meth:`summary` does."""
+        if self._final is not None or self.reader.failure is not None:
+            return
         if admin is not None:
-            expected = completed_upstream_requests(admin)
-            roles = "live, dark" + (f", {LIVE2}" if self.needs_live2 else "")
+            self._drain(admin)
+        self.reader.finish_reading()
+        if self.reader.failure is None:
+            self._final = self.reader.summary()
 
-            def drained() -> None:
-                seen = self.reader.counts()["entries"]
-                if self.reader.failure is None and seen < expected:
-                    raise NotReady(f"{seen} of {expected} upstream entries ({roles}) read")
+    def _drain(self, admin: str) -> None:
+        """Until no upstream request is in flight (a shadow may outlive the client's answer)
+        and the log holds an entry for every completed one."""
+        roles = "live, dark" + (f", {LIVE2}" if self.needs_live2 else "")
+        state = {"missing": 0}
 
-            try:
-                wait_until(drained, what="upstream log read", deadline_s=LOG_DRAIN_DEADLINE_S)
-            except ProvisioningError:
-                # Settled below with what arrived; reported, and partners missing for it
-                # show as unpaired.
-                self.log_shortfall = expected - self.reader.counts()["entries"]
-        self._final = self.reader.finish()
-        return self._final
+        def drained() -> None:
+            completed, active = upstream_requests(admin)
+            seen = self.reader.counts()["entries"]
+            state["missing"] = completed + active - seen
+            if self.reader.failure is None and (active or seen < completed):
+                raise NotReady(f"{seen} of {completed} upstream entries ({roles}) read, "
+                               f"{active} requests in flight")
+
+        try:
+            wait_until(drained, what="upstream log read", deadline_s=LOG_DRAIN_DEADLINE_S)
+        except ProvisioningError:
+            # Settled with what arrived; reported, and partners missing for it show as
+            # unpaired.
+            self.log_shortfall = state["missing"]
 
 
-def completed_upstream_requests(admin: str) -> int:
-    """Envoy's count of completed upstream requests to live, dark and live-2."""
+def upstream_requests(admin: str) -> tuple[int, int]:
+    """Envoy's completed and in-flight upstream requests to live, dark and live-2."""
     host, _, port = admin.rpartition(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=2.0)
     try:
-        conn.request("GET", "/stats?filter=upstream_rq_completed$")
+        conn.request("GET", "/stats?filter=upstream_rq_(completed|active)$")
         text = conn.getresponse().read().decode()
     finally:
         conn.close()
-    wanted = {f"cluster.{role}.upstream_rq_completed" for role in ("live", "dark", LIVE2)}
-    total = 0
+    totals = {"completed": 0, "active": 0}
+    clusters = {f"cluster.{role}." for role in ("live", "dark", LIVE2)}
     for line in text.splitlines():
         name, _, value = line.partition(": ")
-        if name in wanted:
-            total += int(value)
-    return total
+        prefix, _, stat = name.rpartition("upstream_rq_")
+        if prefix in clusters and stat in totals:
+            totals[stat] += int(value)
+    return totals["completed"], totals["active"]

@@ -183,8 +183,16 @@ class PairingReader:
         self._offset = 0
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="darklaunch-pairing", daemon=True)
-        self._thread.start()
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, name="darklaunch-pairing", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """End the thread (idempotent); what was read stays counted."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -215,15 +223,20 @@ class PairingReader:
             if line.strip():
                 self.joiner.feed(line.decode("utf-8", errors="replace"), now)
 
-    def finish(self) -> Summary:
+    def finish_reading(self) -> None:
         """Stop following, read what is left (call after Envoy flushed), settle every id."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+        self.stop()
         with self._lock:
             if self.failure is None:
-                self._read_available()
-                self.joiner.settle_all()
+                try:
+                    self._read_available()
+                    self.joiner.settle_all()
+                except BaseException as exc:  # as in _run
+                    self.failure = exc
+
+    def finish(self) -> Summary:
+        """:meth:`finish_reading`, then the final summary."""
+        self.finish_reading()
         return self.summary()
 
     def summary(self) -> Summary:
