@@ -106,7 +106,8 @@ def _start_app(workdir: str, role: str) -> tuple[ManagedProcess, int]:
 
 
 def one_run(
-    rate: float, seconds: float, compare: bool, noise: bool = True, responses: str = "body"
+    rate: float, seconds: float, compare: bool, noise: bool = True, responses: str = "body",
+    mirror: float = 40,
 ) -> dict[str, Any]:
     workdir = tempfile.mkdtemp(prefix="darklaunch-bench-")
     procs: list[ManagedProcess] = []
@@ -115,7 +116,7 @@ def one_run(
         for role in ("live", "dark", *((LIVE2,) if compare and noise else ())):
             proc, ports[role] = _start_app(workdir, role)
             procs.append(proc)
-        spec = build_spec({"target": "default/sample-app", "mirror": {"percent": 40},
+        spec = build_spec({"target": "default/sample-app", "mirror": {"percent": mirror},
                            "traffic": {"rate": rate}}, Sources("benchmark"))
         upstream_path = os.path.join(workdir, "upstream.log")
         downstream_path = os.path.join(workdir, "downstream.log")
@@ -210,8 +211,8 @@ MODES = {
 }
 
 
-def _print(rate: float, seconds: float, runs: dict[str, dict[str, Any]]) -> None:
-    print(f"== {rate:g} requests/s offered, 40% mirrored, {seconds:g} s each, A/A "
+def _print(rate: float, seconds: float, mirror: float, runs: dict[str, dict[str, Any]]) -> None:
+    print(f"== {rate:g} requests/s offered, {mirror:g}% mirrored, {seconds:g} s each, A/A "
           "(dark and live-2 run live's command)")
     for name, run in runs.items():
         line = (f"  {name:>10}: achieved {run['achieved_rps']} requests/s, Envoy CPU "
@@ -235,6 +236,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--rates", default="200,1000")
+    parser.add_argument("--mirror", type=float, default=40, help="percent mirrored to dark")
     parser.add_argument("--modes", default=",".join(MODES),
                         help=f"among {', '.join(MODES)} (off: no capture, the reference)")
     args = parser.parse_args()
@@ -242,8 +244,8 @@ def main() -> None:
         runs = {}
         for name in args.modes.split(","):
             compare, noise, responses = MODES[name]
-            runs[name] = one_run(rate, args.seconds, compare, noise, responses)
-        _print(rate, args.seconds, runs)
+            runs[name] = one_run(rate, args.seconds, compare, noise, responses, args.mirror)
+        _print(rate, args.seconds, args.mirror, runs)
 
 
 if __name__ == "__main__":
