@@ -8,6 +8,8 @@ holds every upstream request Envoy counted, and reads the comparison from the lo
 from __future__ import annotations
 
 import json
+import random
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,7 +28,7 @@ from pytest_darklaunch.backends.local.envoy import (
     wait_for_envoy,
 )
 from pytest_darklaunch.backends.local.pairing import PairingReader
-from pytest_darklaunch.backends.local.processes import ManagedProcess
+from pytest_darklaunch.backends.local.processes import ManagedProcess, free_port, stop_all
 from pytest_darklaunch.core.compare import Comparer, Settings, Summary
 from tests.local.helpers import envoy_stats, make_spec, start_sampleapp, wait_for
 
@@ -181,3 +183,54 @@ def test_secrets_in_requests_never_show(proxy: Callable[..., Proxy]) -> None:
     shown = json.dumps(summary.as_dict()) + "\n".join(e.line() for e in summary.examples)
     assert summary.examples and "token=***" in shown
     assert "s3cr3t" not in shown
+
+
+def test_large_bodies_reach_the_client_intact_and_compare_by_hash(tmp_path: Path) -> None:
+    """Envoy answers 500 when a buffered body exceeds the connection's limit (measured with a
+    3 MB file and the default 1 MiB): the capture must never do that to live's clients. Over
+    max_body a body compares by hash; over the capture limit it is not read at all."""
+    rng = random.Random(1)
+    sizes = {"3mb.bin": 3_000_000, "9mb.bin": 9_000_000}
+    content = {name: rng.randbytes(size) for name, size in sizes.items()}
+    started: list[ManagedProcess] = []
+    try:
+        ports = {}
+        for role in ("live", "dark"):
+            files = tmp_path / role
+            files.mkdir()
+            for name, data in content.items():
+                # dark's files differ from live's in their last byte
+                (files / name).write_bytes(data if role == "live" else data[:-1] + b"!")
+            ports[role] = free_port()
+            started.append(ManagedProcess.start(role, [
+                sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(ports[role]),
+                "-d", str(files)], log_path=str(tmp_path / f"{role}.log")))
+            url = f"http://127.0.0.1:{ports[role]}/"
+            wait_for(lambda u=url: _answers(u), f"{role} answering")
+        log_path = str(tmp_path / "upstream.log")
+        amend, argv = pairing_amendment(log_path, bodies=True, max_body=65536, live2_port=None)
+        envoy_proc, admin = start_envoy(make_spec(mirror={"percent": 100}), str(tmp_path),
+                                        live_port=ports["live"], dark_port=ports["dark"],
+                                        amend=amend, extra_argv=argv)
+        started.append(envoy_proc)
+        p = Proxy(wait_for_envoy(envoy_proc, admin), log_path)
+        seen = p.send([f"/{name}" for name in sizes])
+        assert [r.status_code for r in seen] == [200, 200]
+        assert [r.content for r in seen] == list(content.values())  # live's, untouched
+        summary, _ = p.read(Settings(responses="body", body="bytes"))
+        assert summary.paired == 2 and summary.response_mismatches == 1
+        [example] = summary.examples
+        assert example.path == "/3mb.bin" and "3000000 bytes, hash" in example.differences[0].live
+        with open(log_path, encoding="utf-8") as handle:
+            kinds = {json.loads(line)["capture"].split(";")[2] for line in handle}
+        assert kinds == {"h", "u"}  # 3 MB hashed, 9 MB (over the 8 MiB limit) not read
+    finally:
+        stop_all(started)
+
+
+def _answers(url: str) -> bool:
+    try:
+        requests.get(url, timeout=1).close()
+    except requests.ConnectionError:
+        return False
+    return True

@@ -10,8 +10,9 @@ upstream log), which the route removes before the answer reaches the client.
 
 The capture header holds ``v1;<length>;<kind>;<headers>;<payload>``: headers as base64 of
 ``name\\nvalue\\n`` lines; kind ``b`` (payload: base64 of the whole body, at most max_body
-bytes) or ``h`` (larger: ``<hash>:<base64 of the first bytes>``, the hash a 64-bit pair of
-FNV-1a sums over the whole body, computed in Lua).
+bytes), ``h`` (larger: ``<hash>:<base64 of the first bytes>``, the hash a 64-bit pair of
+FNV-1a sums over the whole body, computed in Lua) or ``u`` (not read: no Content-Length, or
+one over :data:`CAPTURE_LIMIT`; the length is the announced one, -1 when unknown).
 
 >>> cfg = {"static_resources": {"clusters": [], "listeners": [{"filter_chains": [{"filters": [
 ...     {"typed_config": {"route_config": {"virtual_hosts": [{"routes": [{"route": {
@@ -32,6 +33,13 @@ from typing import Any
 CAPTURE_HEADER = "x-darklaunch-capture"
 LIVE2 = "live-2"
 PREFIX_BYTES = 512  # of a body over max_body: kept for examples, the hash decides
+# Envoy buffers a body to hand it to Lua, and answers 500 to the client when a body exceeds the
+# connection's buffer limit (measured: a 3 MB body through the default 1 MiB limit). So only
+# bodies that announce a Content-Length up to this are read, under a buffer limit above it;
+# others (streams, chunked answers of unknown length, huge files) pass untouched and compare
+# by their Content-Length only.
+CAPTURE_LIMIT = 8 * 1024 * 1024
+BUFFER_LIMIT = CAPTURE_LIMIT + 64 * 1024
 LOG_FLUSH_MS = 100  # --file-flush-interval-msec: the reader sees entries within this
 
 LOG_FORMAT = {
@@ -51,6 +59,7 @@ LOG_FORMAT = {
 _LUA = r"""
 local MAX_BODY = %(max_body)d
 local PREFIX = %(prefix)d
+local CAPTURE_LIMIT = %(capture_limit)d
 local bxor, lshift, tobit, tohex = bit.bxor, bit.lshift, bit.tobit, bit.tohex
 
 local function digest(s)
@@ -68,6 +77,13 @@ function envoy_on_response(handle)
   for name, value in pairs(handle:headers()) do
     parts[#parts + 1] = name .. "\n" .. value .. "\n"
   end
+  local headers = handle:base64Escape(table.concat(parts))
+  local announced = tonumber(handle:headers():get("content-length"))
+  if announced == nil or announced > CAPTURE_LIMIT then
+    -- never buffer a stream or a body over the limit: the client would get a 500 or wait
+    handle:headers():replace("%(header)s", "v1;" .. (announced or -1) .. ";u;" .. headers .. ";")
+    return
+  end
   local body = handle:body()
   local bytes = ""
   if body ~= nil and body:length() > 0 then bytes = body:getBytes(0, body:length()) end
@@ -77,14 +93,15 @@ function envoy_on_response(handle)
     payload = digest(bytes) .. ":" .. handle:base64Escape(string.sub(bytes, 1, PREFIX))
   end
   handle:headers():replace("%(header)s", "v1;" .. #bytes .. ";" .. kind .. ";" ..
-    handle:base64Escape(table.concat(parts)) .. ";" .. payload)
+    headers .. ";" .. payload)
 end
 """
 
 
 def capture_lua(max_body: int) -> str:
     """The Lua source of the upstream filter that copies answers into the capture header."""
-    return _LUA % {"max_body": max_body, "prefix": PREFIX_BYTES, "header": CAPTURE_HEADER}
+    return _LUA % {"max_body": max_body, "prefix": PREFIX_BYTES, "header": CAPTURE_HEADER,
+                   "capture_limit": CAPTURE_LIMIT}
 
 
 def _upstream_filters(max_body: int) -> list[dict[str, Any]]:
@@ -137,12 +154,18 @@ def add_capture(
         router["upstream_http_filters"] = _upstream_filters(max_body)
         # On the virtual host: every route (the unmirrored one for writes too) removes it.
         virtual_host["response_headers_to_remove"] = [CAPTURE_HEADER]
+        # Live's answer is held against the client connection's limit, a shadow's against
+        # its cluster's.
+        resources["listeners"][0]["per_connection_buffer_limit_bytes"] = BUFFER_LIMIT
+        for cluster in resources["clusters"]:
+            cluster["per_connection_buffer_limit_bytes"] = BUFFER_LIMIT
     if live2_port is not None:
         endpoint = {"address": {"socket_address": {"address": "127.0.0.1",
                                                    "port_value": live2_port}}}
         resources["clusters"].append({
             "name": LIVE2,
             "type": "STATIC",
+            **({"per_connection_buffer_limit_bytes": BUFFER_LIMIT} if bodies else {}),
             "connect_timeout": "1s",
             "load_assignment": {"cluster_name": LIVE2,
                                 "endpoints": [{"lb_endpoints": [{"endpoint": endpoint}]}]},

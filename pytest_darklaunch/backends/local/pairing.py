@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 from pytest_darklaunch.backends.local.capture import LIVE2
 from pytest_darklaunch.core.compare import Comparer, Request, Response, Summary
+from pytest_darklaunch.core.compare.model import UNCAPTURED
 
 MAX_PENDING = 200_000
 POLL_S = 0.05  # how often the follower looks for new lines (the log flushes every 100 ms)
@@ -58,6 +59,9 @@ def decode_capture(status: int, capture: str | None, duration_us: int | None) ->
         version, length, kind, headers, payload = capture.split(";", 4)
         if version != "v1":
             raise ValueError(f"capture version {version!r}")
+        if kind == "u":
+            return Response(status, _decode_headers(headers), b"", int(length), UNCAPTURED,
+                            complete=False, duration_us=duration_us)
         if kind == "b":
             body = base64.b64decode(payload)
             return Response(status, _decode_headers(headers), body, int(length),

@@ -13,6 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 HIDDEN = "***"  # what a secret shows as
+# The digest of a body that was not read (a stream, or too large to buffer): such bodies
+# compare by their announced length only.
+UNCAPTURED = "not captured"
 DEFAULT_MAX_BODY = 64 * 1024
 DEFAULT_EXAMPLES = 5
 # Diffy's cut-offs: a field's live-vs-dark differences count only when they exceed its
