@@ -202,6 +202,12 @@ def _downstream_percentiles(path: str) -> dict[str, float | None]:
     return {"p50": ms(0.5), "p95": ms(0.95), "requests": h.total}
 
 
+def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run whose live p95 is the median of the rounds' (its other figures with it)."""
+    ordered = sorted(runs, key=lambda r: r["live_client_ms"]["p95"] or 0.0)
+    return ordered[len(ordered) // 2]
+
+
 MODES = {
     # name: (compare, noise, responses)
     "off": (False, False, "body"),
@@ -237,15 +243,24 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--rates", default="200,1000")
     parser.add_argument("--mirror", type=float, default=40, help="percent mirrored to dark")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="rounds of all modes, interleaved; the median of each figure")
     parser.add_argument("--modes", default=",".join(MODES),
                         help=f"among {', '.join(MODES)} (off: no capture, the reference)")
     args = parser.parse_args()
     for rate in (float(r) for r in args.rates.split(",")):
-        runs = {}
-        for name in args.modes.split(","):
-            compare, noise, responses = MODES[name]
-            runs[name] = one_run(rate, args.seconds, compare, noise, responses, args.mirror)
-        _print(rate, args.seconds, args.mirror, runs)
+        rounds: dict[str, list[dict[str, Any]]] = {}
+        for _ in range(args.repeat):
+            # Interleaved, so that the machine's other load falls on every mode alike.
+            for name in args.modes.split(","):
+                compare, noise, responses = MODES[name]
+                rounds.setdefault(name, []).append(
+                    one_run(rate, args.seconds, compare, noise, responses, args.mirror))
+        _print(rate, args.seconds, args.mirror, {n: _median(r) for n, r in rounds.items()})
+        if args.repeat > 1:
+            for name, runs in rounds.items():
+                shown = [f"{r['live_client_ms']['p50']}/{r['live_client_ms']['p95']}" for r in runs]
+                print(f"  {name:>10}: live p50/p95 per round (ms): {', '.join(shown)}")
 
 
 if __name__ == "__main__":
