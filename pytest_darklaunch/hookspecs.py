@@ -51,18 +51,18 @@ def pytest_darklaunch_clean(response: Response) -> Response | None:
     and live-2's answers alike."""
 
 
-def comparison_callables(config: pytest.Config) -> tuple[Decide | None, Clean | None]:
-    """The two hooks as the plain callables the comparer takes (``None`` for a hook nobody
-    implements, so that the comparison does not pay for calling it)."""
+def comparison_callables(config: pytest.Config) -> tuple[Decide, Clean]:
+    """The two hooks as the plain callables the comparer takes. They look the hooks up on each
+    call: a conftest.py below the rootdir is loaded only during collection, after the
+    experiment has started."""
     hook = config.hook
-    decide: Decide | None = None
-    clean: Clean | None = None
-    if hook.pytest_darklaunch_compare.get_hookimpls():
-        def decide(request: Request, live: Response, dark: Response) -> bool | None:
-            result = hook.pytest_darklaunch_compare(request=request, live=live, dark=dark)
-            return None if result is None else bool(result)
-    if hook.pytest_darklaunch_clean.get_hookimpls():
-        def clean(response: Response) -> Response | None:
-            result: Response | None = hook.pytest_darklaunch_clean(response=response)
-            return result
+
+    def decide(request: Request, live: Response, dark: Response) -> bool | None:
+        result = hook.pytest_darklaunch_compare(request=request, live=live, dark=dark)
+        return None if result is None else bool(result)
+
+    def clean(response: Response) -> Response | None:
+        result: Response | None = hook.pytest_darklaunch_clean(response=response)
+        return result
+
     return decide, clean

@@ -28,6 +28,7 @@ from pytest_darklaunch.core.verdict import (
 )
 
 if TYPE_CHECKING:
+    from pytest_darklaunch.core.compare import Settings, Summary
     from pytest_darklaunch.session import DarklaunchSession
 
 # The metrics assessment always shows these, then custom metrics and other objective metrics.
@@ -248,3 +249,13 @@ def shown_values(
 def objective_files(spec: Spec) -> list[tuple[str, Objective]]:
     """Each spec objective with its test id, which also names its chart."""
     return list(zip(objective_ids(spec.objectives), spec.objectives))
+
+
+def comparison_of(darklaunch: DarklaunchSession) -> tuple[Summary, Settings] | None:
+    """The run's comparison of live's and dark's answers (local backend), or ``None``."""
+    data = darklaunch.data
+    if data is None or not data.comparison:
+        return None
+    from pytest_darklaunch.core.compare import Settings, Summary
+
+    return Summary.from_json(data.comparison), darklaunch.spec.compare or Settings()
