@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from pytest_darklaunch.core import stats
 from pytest_darklaunch.core.experiment import ExperimentData, unavailable_reason
+from pytest_darklaunch.core.metrics import COMPARISON_NAMES
 from pytest_darklaunch.core.routes import window_key
 from pytest_darklaunch.core.spec import Objective, Spec, objective_ids
 from pytest_darklaunch.core.units import format_value
@@ -105,6 +106,8 @@ def metric_rows(spec: Spec, data: Optional[ExperimentData]) -> list[MetricRow]:
             [*BUILTIN_ROWS, *(m.name for m in spec.metrics), *(o.metric for o in spec.objectives)]
         )
     )
+    # Mismatch rates come from pairs of answers, not from Prometheus: see the comparison.
+    names = [n for n in names if n not in COMPARISON_NAMES]
     last = data.intervals[-1].cumulative
     # Under each metric, a row per route the run measured.
     routes = [None, *(r.name for r in spec.routes if window_key("dark", r.name) in last)]

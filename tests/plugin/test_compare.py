@@ -122,7 +122,8 @@ def test_a_timestamp_and_a_nonce_are_noise_with_live2_and_mismatches_without(
     assert outcome == "passed", message
     rows = {r["field"]: r for r in comparison(learned)["targets"]["default/sample-app"]["fields"]}
     assert set(rows) == {"$.ts", "$.nonce"} and not any(r["counted"] for r in rows.values())
-    assert all(r["live_vs_live_share"] == 1.0 for r in rows.values())
+    # the timestamp has microseconds: live and live-2 may answer within the same one
+    assert all(r["live_vs_live_share"] > 0.95 for r in rows.values())
 
     [(outcome, message)] = outcomes(raw).values()
     assert outcome == "failure" and "$.nonce" in message and "$.ts" in message
@@ -152,9 +153,10 @@ def test_a_a_relative_latency_bounds_pass_on_pairs(
     text = yaml.safe_dump({
         "target": "default/sample-app",
         "versions": {"live": versions, "dark": dict(versions)},
-        "mirror": {"percent": 40, "host": "customdomain.com"},
-        "traffic": {"rate": 100},
-        "duration": {"interval": "1s", "iterations": 10},
+        # 100% mirrored: live and dark then serve the same load (see the module docstring)
+        "mirror": {"percent": 100, "host": "customdomain.com"},
+        "traffic": {"rate": 250},
+        "duration": {"interval": "1s", "iterations": 16},
         "objectives": [{"metric": "mean-latency", "max_increase": "10%"},
                        {"metric": "95th-percentile-tail-latency", "max_increase": "10%"}],
     }, sort_keys=False)
