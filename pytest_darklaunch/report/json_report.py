@@ -165,7 +165,7 @@ def _comparison_json(darklaunch: DarklaunchSession) -> Optional[dict[str, Any]]:
     from pytest_darklaunch.core.compare.render import report_section
 
     summary, settings = found
-    return report_section({str(darklaunch.spec.target): summary}, settings)
+    return report_section(summary, settings)
 
 
 def spec_json(spec: Spec) -> dict[str, Any]:

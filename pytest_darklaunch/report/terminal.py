@@ -266,7 +266,9 @@ def _comparison(write: Write, darklaunch: DarklaunchSession) -> None:
     heading, *lines = terminal_lines(*found)
     write(heading, bold=True)
     for line in lines:
-        write(line)
+        indent = len(line) - len(line.lstrip())
+        for part in _wrap(line.lstrip(), indent) if len(line) > LINE_WIDTH else [line]:
+            write(part)
 
 
 def _generator(write: Write, darklaunch: DarklaunchSession) -> None:

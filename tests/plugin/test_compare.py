@@ -103,7 +103,7 @@ def test_one_changed_field_fails_and_is_named_a_user_hook_can_accept_it(
     assert outcome == "failure", message
     assert "darklaunch objective FAILED: response-mismatch-rate <= 0.01" in message
     assert "$.total: 17 -> 18" in message and "GET /cart id=" in message
-    section = comparison(plain)["targets"]["default/sample-app"]
+    section = comparison(plain)
     [row] = section["fields"]
     assert row["field"] == "$.total" and row["counted"] and 0.01 < row["live_vs_dark_share"] < 0.06
     assert 1 <= len(section["examples"]) <= 5 and section["unpaired"] == 0
@@ -111,7 +111,7 @@ def test_one_changed_field_fails_and_is_named_a_user_hook_can_accept_it(
 
     [(outcome, message)] = outcomes(hooked).values()
     assert outcome == "passed", message
-    hooked_section = comparison(hooked)["targets"]["default/sample-app"]
+    hooked_section = comparison(hooked)
     assert hooked_section["response_mismatches"] == 0
     assert hooked_section["hook_decisions"]["same"] == hooked_section["paired"] > 0
 
@@ -126,7 +126,7 @@ def test_a_timestamp_and_a_nonce_are_noise_with_live2_and_mismatches_without(
 
     [(outcome, message)] = outcomes(learned).values()
     assert outcome == "passed", message
-    rows = {r["field"]: r for r in comparison(learned)["targets"]["default/sample-app"]["fields"]}
+    rows = {r["field"]: r for r in comparison(learned)["fields"]}
     assert set(rows) == {"$.ts", "$.nonce"} and not any(r["counted"] for r in rows.values())
     # the timestamp has microseconds: live and live-2 may answer within the same one
     assert all(r["live_vs_live_share"] > 0.95 for r in rows.values())
@@ -171,7 +171,7 @@ def test_a_a_relative_latency_bounds_pass_on_pairs(
     assert all(outcome == "passed" for outcome, _ in found.values()), found
     report = json.loads((run.cwd / "report.json").read_text())
     assert all("paired over" in v["reason"] for v in report["verdicts"]), report["verdicts"]
-    latency = report["comparison"]["targets"]["default/sample-app"]["latency"]
+    latency = report["comparison"]["latency"]
     assert latency["pairs"] > 300
     assert {"paired", "unpaired"} <= set(latency)
     assert latency["paired"]["mean_increase"] is not None

@@ -6,7 +6,8 @@ report's ``comparison`` section and the lines a failed comparison objective adds
 >>> _ = c.add(Request("r1", "GET", "/cart"), Response(200, body=b'{"total": 17}'),
 ...           Response(200, body=b'{"total": 18}'))
 >>> print("\\n".join(terminal_lines(c.summary(), Settings(responses="body"))))
-Response comparison (status and body, json, no noise learned)
+Response comparison
+  compared: status and body, json; no noise learned
   paired 1, unpaired 0; status mismatches 0 (0.00%); response mismatches 1 (100.00%)
   field     live vs dark   live vs live-2   counted
   $.total   1 (100.00%)    -                counted
@@ -28,13 +29,13 @@ def _share(count: int, total: int | None) -> str:
     return f"{count} ({count / total:.2%})" if total else f"{count}"
 
 
-def _heading(settings: Settings, summary: Summary) -> str:
+def _compared(settings: Settings, summary: Summary) -> str:
     what = "status codes" if settings.responses == "status" else f"status and body, {settings.body}"
     if summary.noise_requests is None:
         noise = "no noise learned"
     else:
         noise = f"noise learned from live-2 on {summary.noise_requests} requests"
-    return f"Response comparison ({what}, {noise})"
+    return f"  compared: {what}; {noise}"
 
 
 def _latency_line(summary: Summary) -> str | None:
@@ -48,19 +49,19 @@ def _latency_line(summary: Summary) -> str | None:
         return "n/a" if not isinstance(value, float) else f"{value:+.1%}"
 
     return (
-        f"  latency, paired over {summary.latency.pairs} requests: mean live "
-        f"{paired['live_mean_ms']} ms, dark {paired['dark_mean_ms']} ms "
-        f"({rel(paired['mean_increase'])}); p95 {rel(paired['p95_increase'])}; unpaired "
-        f"(every entry): mean {rel(unpaired['mean_increase'])}, p95 "
+        f"  latency, dark vs live: paired over {summary.latency.pairs} requests mean "
+        f"{rel(paired['mean_increase'])}, p95 {rel(paired['p95_increase'])}; unpaired "
+        f"(every entry) mean {rel(unpaired['mean_increase'])}, p95 "
         f"{rel(unpaired['p95_increase'])}"
     )
 
 
 def terminal_lines(summary: Summary, settings: Settings) -> list[str]:
-    """The terminal summary's section."""
+    """The terminal summary's section (the caller wraps lines to its width)."""
     n = summary.paired
     lines = [
-        _heading(settings, summary),
+        "Response comparison",
+        _compared(settings, summary),
         f"  paired {n}, unpaired {summary.unpaired}; status mismatches "
         f"{_share(summary.status_mismatches, n)}; response mismatches "
         f"{_share(summary.response_mismatches, n)}",
@@ -102,8 +103,8 @@ def failure_lines(summary: Summary, metric: str) -> list[str]:
     return lines
 
 
-def report_section(summaries: dict[str, Summary], settings: Settings) -> dict[str, Any]:
-    """The JSON report's ``comparison``: settings and, per target, the summary."""
+def report_section(summary: Summary, settings: Settings) -> dict[str, Any]:
+    """The JSON report's ``comparison``: the settings, then the summary's keys."""
     return {
         "settings": {
             "responses": settings.responses, "body": settings.body,
@@ -112,5 +113,5 @@ def report_section(summaries: dict[str, Summary], settings: Settings) -> dict[st
             "relative_threshold": settings.relative_threshold,
             "absolute_threshold": settings.absolute_threshold,
         },
-        "targets": {target: summary.as_dict() for target, summary in summaries.items()},
+        **summary.as_dict(),
     }
