@@ -51,7 +51,10 @@ class LocalComparison:
     def envoy_options(
         self, live2_port: int | None
     ) -> tuple[Callable[[dict[str, Any]], None], tuple[str, ...]]:
-        """``amend`` and ``extra_argv`` for :func:`~.envoy.start_envoy`."""
+        """``amend`` and ``extra_argv`` for :func:`~.envoy.start_envoy`; creates the log
+        private first (it holds answers' bodies; Envoy keeps the mode of a file it appends to,
+        and would create it readable by everyone)."""
+        os.close(os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
         return pairing_amendment(
             self.log_path, bodies=self.settings.responses == "body",
             max_body=self.settings.max_body, live2_port=live2_port,
