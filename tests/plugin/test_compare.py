@@ -36,7 +36,7 @@ def spec(
     *, dark: Mapping[str, str] = JSON_APP, live: Mapping[str, str] = JSON_APP,
     compare: Mapping[str, Any] | None = None, objectives: Sequence[Mapping[str, Any]] = (),
     mirror: float = 100, iterations: int = 8, path: str = "/cart",
-    headers: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None, targets: Sequence[Mapping[str, Any]] = (),
 ) -> str:
     raw: dict[str, Any] = {
         "target": "default/sample-app",
@@ -46,6 +46,8 @@ def spec(
         "duration": {"interval": "1s", "iterations": iterations},
         "objectives": [dict(o) for o in objectives],
     }
+    if targets:
+        raw["traffic"] = {"rate": 100, "targets": [dict(t) for t in targets]}
     if compare is not None:
         raw["compare"] = dict(compare)
     return yaml.safe_dump(raw, sort_keys=False)
@@ -139,11 +141,16 @@ def test_a_500_on_one_target_fails_the_status_mismatch_rate_naming_it(
     start: Callable[..., Spawned]
 ) -> None:
     broken = {**JSON_APP, "SAMPLEAPP_ERROR_PATH": "/checkout"}
-    run = start("status", spec(dark=broken, path="/checkout", compare={"responses": "status"},
+    mix = [{"name": "cart", "path": "/cart", "weight": 4},
+           {"name": "checkout", "path": "/checkout", "weight": 1}]
+    run = start("status", spec(dark=broken, targets=mix, compare={"responses": "status"},
                                objectives=[STATUS]))
     [(outcome, message)] = outcomes(run).values()
     assert outcome == "failure" and "status-mismatch-rate <= 0.01" in message
     assert "GET /checkout id=" in message and "status 200 -> 500" in message
+    assert "GET /cart id=" not in message
+    section = comparison(run)
+    assert 0.1 < section["status_mismatches"] / section["paired"] < 0.3  # checkout's share
 
 
 HTTP_SERVER = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "{port}"]
