@@ -151,6 +151,11 @@ def test_a_500_on_one_target_fails_the_status_mismatch_rate_naming_it(
     assert "GET /cart id=" not in message
     section = comparison(run)
     assert 0.1 < section["status_mismatches"] / section["paired"] < 0.3  # checkout's share
+    by_request = section["targets"]
+    assert set(by_request) == {"GET /cart", "GET /checkout"}
+    assert by_request["GET /cart"]["status_mismatches"] == 0
+    checkout = by_request["GET /checkout"]
+    assert checkout["status_mismatches"] == checkout["paired"] > 0
 
 
 HTTP_SERVER = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "{port}"]

@@ -377,6 +377,7 @@ _MAP_KEYS = {
     "series.<metric>": "<version>",
     "plots": "<objective id>",
     "generator.targets": "<name>",
+    "comparison.targets": "<request>",
 }
 
 

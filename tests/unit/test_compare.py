@@ -206,3 +206,20 @@ def test_compare_section_defaults_and_values() -> None:
     assert (s.responses, s.noise, s.max_body, s.examples, s.relative_threshold) == (
         "body", True, 100_000, 2, 0.3)
     assert "x-api-key" in s.redacted and "password" in s.redacted
+
+
+def test_counts_per_request_drop_the_query_and_stay_bounded() -> None:
+    from pytest_darklaunch.core.compare.comparer import MAX_TARGETS, OTHER_TARGET
+
+    c = Comparer(Settings())
+    for i in range(10):
+        c.add(Request(str(i), "GET", f"/cart?token=t{i}"), Response(200), Response(200))
+        c.add(Request(f"c{i}", "POST", "/checkout"), Response(200), Response(500))
+    for i in range(MAX_TARGETS + 5):
+        c.add(Request(f"x{i}", "GET", f"/item/{i}"), Response(200), Response(200))
+    targets = c.summary().targets
+    assert targets["GET /cart"] == {"paired": 10, "status_mismatches": 0,
+                                    "response_mismatches": 0}
+    assert targets["POST /checkout"]["status_mismatches"] == 10
+    assert len(targets) == MAX_TARGETS + 1 and targets[OTHER_TARGET]["paired"] == 7
+    assert not any("token" in key for key in targets)

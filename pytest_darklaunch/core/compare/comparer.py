@@ -32,6 +32,9 @@ Clean = Callable[[Response], "Response | None"]
 
 HOOK_FIELD = "hook:pytest_darklaunch_compare"
 MAX_SIGNATURES = 2000  # distinct sets of differing fields; beyond, a pair counts as a mismatch
+MAX_TARGETS = 100  # requests counted apart (by method and path); the rest under OTHER_TARGET
+MAX_TARGET_SIGNATURES = 50
+OTHER_TARGET = "(other requests)"
 EXAMPLES_PER_FIELD = 3
 
 
@@ -48,6 +51,8 @@ class Summary:
     examples: list[Example]
     latency: PairedLatency
     hook_decisions: dict[str, int] = field(default_factory=dict)
+    # "METHOD /path" (query dropped) -> paired, status_mismatches, response_mismatches
+    targets: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def counted_fields(self) -> list[str]:
@@ -74,6 +79,7 @@ class Summary:
                 e["live_body"], e["dark_body"]) for e in data["examples"]],
             latency=PairedLatency.from_paired_json(data["latency"]),
             hook_decisions=dict(data.get("hook_decisions", {})),
+            targets={k: dict(v) for k, v in data.get("targets", {}).items()},
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -87,6 +93,7 @@ class Summary:
             "examples": [example.as_dict() for example in self.examples],
             "latency": self.latency.as_dict(),
             "hook_decisions": dict(self.hook_decisions),
+            "targets": {k: dict(v) for k, v in self.targets.items()},
         }
 
 
@@ -109,6 +116,8 @@ class Comparer:
         self.latency = PairedLatency()
         self.hook_decisions = {"same": 0, "different": 0}
         self._examples: dict[str, tuple[int, list[Example]]] = {}
+        # per request: [paired, signature counts, overflowed pairs]
+        self._targets: dict[str, tuple[list[int], dict[frozenset[str], int]]] = {}
         self._rng = random.Random(seed)
 
     def _cleaned(self, response: Response) -> Response:
@@ -152,10 +161,35 @@ class Comparer:
             self.noise_requests += 1
             self.table.add_noise({d.field for d in self._differences(
                 request, live, self._cleaned(live2))})
+        self._count_target(request, frozenset(raw))
         if raw:
             self._count_signature(frozenset(raw))
             self._keep_example(pair, raw)
         return pair
+
+    def _count_target(self, request: Request, raw: frozenset[str]) -> None:
+        key = f"{request.method} {request.path.partition('?')[0]}"
+        if key not in self._targets and len(self._targets) >= MAX_TARGETS:
+            key = OTHER_TARGET
+        counts, signatures = self._targets.setdefault(key, ([0, 0], {}))
+        counts[0] += 1
+        if not raw:
+            return
+        if raw in signatures or len(signatures) < MAX_TARGET_SIGNATURES:
+            signatures[raw] = signatures.get(raw, 0) + 1
+        else:
+            counts[1] += 1  # overflowed: counted as a mismatch
+
+    def _target_counts(self, counted: set[str]) -> dict[str, dict[str, int]]:
+        out = {}
+        for key, (counts, signatures) in self._targets.items():
+            out[key] = {
+                "paired": counts[0],
+                "status_mismatches": sum(n for sig, n in signatures.items() if "status" in sig),
+                "response_mismatches": counts[1] + sum(
+                    n for sig, n in signatures.items() if sig & counted),
+            }
+        return out
 
     def _count_signature(self, raw: frozenset[str]) -> None:
         if raw in self.signatures or len(self.signatures) < MAX_SIGNATURES:
@@ -194,6 +228,7 @@ class Comparer:
             status_mismatches=status, response_mismatches=mismatches,
             noise_requests=noise, fields=rows, examples=self._chosen(rows, counted),
             latency=copy.deepcopy(self.latency), hook_decisions=dict(self.hook_decisions),
+            targets=self._target_counts(counted),
         )
 
     def _chosen(self, rows: list[FieldRow], counted: set[str]) -> list[Example]:

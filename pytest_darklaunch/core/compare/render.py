@@ -80,6 +80,13 @@ def terminal_lines(summary: Summary, settings: Settings) -> list[str]:
         if len(summary.fields) > SHOWN_FIELDS:
             more = len(summary.fields) - SHOWN_FIELDS
             lines.append(f"  ... {more} more fields in the JSON report")
+    if len(summary.targets) > 1:
+        for key, counts in sorted(summary.targets.items(), key=lambda kv: -kv[1]["paired"]):
+            lines.append(
+                f"  {key}: paired {counts['paired']}, status mismatches "
+                f"{_share(counts['status_mismatches'], counts['paired'])}, response mismatches "
+                f"{_share(counts['response_mismatches'], counts['paired'])}"
+            )
     latency = _latency_line(summary)
     if latency:
         lines.append(latency)
