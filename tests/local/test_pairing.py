@@ -8,6 +8,7 @@ holds every upstream request Envoy counted, and reads the comparison from the lo
 from __future__ import annotations
 
 import json
+import os
 import random
 import sys
 from collections.abc import Iterator
@@ -201,6 +202,8 @@ def test_large_bodies_reach_the_client_intact_and_compare_by_hash(tmp_path: Path
             for name, data in content.items():
                 # dark's files differ from live's in their last byte
                 (files / name).write_bytes(data if role == "live" else data[:-1] + b"!")
+                # the same Last-Modified for both: only the bytes differ
+                os.utime(files / name, (1_700_000_000, 1_700_000_000))
             ports[role] = free_port()
             started.append(ManagedProcess.start(role, [
                 sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(ports[role]),
