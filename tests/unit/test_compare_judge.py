@@ -15,7 +15,7 @@ CTX = Context(confidence=0.95, looks=5, mirror_percent=40, planned_s=50.0)
 
 def looks_of(paired: list[int], mismatches: list[int]) -> list[Look]:
     return [Look(10.0 * (i + 1), 10.0 * (i + 1), n, m, m, 0, PairedLatency())
-            for i, (n, m) in enumerate(zip(paired, mismatches))]
+            for i, (n, m) in enumerate(zip(paired, mismatches, strict=True))]
 
 
 def test_mismatch_rate_fails_passes_and_waits_like_error_rate() -> None:

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import http.client
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from pytest_darklaunch.backends.local.capture import LIVE2
 from pytest_darklaunch.backends.local.envoy import pairing_amendment
@@ -115,10 +116,16 @@ def upstream_requests(admin: str) -> tuple[int, int]:
     finally:
         conn.close()
     totals = {"completed": 0, "active": 0}
-    clusters = {f"cluster.{role}." for role in ("live", "dark", LIVE2)}
     for line in text.splitlines():
         name, _, value = line.partition(": ")
-        prefix, _, stat = name.rpartition("upstream_rq_")
-        if prefix in clusters and stat in totals:
+        prefix, _, stat = name.rpartition(".upstream_rq_")
+        cluster = prefix.removeprefix("cluster.")
+        # per-route clusters are named <role>~<route> (see routes_envoy)
+        role = cluster.split("~", 1)[0]
+        paired = prefix.startswith("cluster.") and "." not in cluster and role in ROLES_PAIRED
+        if paired and stat in totals:
             totals[stat] += int(value)
     return totals["completed"], totals["active"]
+
+
+ROLES_PAIRED = ("live", "dark", LIVE2)

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import copy
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any
 
 from pytest_darklaunch.core.compare.diff import differences
 from pytest_darklaunch.core.compare.fields import FieldRow, FieldTable
