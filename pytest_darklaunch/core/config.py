@@ -131,12 +131,13 @@ def resolve(
     if settings.spec_path:
         base_dir = os.path.dirname(os.path.abspath(settings.spec_path))
     spec = build_spec(raw, sources, known_metric=is_builtin, base_dir=str(base_dir))
+    # First: no image or revision fixes a comparison the backend cannot make.
+    _check_comparison_backend(spec, settings.backend, sources, origin.get("backend", "default"))
     if settings.backend == "kubernetes":
         _local_only_traffic(raw, sources)
         _, label, source = picked["backend"]
         spec_file = settings.spec_path or settings.experiment_path or ""
         check_for_kubernetes(spec, sources, f"{label}=kubernetes from {source}", spec_file)
-    _check_comparison_backend(spec, settings.backend, sources, origin.get("backend", "default"))
     origin.update(_spec_origins(picked, sources))
     values.update(_spec_values(spec))
     return Resolved(spec, settings, origin, values)

@@ -237,3 +237,16 @@ def _answers(url: str) -> bool:
     except requests.ConnectionError:
         return False
     return True
+
+
+def test_per_route_clusters_pair_by_role() -> None:
+    """With routes, Envoy names clusters ``<role>~<route>``: entries pair by role."""
+    from pytest_darklaunch.backends.local.pairing import Joiner
+
+    comparer = Comparer(Settings())
+    joiner = Joiner(comparer, noise=False, timeout_s=5.0)
+    joiner.feed('{"id": "a", "cluster": "live~detail", "status": 200, "us": 900}', now=0.0)
+    joiner.feed('{"id": "a", "cluster": "dark~detail", "status": 503, "us": 800}', now=0.1)
+    joiner.settle_all()
+    summary = comparer.summary()
+    assert (summary.paired, summary.status_mismatches, summary.unpaired) == (1, 1, 0)
