@@ -26,6 +26,7 @@ from pytest_darklaunch.core.spec import (
     objective_from_mapping,
 )
 from pytest_darklaunch.core.verdict import FAIL, INCONCLUSIVE, PASS, Verdict
+from pytest_darklaunch.core.verdict.paired import MISMATCH_METRICS, PAIRED_QUERY
 from pytest_darklaunch.errors import ConfigError, DarklaunchError
 from pytest_darklaunch.report.progress import format_points, progress_writer, uncaptured
 from pytest_darklaunch.runstate import active_or_skip, session_of
@@ -202,11 +203,24 @@ def explain(verdict: Verdict, data: ExperimentData) -> str:
                 "refusing connections or stopped answering)"
             )
     if verdict.query:
-        lines.append(f"  promql: {verdict.query}")
+        label = "source" if verdict.query == PAIRED_QUERY else "promql"
+        lines.append(f"  {label}: {verdict.query}")
+    lines += _diverging(verdict, data)
     if verdict.points:
         lines.append("  per interval (dark / live):")
         lines.extend("    " + line for line in format_points(verdict, data))
     return "\n".join(lines)
+
+
+def _diverging(verdict: Verdict, data: ExperimentData) -> list[str]:
+    """For a failed mismatch rate, the diverging requests (secrets hidden, bodies cut)."""
+    metric = verdict.objective.metric
+    if verdict.outcome != FAIL or metric not in MISMATCH_METRICS or not data.comparison:
+        return []
+    from pytest_darklaunch.core.compare import Summary
+    from pytest_darklaunch.core.compare.render import failure_lines
+
+    return ["  " + line for line in failure_lines(Summary.from_json(data.comparison), metric)]
 
 
 def assert_objective(

@@ -28,6 +28,12 @@ if TYPE_CHECKING:
     from pytest_darklaunch.session import DarklaunchSession
 
 
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from pytest_darklaunch import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("darklaunch", "dark launch experiments (pytest-darklaunch)")
     for opt in OPTIONS:
@@ -97,11 +103,16 @@ def _new_session(config: pytest.Config, resolved: Resolved) -> DarklaunchSession
     uid = config.getoption("testrunuid", None) if config.pluginmanager.hasplugin("xdist") else None
     safe = "".join(c for c in str(uid or "").lower() if c.isalnum() or c == "-")[:32].strip("-")
     describe = None
+    rules: tuple[Any, Any] = (None, None)
     if resolved.active:
+        from pytest_darklaunch.hookspecs import comparison_callables
         from pytest_darklaunch.report.progress import progress_line
 
         describe = progress_line
-    return DarklaunchSession(resolved, run_id=safe or None, describe_interval=describe)
+        rules = comparison_callables(config)
+    return DarklaunchSession(
+        resolved, run_id=safe or None, describe_interval=describe, compare_rules=rules
+    )
 
 
 def _native_ini(config: pytest.Config, name: str) -> Any:

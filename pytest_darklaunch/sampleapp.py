@@ -21,6 +21,13 @@ Knobs (flag / environment variable, a flag wins):
   removed) matches it are all slow (slow-ms plus jitter), the others follow slow-share
 - ``--error-share`` / ``SAMPLEAPP_ERROR_SHARE``: share (0..1) of requests that fail
 - ``--error-status`` / ``SAMPLEAPP_ERROR_STATUS``: status of a failed request (default 500)
+- ``--error-path`` / ``SAMPLEAPP_ERROR_PATH``: a path that always fails (with error-status)
+- ``--body`` / ``SAMPLEAPP_BODY``: ``text`` (the version name, default) or ``json``: an object
+  ``{"version", "path", "total": 17, "items": [...]}`` that depends only on the request
+- ``--change-share`` / ``SAMPLEAPP_CHANGE_SHARE``: share (0..1) of JSON answers whose
+  ``total`` is 18 instead of 17 (a wrong answer with status 200)
+- ``--nonce`` / ``SAMPLEAPP_NONCE``: ``1`` adds ``ts`` (the time) and ``nonce`` (random hex)
+  to JSON answers: fields that differ on every answer, even between two copies of live
 - ``--seed`` / ``SAMPLEAPP_SEED``: random seed (default: unseeded)
 - ``--log`` / ``SAMPLEAPP_LOG``: JSON-lines file, one line per answered request
 
@@ -66,6 +73,10 @@ class Knobs:
     slow_path: str | None = None
     error_share: float = 0.0
     error_status: int = 500
+    error_path: str | None = None
+    body: str = "text"
+    change_share: float = 0.0
+    nonce: bool = False
     seed: int | None = None
     log: str | None = None
 
@@ -82,6 +93,18 @@ def _ms(text: str) -> float:
     if not value >= 0.0:
         raise argparse.ArgumentTypeError(f"expected milliseconds >= 0, got {text!r}")
     return value
+
+
+def _body(text: str) -> str:
+    if text not in ("text", "json"):
+        raise argparse.ArgumentTypeError(f"expected text or json, got {text!r}")
+    return text
+
+
+def _flag(text: str) -> bool:
+    if text not in ("0", "1"):
+        raise argparse.ArgumentTypeError(f"expected 0 or 1, got {text!r}")
+    return text == "1"
 
 
 def _status(text: str) -> int:
@@ -110,6 +133,10 @@ _KNOBS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
     ("--slow-path", "SAMPLEAPP_SLOW_PATH", _regex, "slow_path"),
     ("--error-share", "SAMPLEAPP_ERROR_SHARE", _share, "error_share"),
     ("--error-status", "SAMPLEAPP_ERROR_STATUS", _status, "error_status"),
+    ("--error-path", "SAMPLEAPP_ERROR_PATH", str, "error_path"),
+    ("--body", "SAMPLEAPP_BODY", _body, "body"),
+    ("--change-share", "SAMPLEAPP_CHANGE_SHARE", _share, "change_share"),
+    ("--nonce", "SAMPLEAPP_NONCE", _flag, "nonce"),
     ("--seed", "SAMPLEAPP_SEED", int, "seed"),
     ("--log", "SAMPLEAPP_LOG", str, "log"),
 )
@@ -155,6 +182,21 @@ class SampleApp:
         self.body = knobs.version.encode() + b"\n"
         self.slow_path = re.compile(knobs.slow_path) if knobs.slow_path else None
 
+    def answer(self, path: str) -> tuple[bytes, str]:
+        """The body and content type of an answer to ``path``."""
+        k = self.knobs
+        if k.body == "text":
+            return self.body, "text/plain"
+        changed = k.change_share > 0 and self.rng.random() < k.change_share
+        doc: dict[str, Any] = {
+            "version": k.version, "path": path, "total": 18 if changed else 17,
+            "items": [{"sku": "A-1", "qty": 2}, {"sku": "B-7", "qty": 1}],
+        }
+        if k.nonce:
+            doc["ts"] = round(time.time(), 6)
+            doc["nonce"] = f"{self.rng.getrandbits(64):016x}"
+        return json.dumps(doc).encode(), "application/json"
+
     def plan(self, path: str = "/") -> tuple[float, int]:
         """Latency (ms) and status of the next request, to ``path``."""
         k, rng = self.knobs, self.rng
@@ -175,6 +217,8 @@ class SampleApp:
         arrived = time.time()
         body = await request.read() if request.can_read_body else b""
         latency_ms, status = self.plan(request.path)
+        if self.knobs.error_path is not None and request.path == self.knobs.error_path:
+            status = self.knobs.error_status
         if latency_ms > 0:
             await asyncio.sleep(latency_ms / 1000.0)
         if self.log is not None:
@@ -192,7 +236,8 @@ class SampleApp:
                 "body_sha256": hashlib.sha256(body).hexdigest(),
             }
             self.log.write(json.dumps(line) + "\n")
-        return web.Response(status=status, body=self.body, content_type="text/plain")
+        body, content_type = self.answer(request.path)
+        return web.Response(status=status, body=body, content_type=content_type)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -24,6 +24,7 @@ from pytest_darklaunch.errors import DarklaunchError, ProvisioningError
 
 if TYPE_CHECKING:  # the modules behind a running experiment load only when one starts
     from pytest_darklaunch.backends import Backend, Environment
+    from pytest_darklaunch.core.compare import Clean, Decide, Summary
     from pytest_darklaunch.core.config import Resolved
     from pytest_darklaunch.core.experiment import ExperimentData, Interval, Runner
     from pytest_darklaunch.core.spec import Spec
@@ -52,9 +53,12 @@ class DarklaunchSession:
         resolved: Resolved,
         run_id: Optional[str] = None,
         describe_interval: Optional[DescribeInterval] = None,
+        compare_rules: tuple[Optional[Decide], Optional[Clean]] = (None, None),
     ) -> None:
         self.resolved = resolved
         self.describe_interval = describe_interval
+        # Users' pytest_darklaunch_compare / _clean hooks as plain callables (plugin.py).
+        self.compare_rules = compare_rules
         self.run_id = run_id or uuid.uuid4().hex[:10]
         self.workdir: Optional[str] = None
         self.backend: Optional[Backend] = None
@@ -112,6 +116,8 @@ class DarklaunchSession:
             keep=settings.keep,
             run_dir=self.workdir,
             keep_failed_workdir=True,
+            compare_decide=self.compare_rules[0],
+            compare_clean=self.compare_rules[1],
         )
         os.makedirs(run.workdir, mode=0o700)
         try:
@@ -152,6 +158,7 @@ class DarklaunchSession:
         try:
             runner = self._runner(self.environment)
             runner.run()
+            self._keep_comparison()
         except Exception as exc:  # noqa: BLE001 - reported to every test, never swallowed
             if self.data is None:
                 self._fail(f"{type(exc).__name__}: {exc}")
@@ -187,7 +194,23 @@ class DarklaunchSession:
             stop=self._stop,
             scrape_interval_s=env.scrape_interval_s,
             counters_start_at_zero=env.counters_start_at_zero,
+            comparison=self._comparison(),
         )
+
+    def _comparison(self) -> Optional[Callable[[], Optional[Summary]]]:
+        """The backend's pairing of live's and dark's answers, when it has one (local)."""
+        found: Optional[Callable[[], Optional[Summary]]] = getattr(
+            self.backend, "comparison_summary", None)
+        return found
+
+    def _keep_comparison(self) -> None:
+        """The comparison as the experiment ended, for the reports (and xdist's workers)."""
+        comparison = self._comparison()
+        if comparison is None or self.data is None or self.data.error:
+            return
+        summary = comparison()
+        if summary is not None:
+            self.data.comparison = summary.to_json()
 
     def _traffic_stats(self) -> Optional[dict[str, Any]]:
         stats = self.backend.traffic_stats() if self.backend is not None else None

@@ -184,6 +184,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("runstate",),
     ("interrupts",),
     ("session",),
+    ("hookspecs",),
     ("backends.*",),
     ("core.*",),
     ("errors", "sampleapp", "version"),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Optional, Protocol
+from typing import Any, Callable, Optional, Protocol
 
 BACKENDS = ("local", "kubernetes")
 # The Prometheus credentials are the plugin's, never the processes' it starts (the app under
@@ -65,6 +65,10 @@ class RunContext:
     # A failed provisioning leaves ``workdir`` (the logs its error names) to the caller, who
     # keeps a few failed runs' logs; otherwise the backend removes it at once.
     keep_failed_workdir: bool = False
+    # Users' comparison rules (the pytest_darklaunch_compare / _clean hooks as plain callables,
+    # see core.compare.Decide and Clean); the local backend's comparer calls them.
+    compare_decide: Optional[Callable[..., Any]] = None
+    compare_clean: Optional[Callable[..., Any]] = None
 
 
 @dataclass(frozen=True)

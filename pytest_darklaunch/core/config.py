@@ -131,6 +131,8 @@ def resolve(
     if settings.spec_path:
         base_dir = os.path.dirname(os.path.abspath(settings.spec_path))
     spec = build_spec(raw, sources, known_metric=is_builtin, base_dir=str(base_dir))
+    # First: no image or revision fixes a comparison the backend cannot make.
+    _check_comparison_backend(spec, settings.backend, sources, origin.get("backend", "default"))
     if settings.backend == "kubernetes":
         _local_only_traffic(raw, sources)
         _, label, source = picked["backend"]
@@ -155,6 +157,30 @@ def _local_only_traffic(raw: Mapping[str, Any], sources: Sources) -> None:
                 label, node[key], source,
                 "no such key with --darklaunch-backend kubernetes yet (the local backend has it)",
             )
+
+
+def _check_comparison_backend(spec: Any, backend: str, sources: Any, backend_source: str) -> None:
+    """Response comparison needs the proxy's view of dark's answers, which only the local
+    backend has: refuse it elsewhere, naming why and what works."""
+    from pytest_darklaunch.core.metrics import COMPARISON_NAMES
+
+    if backend == "local":
+        return
+    where: tuple[str, ...] | None = None
+    if spec.compare is not None:
+        where = ("compare",)
+    for i, objective in enumerate(spec.objectives):
+        if where is None and objective.metric in COMPARISON_NAMES:
+            where = ("objectives", f"[{i}]", "metric")
+    if where is None:
+        return
+    label, source = sources.of(where)
+    raise ConfigError(
+        f"{label} with --darklaunch-backend", backend, f"{source}; backend from {backend_source}",
+        "the local backend (--darklaunch-backend local), which compares dark's answers with "
+        "live's: Istio drops mirrored responses before anything can read them, so the "
+        f"{backend} backend cannot compare responses, not even status codes",
+    )
 
 
 def _describe(label: str, source: str) -> str:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 from tenacity import Retrying, retry_if_result, wait_fixed
 
 from pytest_darklaunch.core.metrics import (
+    COMPARISON_NAMES,
     SOURCES,
     freshness_selector,
     scrape_time_query,
@@ -38,10 +39,13 @@ from pytest_darklaunch.core.verdict import (
     Verdict,
     estimate,
     judge,
+    precheck,
 )
+from pytest_darklaunch.core.verdict.paired import Look, judge_comparison
 from pytest_darklaunch.errors import MetricsError
 
 if TYPE_CHECKING:
+    from pytest_darklaunch.core.compare import Summary
     from pytest_darklaunch.core.prometheus import PrometheusClient
 
 # Prometheus' first scrape of a new target lands about 5 s after it starts.
@@ -94,6 +98,10 @@ class ExperimentData:
     error: str = ""
     intervals: list[Interval] = field(default_factory=list)
     generator: dict[str, Any] = field(default_factory=dict)
+    # Pairing (local backend): the comparison's counts at each interval's end, measured phase
+    # only, and the whole run's comparison (Summary.to_json) once the traffic stopped.
+    comparison_looks: list[Look] = field(default_factory=list)
+    comparison: Optional[dict[str, Any]] = None
 
     @property
     def looks(self) -> int:
@@ -134,6 +142,16 @@ class ExperimentData:
                 "or declare it under routes:",
                 error=True,
             )
+        if obj.route is None and (self.comparison_looks or obj.metric in COMPARISON_NAMES):
+            # Mismatch rates always, latency bounds relative to live whenever pairs exist (all
+            # traffic: pairs are not split by route); a run whose mirror or load is wrong stays
+            # inconclusive as every other verdict does.
+            ctx = self.context(obj.metric, obj.route)
+            why = precheck(last.cumulative[dark], last.cumulative[live], ctx,
+                           last.cumulative.get(ELIGIBLE))
+            paired = judge_comparison(obj, self.comparison_looks, ctx, final, why)
+            if paired is not None:
+                return paired
         pairs = [(i.windows[dark], i.windows[live]) for i in self.intervals]
         return judge(
             obj,
@@ -157,7 +175,8 @@ class ExperimentData:
         return [(i, estimate(w, metric, self.confidence)) for i, w in windows]
 
     def to_json(self) -> dict[str, Any]:
-        out = {k: v for k, v in self.__dict__.items() if k != "intervals"}
+        out = {k: v for k, v in self.__dict__.items() if k not in ("intervals", "comparison_looks")}
+        out["comparison_looks"] = [look.to_json() for look in self.comparison_looks]
         out["intervals"] = [
             {
                 "index": i.index,
@@ -172,8 +191,9 @@ class ExperimentData:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ExperimentData:
-        values = {k: v for k, v in data.items() if k != "intervals"}
+        values = {k: v for k, v in data.items() if k not in ("intervals", "comparison_looks")}
         out = cls(**values)
+        out.comparison_looks = [Look.from_json(look) for look in data.get("comparison_looks", [])]
         out.intervals = [
             Interval(
                 i["index"],
@@ -258,6 +278,7 @@ class Runner:
         clock: Callable[[], float] = time.time,
         scrape_interval_s: float = 1.0,
         counters_start_at_zero: bool = False,
+        comparison: Callable[[], Optional[Summary]] | None = None,
     ) -> None:
         self.spec = spec
         self.data = data
@@ -271,6 +292,9 @@ class Runner:
         self.clock = clock
         self.scrape_interval_s = scrape_interval_s
         self.counters_start_at_zero = counters_start_at_zero
+        # The backend's pairing so far (local backend); looks are taken at each interval's end.
+        self.comparison = comparison
+        self._comparison_baseline: Optional[Look] = None
         self._seen_scrape = not counters_start_at_zero
         self.reader = LookReader(spec, data.source, data.labels, client, template_values)
         self._fresh_selector = freshness_selector(SOURCES[data.source], data.labels["live"])
@@ -311,6 +335,22 @@ class Runner:
             )
         return ts
 
+    def _look(self, end: float, t0: float) -> None:
+        """Record the comparison at ``end`` (the baseline when ``end`` is ``t0``)."""
+        try:
+            summary = self.comparison() if self.comparison is not None else None
+        except Exception as exc:  # a user's comparison hook raised in the reader thread
+            raise MetricsError(
+                f"the response comparison stopped: {type(exc).__name__}: {exc}"
+            ) from exc
+        if summary is None:
+            return
+        look = Look.of(summary, end, end - t0)
+        if self._comparison_baseline is None:
+            self._comparison_baseline = look
+        else:
+            self.data.comparison_looks.append(look.minus(self._comparison_baseline))
+
     def run(self) -> ExperimentData:
         data = self.data
         data.stage = Stage.WARMING_UP
@@ -344,6 +384,7 @@ class Runner:
                 return
             first = previous = self.reader.snapshots(t0)
         data.started_at = t0
+        self._look(t0, t0)
         data.stage = Stage.RUNNING
         end = t0
         for k in range(1, spec.duration.iterations + 1):
@@ -371,6 +412,7 @@ class Runner:
             windows = {key: read.window(key, previous[key], current[key]) for key in read.keys}
             cumulative = {key: read.window(key, first[key], current[key], t0) for key in read.keys}
             interval = Interval(k, previous["dark"].at, end, windows, cumulative)
+            self._look(end, t0)
             data.intervals.append(interval)
             previous = current
             final = k == spec.duration.iterations

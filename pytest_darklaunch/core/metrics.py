@@ -26,6 +26,9 @@ BUILTIN_NAMES = (
     "error-rate",
     "throughput",
 )
+# Computed from pairs of live's and dark's answers to the same requests (local backend), not
+# from Prometheus: see core/compare and core/verdict/paired.py.
+COMPARISON_NAMES = ("status-mismatch-rate", "response-mismatch-rate")
 UNITS = {
     "request-count": "requests",
     "mean-latency": "ms",
@@ -55,7 +58,7 @@ def percentile_of(name: str) -> Optional[float]:
 
 
 def is_builtin(name: str) -> bool:
-    return name in BUILTIN_NAMES or percentile_of(name) is not None
+    return name in BUILTIN_NAMES or name in COMPARISON_NAMES or percentile_of(name) is not None
 
 
 def units_of(name: str) -> str:

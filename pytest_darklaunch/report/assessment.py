@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from pytest_darklaunch.core import stats
 from pytest_darklaunch.core.experiment import ExperimentData, unavailable_reason
+from pytest_darklaunch.core.metrics import COMPARISON_NAMES
 from pytest_darklaunch.core.routes import window_key
 from pytest_darklaunch.core.spec import Objective, Spec, objective_ids
 from pytest_darklaunch.core.units import format_value
@@ -28,6 +29,7 @@ from pytest_darklaunch.core.verdict import (
 )
 
 if TYPE_CHECKING:
+    from pytest_darklaunch.core.compare import Settings, Summary
     from pytest_darklaunch.session import DarklaunchSession
 
 # The metrics assessment always shows these, then custom metrics and other objective metrics.
@@ -104,6 +106,8 @@ def metric_rows(spec: Spec, data: Optional[ExperimentData]) -> list[MetricRow]:
             [*BUILTIN_ROWS, *(m.name for m in spec.metrics), *(o.metric for o in spec.objectives)]
         )
     )
+    # Mismatch rates come from pairs of answers, not from Prometheus: see the comparison.
+    names = [n for n in names if n not in COMPARISON_NAMES]
     last = data.intervals[-1].cumulative
     # Under each metric, a row per route the run measured.
     routes = [None, *(r.name for r in spec.routes if window_key("dark", r.name) in last)]
@@ -248,3 +252,13 @@ def shown_values(
 def objective_files(spec: Spec) -> list[tuple[str, Objective]]:
     """Each spec objective with its test id, which also names its chart."""
     return list(zip(objective_ids(spec.objectives), spec.objectives))
+
+
+def comparison_of(darklaunch: DarklaunchSession) -> tuple[Summary, Settings] | None:
+    """The run's comparison of live's and dark's answers (local backend), or ``None``."""
+    data = darklaunch.data
+    if data is None or not data.comparison:
+        return None
+    from pytest_darklaunch.core.compare import Settings, Summary
+
+    return Summary.from_json(data.comparison), darklaunch.spec.compare or Settings()

@@ -13,6 +13,7 @@ from pytest_darklaunch.core.traffic.mix import Mix
 from pytest_darklaunch.core.verdict import Estimate, Verdict
 from pytest_darklaunch.report.assessment import (
     MetricRow,
+    comparison_of,
     final_verdicts,
     generator_facts,
     metric_rows,
@@ -110,6 +111,7 @@ def report_document(
             "routes": _routes_json(spec, data, rows),
             "generator": gen,
             "plots": plots or {},
+            "comparison": _comparison_json(darklaunch),
         }
     )
     return document
@@ -154,6 +156,16 @@ def _routes_json(
             "mirror": mirror[route.name],
         }
     return out
+
+
+def _comparison_json(darklaunch: DarklaunchSession) -> Optional[dict[str, Any]]:
+    found = comparison_of(darklaunch)
+    if found is None:
+        return None
+    from pytest_darklaunch.core.compare.render import report_section
+
+    summary, settings = found
+    return report_section(summary, settings)
 
 
 def spec_json(spec: Spec) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable, Optional
 
+from pytest_darklaunch.core.metrics import COMPARISON_NAMES
 from pytest_darklaunch.core.routes import window_key
 from pytest_darklaunch.core.units import format_value
 from pytest_darklaunch.core.verdict import INCONCLUSIVE, Verdict, estimate
@@ -32,6 +33,9 @@ def progress_line(data: ExperimentData, interval: Interval, verdicts: list[Verdi
     final = interval.index >= data.planned
     for v in verdicts:
         metric, route = v.objective.metric, v.objective.route
+        if metric in COMPARISON_NAMES:  # judged on pairs, not on Prometheus' windows
+            parts.append(f"{metric} {format_value(v.value)} over {v.samples} pairs {v.outcome}")
+            continue
         windows = [interval.cumulative.get(window_key(r, route)) for r in ("dark", "live")]
         dark_value, live_value = (
             None if w is None else estimate(w, metric, data.confidence).value for w in windows

@@ -15,6 +15,7 @@ from pytest_darklaunch.core.config import OPTIONS, Resolved
 from pytest_darklaunch.core.units import format_value
 from pytest_darklaunch.core.verdict import FAIL, PASS, Verdict
 from pytest_darklaunch.report.assessment import (
+    comparison_of,
     final_verdicts,
     generator_facts,
     limit_text,
@@ -77,6 +78,7 @@ def terminal_summary(reporter: Any, darklaunch: DarklaunchSession, outputs: Outp
     _objectives(write, darklaunch, verdicts)
     _metrics(write, darklaunch)
     _mirror(write, darklaunch)
+    _comparison(write, darklaunch)
     _generator(write, darklaunch)
     _files(write, outputs)
     from pytest_darklaunch.report.github import github_annotations, in_github
@@ -253,6 +255,20 @@ def _route_share(write: Write, name: str, facts: dict[str, Any]) -> None:
         f" {verdict}",
         **({} if facts["ok"] else {"red": True}),
     )
+
+
+def _comparison(write: Write, darklaunch: DarklaunchSession) -> None:
+    found = comparison_of(darklaunch)
+    if found is None:
+        return
+    from pytest_darklaunch.core.compare.render import terminal_lines
+
+    heading, *lines = terminal_lines(*found)
+    write(heading, bold=True)
+    for line in lines:
+        indent = len(line) - len(line.lstrip())
+        for part in _wrap(line.lstrip(), indent) if len(line) > LINE_WIDTH else [line]:
+            write(part)
 
 
 def _generator(write: Write, darklaunch: DarklaunchSession) -> None:

@@ -381,3 +381,18 @@ def test_load_spec_without_pytest(tmp_path: Path) -> None:
     assert load_spec(experiment_path=str(SEED)).duration.iterations == 10
     with pytest.raises(ConfigError):
         load_spec()
+
+
+def test_compare_is_refused_on_kubernetes_saying_why(tmp_path: Path) -> None:
+    spec = tmp_path / "darklaunch.yaml"
+    spec.write_text("target: default/sample-app\ncompare: {responses: body}\n")
+    err = config_error(cli={"spec": str(spec), "backend": "kubernetes"})
+    text = str(err)
+    assert text.startswith("invalid compare with --darklaunch-backend 'kubernetes' (from ")
+    assert "Istio drops mirrored responses" in text and "--darklaunch-backend local" in text
+    spec.write_text("target: default/sample-app\nobjectives:\n"
+                    "  - {metric: status-mismatch-rate, upper: 0.01}\n")
+    err = config_error(cli={"spec": str(spec), "backend": "kubernetes"})
+    assert str(err).startswith("invalid objectives[0].metric with --darklaunch-backend")
+    resolved = run(cli={"spec": str(spec), "backend": "local"})
+    assert resolved.spec.objectives[0].metric == "status-mismatch-rate"

@@ -186,3 +186,36 @@ def test_custom_metric_units_reach_the_judge_also_from_the_result_file():
     for d in (data, again):
         assert d.context("queue-depth").units == "jobs" == the_spec.units_of("queue-depth")
         assert d.context("mean-latency").units == ""  # built-in metrics: the judge's own rule
+
+
+def test_comparison_looks_exclude_the_warm_up_and_decide_mismatch_rates():
+    from pytest_darklaunch.core.compare import Comparer, Request, Response, Settings
+    from pytest_darklaunch.core.spec import Objective
+
+    prom = FakePrometheus()
+    steady(prom, START + 3, 60, live_rps=100, dark_share=0.4, dark_latency=4.0)
+    the_spec = spec()
+    clock = FakeTime(START)
+    comparer = Comparer(Settings(responses="body"))
+    state = {"fed": 0}
+
+    def comparison():
+        # 40 pairs per second of (fake) time since the traffic started, 5% of them wrong; the
+        # warm-up's pairs (before START + 3) must not be counted.
+        due = int((clock.now - START) * 40)
+        for i in range(state["fed"], due):
+            dark = b'{"total": 18}' if i % 20 == 0 else b'{"total": 17}'
+            comparer.add(Request(str(i), "GET", "/"), Response(200, body=b'{"total": 17}',
+                         duration_us=1000), Response(200, body=dark, duration_us=1000))
+        state["fed"] = max(state["fed"], due)
+        return comparer.summary()
+
+    data = new_data(the_spec, "envoy", LABELS, False)
+    objectives = [Objective("response-mismatch-rate", upper=0.01)]
+    Runner(the_spec, data, prom, objectives, traffic_started_at=START, template_values={},
+           stop=clock, clock=clock, comparison=comparison).run()
+    assert data.comparison_looks and data.comparison_looks[0].paired == 80  # 2 s, not 5 s
+    [verdict] = data.verdicts_for(objectives)
+    assert verdict.outcome == FAIL and "paired requests whose answers differ" in verdict.reason
+    back = ExperimentData.from_json(json.loads(json.dumps(data.to_json())))
+    assert [v.reason for v in back.verdicts_for(objectives)] == [verdict.reason]

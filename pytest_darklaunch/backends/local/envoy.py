@@ -33,7 +33,7 @@ import json
 import math
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from pytest_darklaunch.backends.local.processes import (
     ManagedProcess,
@@ -274,17 +274,24 @@ def start_envoy(
     dark_port: int,
     binary: str | None = None,
     mirror_methods: tuple[str, ...] = SAFE_METHODS,
+    amend: Callable[[dict[str, Any]], None] | None = None,
+    extra_argv: tuple[str, ...] = (),
 ) -> tuple[ManagedProcess, str]:
     """Write the config and start Envoy; returns the process and its admin-address file.
 
+    ``amend`` changes the config in place before it is written (pairing's capture, see
+    :func:`pairing_amendment`), ``extra_argv`` adds to Envoy's command line.
     Does not wait: call :func:`wait_for_envoy` once the other processes are started too.
     """
+    config = envoy_config(
+        spec, live_port=live_port, dark_port=dark_port, mirror_methods=mirror_methods
+    )
+    config = with_routes(config, spec.routes, mirror_methods)
+    if amend is not None:
+        amend(config)
     config_path = os.path.join(workdir, "envoy.json")
     with open(config_path, "w", encoding="utf-8") as handle:
-        config = envoy_config(
-            spec, live_port=live_port, dark_port=dark_port, mirror_methods=mirror_methods
-        )
-        json.dump(with_routes(config, spec.routes, mirror_methods), handle, indent=1)
+        json.dump(config, handle, indent=1)
     admin_path = os.path.join(workdir, "envoy-admin.txt")
     argv = [
         binary or envoy_binary(),
@@ -294,9 +301,25 @@ def start_envoy(
         "--disable-hot-restart",
         "--concurrency", "1",
         "--log-level", "warning",
+        *extra_argv,
     ]
     proc = ManagedProcess.start("envoy", argv, log_path=os.path.join(workdir, "envoy.log"))
     return proc, admin_path
+
+
+def pairing_amendment(
+    log_path: str, *, bodies: bool, max_body: int, live2_port: int | None
+) -> tuple[Callable[[dict[str, Any]], None], tuple[str, ...]]:
+    """``amend`` and ``extra_argv`` for :func:`start_envoy` when answers are paired: the
+    upstream log (flushed every 100 ms so it can be read during the run), the body capture,
+    and the ``live-2`` mirror (see :mod:`~pytest_darklaunch.backends.local.capture`)."""
+    from pytest_darklaunch.backends.local.capture import LOG_FLUSH_MS, add_capture
+
+    def amend(config: dict[str, Any]) -> None:
+        add_capture(config, log_path=log_path, bodies=bodies, max_body=max_body,
+                    live2_port=live2_port)
+
+    return amend, ("--file-flush-interval-msec", str(LOG_FLUSH_MS))
 
 
 def _get(address: str, path: str, timeout_s: float = 1.0) -> tuple[int, bytes]:

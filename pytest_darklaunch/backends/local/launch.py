@@ -27,12 +27,19 @@ def default_command() -> tuple[str, ...]:
     return (sys.executable, "-m", "pytest_darklaunch.sampleapp", "--port", "{port}")
 
 
-def start_app(spec: Spec, role: str, port: int, workdir: str) -> ManagedProcess:
-    """Start ``role``'s version on ``port`` (its ``{port}`` placeholder filled in)."""
-    version: Version = getattr(spec.versions, role)
+def start_app(
+    spec: Spec, role: str, port: int, workdir: str, *, version_of: str | None = None
+) -> ManagedProcess:
+    """Start ``role``'s version on ``port`` (its ``{port}`` placeholder filled in).
+
+    ``version_of`` runs another role's version under this role's name: ``live-2``, the second
+    copy of live that noise is learned from, runs live's command with live's environment.
+    """
+    source = version_of or role
+    version: Version = getattr(spec.versions, source)
     env = dict(os.environ)
     env.update(version.env)
-    env.setdefault("T_VERSION", role)
+    env.setdefault("T_VERSION", source)
     command = version.command
     if command is None:
         command = default_command()

@@ -31,6 +31,8 @@ import tenacity
 
 from pytest_darklaunch.backends.base import Environment, RunContext, TrafficStats
 from pytest_darklaunch.backends.guardian import Guardian
+from pytest_darklaunch.backends.local.capture import LIVE2
+from pytest_darklaunch.backends.local.comparing import LocalComparison
 from pytest_darklaunch.backends.local.envoy import (
     MIRRORED_VCLUSTER,
     VIRTUAL_HOST,
@@ -62,6 +64,7 @@ from pytest_darklaunch.backends.local.prometheus import (
     wait_for_prometheus,
 )
 from pytest_darklaunch.backends.local.routes_envoy import stack_labels
+from pytest_darklaunch.core.compare import Settings, Summary
 from pytest_darklaunch.core.spec import ROLES, Spec
 from pytest_darklaunch.errors import ProvisioningError
 
@@ -96,6 +99,12 @@ class LocalBackend:
         self._torn_down = False
         # provision() may run in another thread than teardown(): see _track.
         self._lock = threading.Lock()
+        # Pairing of live's and dark's answers: always (status codes and latencies, measured
+        # cheap: benchmarks/comparison.py), bodies too with the spec's compare: section.
+        self.comparison = LocalComparison(
+            spec.compare or Settings(), self.workdir, timeout_s=spec.traffic.timeout_s,
+            decide=run.compare_decide, clean=run.compare_clean,
+        )
 
     # -- protocol -------------------------------------------------------------------------
 
@@ -226,7 +235,8 @@ class LocalBackend:
         return data
 
     def stop_traffic(self) -> TrafficStats | None:
-        """Stop the generator (its last counters are kept) and leave the stack running."""
+        """Stop the generator (its last counters are kept), settle the comparison once the
+        proxy's log holds every request, and leave the stack running."""
         generator = self._procs.get("generator")
         if generator is not None and self._final_traffic is None:
             if self._watch is not None:
@@ -234,38 +244,53 @@ class LocalBackend:
                 self._watch.stop("stopped with the experiment")
             generator.stop()
             self._final_traffic = self.traffic_details()
+            envoy = self._procs.get("envoy")
+            env = self._environment
+            admin = env.endpoints["envoy_admin"].removeprefix("http://") if env else None
+            self.comparison.finish(admin if envoy is not None and envoy.alive() else None)
         return self.traffic_stats()
+
+    def comparison_summary(self) -> Summary | None:
+        """The comparison of live's and dark's answers so far (final after stop_traffic)."""
+        if self._environment is None:
+            return None
+        return self.comparison.summary()
 
     # -- provisioning ---------------------------------------------------------------------
 
     def _provision_once(
         self, envoy_bin: str, prometheus_bin: str | None, started: float
     ) -> Environment:
-        ports = self._ports(3)
-        app_ports = dict(zip(ROLES, ports[:2]))
+        apps = (*ROLES, LIVE2) if self.comparison.needs_live2 else ROLES
+        ports = self._ports(len(apps) + 1)
+        app_ports = dict(zip(apps, ports[1:]))
         # A user's command starts once the entry point is known; ours waits for it on stdin.
         generator = None
         if self.spec.traffic.command is None:
             generator = start_generator(self.spec, self.workdir, self.stats_path)
             self._track("generator", generator)
-        for role in ROLES:
-            self._track(role, start_app(self.spec, role, app_ports[role], self.workdir))
+        for role in apps:
+            self._track(role, start_app(self.spec, role, app_ports[role], self.workdir,
+                                        version_of="live" if role == LIVE2 else None))
+        amend, envoy_argv = self.comparison.envoy_options(app_ports.get(LIVE2))
         envoy_proc, admin_path = start_envoy(
             self.spec, self.workdir, live_port=app_ports["live"], dark_port=app_ports["dark"],
-            binary=envoy_bin, mirror_methods=self.spec.mirror.methods,
+            binary=envoy_bin, mirror_methods=self.spec.mirror.methods, amend=amend,
+            extra_argv=envoy_argv,
         )
         self._track("envoy", envoy_proc)
         if prometheus_bin is not None:
-            self._track("prometheus", start_prometheus(prometheus_bin, self.workdir, ports[2]))
+            self._track("prometheus", start_prometheus(prometheus_bin, self.workdir, ports[0]))
 
         envoy = wait_for_envoy(envoy_proc, admin_path)
         if prometheus_bin is not None:
             set_envoy_target(self.workdir, envoy.admin)
-        for role in ROLES:
+        for role in apps:
             wait_for_app(role, app_ports[role], self._procs[role])
         prometheus_url = self.run.prometheus_url or wait_for_prometheus(
-            self._procs["prometheus"], ports[2]
+            self._procs["prometheus"], ports[0]
         )
+        self.comparison.start()
         self.timings["stack_ready_s"] = time.monotonic() - started
 
         traffic_started_at = self._start_traffic(generator, envoy)
@@ -351,6 +376,7 @@ class LocalBackend:
             "mirror_percent": f"{self.spec.mirror.percent:g}",
             "envoy_metrics_url": f"{envoy.admin_url}/stats/prometheus",
             "envoy_config": os.path.join(self.workdir, "envoy.json"),
+            "upstream_log": self.comparison.log_path,
             "prometheus": "external" if self.run.prometheus_url else "started",
             "stack_ready_s": f"{self.timings['stack_ready_s']:.3f}",
             "provision_s": f"{self.timings['provision_s']:.3f}",
@@ -389,6 +415,7 @@ class LocalBackend:
 
     def _stop_started(self) -> None:
         """Stop what runs, in order: generator, Envoy, Prometheus, apps."""
-        order = ("generator", "envoy", "prometheus", *ROLES)
+        order = ("generator", "envoy", "prometheus", *ROLES, LIVE2)
+        self.comparison.close()
         stop_all([self._procs[r] for r in order if r in self._procs])
         self._procs.clear()

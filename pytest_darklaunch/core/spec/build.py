@@ -7,6 +7,7 @@ import string
 from collections.abc import Mapping
 from typing import Any, Callable
 
+from pytest_darklaunch.core.spec.compare import parse_compare
 from pytest_darklaunch.core.spec.model import (
     ERROR_CLASSES,
     HTTP_METHODS,
@@ -62,6 +63,7 @@ TOP_KEYS = (
     "errors",
     "confidence",
     "routes",
+    "compare",
 )
 
 
@@ -100,6 +102,7 @@ def build_spec(
     confidence = r.number(
         top.get("confidence", 0.95), ("confidence",), 0.5, 0.9999, "a confidence in 0.5..0.9999"
     )
+    compare = None if top.get("compare") is None else parse_compare(r, top["compare"])
     return Spec(
         target,
         versions,
@@ -111,6 +114,7 @@ def build_spec(
         str(errors),
         confidence,
         routes,
+        compare,
     )
 
 

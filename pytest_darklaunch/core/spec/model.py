@@ -10,6 +10,7 @@ from functools import cached_property
 from typing import Optional
 from urllib.parse import parse_qsl, urlsplit
 
+from pytest_darklaunch.core.compare.model import Settings
 from pytest_darklaunch.core.metrics import units_of
 from pytest_darklaunch.core.traffic.mix import Mix
 from pytest_darklaunch.core.traffic.model import HTTP_METHODS, SAFE_METHODS
@@ -260,6 +261,9 @@ class Spec:
     confidence: float = 0.95
     # The routes the proxy splits out: targets objectives name, then the declared ones.
     routes: tuple[Route, ...] = ()
+    # ``compare:`` (local backend): how dark's answers are compared with live's; None when the
+    # section is absent (the local backend then pairs status codes and latencies only).
+    compare: Optional[Settings] = None
 
     def route(self, name: str) -> Optional[Route]:
         return next((r for r in self.routes if r.name == name), None)

@@ -6,7 +6,7 @@ import difflib
 from collections.abc import Mapping, Sequence
 from typing import Any, Callable
 
-from pytest_darklaunch.core.metrics import BUILTIN_NAMES
+from pytest_darklaunch.core.metrics import BUILTIN_NAMES, COMPARISON_NAMES
 from pytest_darklaunch.core.spec.model import JUDGE_MODES, Increase, Objective, Route
 from pytest_darklaunch.core.spec.reader import Path, Reader, Sources, to_int
 from pytest_darklaunch.core.units import (
@@ -30,12 +30,29 @@ def parse_objectives(
         metric = r.string(o.get("metric"), path + ("metric",), "a metric name such as mean-latency")
         if metric not in custom and known is not None and not known(metric):
             raise r.fail(path + ("metric",), metric, known_metrics_hint(metric, custom))
-        out.append(objective_from_mapping(o, r, path, metric))
+        objective = objective_from_mapping(o, r, path, metric)
+        if metric in COMPARISON_NAMES and metric not in custom:
+            _comparison_bounds(r, path, objective)
+        out.append(objective)
     return tuple(out)
 
 
+def _comparison_bounds(r: Reader, path: Path, objective: Objective) -> None:
+    """A mismatch rate takes an upper bound in 0..1 only (judged by the exact sequential test
+    on paired requests, over the whole experiment)."""
+    allowed = "an upper bound in 0..1 only, such as upper: 0.001"
+    if objective.upper is None or not 0 <= objective.upper <= 1:
+        raise r.fail(path + ("upper",), objective.upper, allowed)
+    for key, value in (("lower", objective.lower), ("max_increase", objective.max_increase)):
+        if value is not None:
+            raise r.fail(path + (key,), str(value), allowed)
+    if objective.judge != "experiment":
+        raise r.fail(path + ("judge",), objective.judge, "judge: experiment (the default) for "
+                     "a mismatch rate")
+
+
 def known_metrics_hint(metric: str, custom: set[str] = frozenset()) -> str:  # type: ignore[assignment]
-    names = list(BUILTIN_NAMES) + sorted(custom)
+    names = list(BUILTIN_NAMES) + list(COMPARISON_NAMES) + sorted(custom)
     near = difflib.get_close_matches(metric, names + ["p95", "p99"], n=1)
     hint = f" (did you mean {near[0]!r}?)" if near else ""
     return f"a metric among {', '.join(names)}, pNN or latency-pNN, or one under metrics{hint}"

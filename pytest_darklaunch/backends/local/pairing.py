@@ -1,0 +1,262 @@
+"""Pairing: the upstream log read while the run goes on, live's and dark's entries joined.
+
+Each line of the log (see :mod:`~pytest_darklaunch.backends.local.capture`) is one upstream
+answer. Entries with the same request id are joined: live with dark (compared), and live with
+``live-2`` when noise is learned. An id waits at most ``timeout_s`` for its partners (every
+upstream request ends within the route timeout, and the log is flushed every 100 ms); then what
+arrived is compared, and a dark or live-2 entry without live's is counted as ``unpaired``. Live's
+entries alone are the requests that were not mirrored. Memory stays bounded: the pending ids are
+those of the last ``timeout_s`` (and at most ``max_pending``), everything else is counts.
+
+>>> from pytest_darklaunch.core.compare import Comparer, Settings
+>>> c = Comparer(Settings())
+>>> j = Joiner(c, noise=False, timeout_s=5.0)
+>>> j.feed('{"id": "a", "cluster": "live", "status": 200, "us": 900}', now=0.0)
+>>> j.feed('{"id": "a", "cluster": "dark", "status": 500, "us": 1200}', now=0.1)
+>>> j.feed('{"id": "b", "cluster": "dark", "status": 200, "us": 800}', now=0.2)
+>>> j.expire(now=10.0)
+>>> s = c.summary(); s.paired, s.status_mismatches, s.unpaired
+(1, 1, 1)
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pytest_darklaunch.backends.local.capture import LIVE2
+from pytest_darklaunch.core.compare import Comparer, Request, Response, Summary
+from pytest_darklaunch.core.compare.model import UNCAPTURED
+
+MAX_PENDING = 200_000
+POLL_S = 0.05  # how often the follower looks for new lines (the log flushes every 100 ms)
+
+
+@dataclass
+class Entry:
+    request: Request
+    response: Response
+
+
+def _decode_headers(text: str) -> tuple[tuple[str, str], ...]:
+    raw = base64.b64decode(text).decode("utf-8", errors="replace")
+    items = raw.split("\n")
+    return tuple((items[i], items[i + 1]) for i in range(0, len(items) - 1, 2)
+                 if not items[i].startswith(":"))
+
+
+def decode_capture(status: int, capture: str | None, duration_us: int | None) -> Response:
+    """A :class:`Response` from the log's status, capture header value and duration."""
+    if not capture or capture == "-":
+        return Response(status, duration_us=duration_us)
+    try:
+        version, length, kind, headers, payload = capture.split(";", 4)
+        if version != "v1":
+            raise ValueError(f"capture version {version!r}")
+        if kind == "u":
+            return Response(status, _decode_headers(headers), b"", int(length), UNCAPTURED,
+                            complete=False, duration_us=duration_us)
+        if kind == "b":
+            body = base64.b64decode(payload)
+            return Response(status, _decode_headers(headers), body, int(length),
+                            duration_us=duration_us)
+        digest, _, prefix = payload.partition(":")
+        return Response(status, _decode_headers(headers), base64.b64decode(prefix), int(length),
+                        digest, complete=False, duration_us=duration_us)
+    except (ValueError, binascii.Error) as exc:
+        raise ValueError(f"unreadable capture header {capture[:60]!r}: {exc}") from exc
+
+
+def parse_entry(line: str) -> tuple[str, Entry]:
+    """(cluster, entry) of one log line; ValueError for a line that is not one."""
+    raw = json.loads(line)
+    us = raw.get("us")
+    status = raw.get("status")
+    request = Request(
+        str(raw["id"]), str(raw.get("method", "")), str(raw.get("path", "")),
+        str(raw.get("authority", "")),
+    )
+    duration = int(us) if isinstance(us, (int, float)) else None
+    response = decode_capture(int(status) if isinstance(status, int) else 0,
+                              raw.get("capture"), duration)
+    return str(raw["cluster"]), Entry(request, response)
+
+
+@dataclass
+class _Pending:
+    first_seen: float
+    entries: dict[str, Entry] = field(default_factory=dict)
+
+
+class Joiner:
+    """Joins entries by request id and hands complete groups to the comparer."""
+
+    def __init__(
+        self, comparer: Comparer, *, noise: bool, timeout_s: float,
+        max_pending: int = MAX_PENDING,
+    ) -> None:
+        self.comparer = comparer
+        self.wanted = {"live", "dark", LIVE2} if noise else {"live", "dark"}
+        self.timeout_s = timeout_s
+        self.max_pending = max_pending
+        self.pending: dict[str, _Pending] = {}
+        self.counts = {"entries": 0, "unreadable": 0, "duplicates": 0, "not_mirrored": 0,
+                       "evicted_early": 0, "other_clusters": 0}
+
+    def feed(self, line: str, now: float) -> None:
+        self.counts["entries"] += 1
+        try:
+            cluster, entry = parse_entry(line)
+        except (ValueError, KeyError, TypeError):
+            self.counts["unreadable"] += 1
+            return
+        # Per-route clusters are named <role>~<route> (see routes_envoy): pair by role.
+        cluster = cluster.split("~", 1)[0]
+        if cluster not in self.wanted:
+            # "-" (no upstream was chosen), or live-2 while no noise is learned
+            self.counts["other_clusters"] += 1
+            return
+        self.comparer.entry(cluster, entry.response.duration_us)
+        key = entry.request.request_id
+        pending = self.pending.get(key)
+        if pending is None:
+            if len(self.pending) >= self.max_pending:
+                self.counts["evicted_early"] += 1
+                oldest = next(iter(self.pending))
+                self._settle(oldest, self.pending.pop(oldest))
+            pending = self.pending[key] = _Pending(now)
+        if cluster in pending.entries:
+            self.counts["duplicates"] += 1
+            return
+        pending.entries[cluster] = entry
+        if self.wanted <= pending.entries.keys():
+            del self.pending[key]
+            self._settle(key, pending)
+
+    def expire(self, now: float) -> None:
+        """Settle every id that waited longer than the timeout (insertion order is age order)."""
+        while self.pending:
+            key, pending = next(iter(self.pending.items()))
+            if now - pending.first_seen < self.timeout_s:
+                return
+            del self.pending[key]
+            self._settle(key, pending)
+
+    def settle_all(self) -> None:
+        """At the end: no partner will come any more."""
+        while self.pending:
+            key = next(iter(self.pending))
+            self._settle(key, self.pending.pop(key))
+
+    def _settle(self, key: str, pending: _Pending) -> None:
+        entries = pending.entries
+        live, dark, live2 = entries.get("live"), entries.get("dark"), entries.get(LIVE2)
+        if live is None:
+            self.comparer.add_unpaired(len(entries))
+        elif dark is None:
+            self.counts["not_mirrored"] += 1
+        else:
+            self.comparer.add(live.request, live.response, dark.response,
+                              live2.response if live2 else None)
+
+
+class PairingReader:
+    """Follows the upstream log in a thread while the run goes on; thread-safe summaries.
+
+    ``clock`` is injectable so that tests decide when ids time out.
+    """
+
+    def __init__(
+        self, log_path: str, comparer: Comparer, *, noise: bool, timeout_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.log_path = log_path
+        self.joiner = Joiner(comparer, noise=noise, timeout_s=timeout_s)
+        self.clock = clock
+        self.failure: BaseException | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._partial = b""
+        self._offset = 0
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, name="darklaunch-pairing", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """End the thread (idempotent); what was read stays counted."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with self._lock:
+                    self._read_available()
+                    self.joiner.expire(self.clock())
+            except BaseException as exc:  # e.g. a user's hook raised: kept, shown by summary()
+                self.failure = exc
+                return
+            self._stop.wait(POLL_S)
+
+    def _read_available(self) -> None:
+        """Every complete line written since the last call (Envoy may flush mid-line)."""
+        try:
+            with open(self.log_path, "rb") as handle:
+                handle.seek(self._offset)
+                data = handle.read()
+        except FileNotFoundError:
+            return  # Envoy creates the log at its first entry
+        if not data:
+            return
+        self._offset += len(data)
+        lines = (self._partial + data).split(b"\n")
+        self._partial = lines.pop()
+        now = self.clock()
+        for line in lines:
+            if line.strip():
+                self.joiner.feed(line.decode("utf-8", errors="replace"), now)
+
+    def finish_reading(self) -> None:
+        """Stop following, read what is left (call after Envoy flushed), settle every id."""
+        self.stop()
+        with self._lock:
+            if self.failure is None:
+                try:
+                    self._read_available()
+                    self.joiner.settle_all()
+                except BaseException as exc:  # as in _run
+                    self.failure = exc
+
+    def finish(self) -> Summary:
+        """:meth:`finish_reading`, then the final summary."""
+        self.finish_reading()
+        return self.summary()
+
+    def summary(self) -> Summary:
+        """The comparison so far; re-raises what stopped the reader (a user's hook error)."""
+        if self.failure is not None:
+            raise self.failure
+        with self._lock:
+            return self.joiner.comparer.summary()
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            return {**self.joiner.counts, "pending": len(self.joiner.pending)}
+
+    @property
+    def log_size(self) -> int:
+        try:
+            return os.path.getsize(self.log_path)
+        except FileNotFoundError:
+            return 0
