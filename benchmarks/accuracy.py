@@ -189,7 +189,8 @@ def bucketed(entries: list[Entry]) -> dict[str, float]:
         while i < len(latencies) and latencies[i] < edge:
             i += 1
         counts.append(float(i))
-    buckets = list(zip(upstream_time_buckets(), counts)) + [(math.inf, float(len(latencies)))]
+    buckets = list(zip(upstream_time_buckets(), counts, strict=False))
+    buckets.append((math.inf, float(len(latencies))))
     out = {label: histogram_quantile(q, buckets)
            for label, q in (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))}
     out["mean"] = sum(latencies) / len(latencies)  # Envoy's sum is not bucketed
@@ -276,12 +277,15 @@ def compare(name: str, env: dict[str, str], data: ExperimentData, bounds: list[B
     # [-HOP_ALLOWANCE_MS, scrape duration] around the scrape's timestamp if nothing is lost,
     # double-counted or extrapolated.
     cuts = [cut_offsets_ms(entries, b) for b in bounds]
-    fits = [a < b.scrape_s * 1000 and z > -HOP_ALLOWANCE_MS for (a, z), b in zip(cuts, bounds)]
+    fits = [
+        a < b.scrape_s * 1000 and z > -HOP_ALLOWANCE_MS
+        for (a, z), b in zip(cuts, bounds, strict=False)
+    ]
     consistent = all(fits)
     print(f"counters: at each of the {len(bounds)} boundaries Envoy's dark counter equals the "
           "requests the app answered up to the scrape's timestamp + an offset in (ms) "
           + ", ".join(f"[{a:.1f}, {z:.1f}){'' if ok else ' !'}"
-                      for (a, z), ok in zip(cuts, fits))
+                      for (a, z), ok in zip(cuts, fits, strict=False))
           + f"; scrapes took {min(b.scrape_s for b in bounds[1:]) * 1000:.1f}.."
           f"{max(b.scrape_s for b in bounds) * 1000:.1f} ms")
     mismatches = interval_counts(data, bounds, entries)

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from pytest_darklaunch.backends import RunContext
 from pytest_darklaunch.backends.local import LocalBackend, listeners

@@ -34,7 +34,7 @@ import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "conformance"
 TAG_VAR = "DARKLAUNCH_SOAK_SESSION"
@@ -227,7 +227,7 @@ def run_session(index: int, root: Path, probe_dir: Path, keep_output: Path) -> S
     return session
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--output", default=None, help="keep each session's output here")

@@ -53,7 +53,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 RATE_RPS = 100.0
 MIRROR_PERCENT = 40.0
@@ -78,7 +78,7 @@ class Scenario:
     fail_fast: bool
     # metric (or metric@route) -> outcome that must be seen ('pass' for all in (a))
     expected: dict[str, str]
-    objectives: tuple[tuple[str, float, Optional[str]], ...] = tuple(
+    objectives: tuple[tuple[str, float, str | None], ...] = tuple(
         (m, bound, None) for m, bound in OBJECTIVES
     )
     traffic: str = f"{{rate: {RATE_RPS:g}, path: /, method: GET}}"
@@ -136,9 +136,9 @@ class Run:
     wall_s: float
     exit_code: int
     load1: float
-    setup_s: Optional[float] = None  # process start -> first window (started_at)
-    decision_s: Optional[float] = None  # finished_at - started_at
-    teardown_s: Optional[float] = None  # finished_at -> process exit
+    setup_s: float | None = None  # process start -> first window (started_at)
+    decision_s: float | None = None  # finished_at - started_at
+    teardown_s: float | None = None  # finished_at -> process exit
     stage: str = ""
     stop_reason: str = ""
     outcomes: dict[str, str] = field(default_factory=dict)
@@ -269,9 +269,9 @@ def run_once(
     full_duration: bool = False,
     keep_dir: bool = False,
     verbose: bool = False,
-    conftest: Optional[str] = None,
+    conftest: str | None = None,
     pytest_args: tuple[str, ...] = (),
-    reports_dir: Optional[str] = None,
+    reports_dir: str | None = None,
 ) -> Run:
     workdir = tempfile.mkdtemp(prefix=f"ttv-{scenario.key}-")
     report = os.path.join(workdir, "report.json")
@@ -409,7 +409,7 @@ def predict(interval_s: float, iterations: int, paths: int = 400) -> dict[str, A
 # --- Output ---------------------------------------------------------------------------------
 
 
-def _median(values: Sequence[Optional[float]]) -> Optional[float]:
+def _median(values: Sequence[float | None]) -> float | None:
     vals = [v for v in values if v is not None]
     return statistics.median(vals) if vals else None
 
@@ -420,7 +420,7 @@ def _p90(values: list[float]) -> float:
     return ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)]
 
 
-def _fmt(value: Optional[float], width: int = 6) -> str:
+def _fmt(value: float | None, width: int = 6) -> str:
     return f"{value:{width}.1f}" if value is not None else " " * (width - 3) + "n/a"
 
 
@@ -548,7 +548,7 @@ def pooled(paths: list[str]) -> tuple[list[Run], list[Run], list[tuple[float, in
             schedules)
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5, help="timed runs per cell (median)")
     parser.add_argument("--wrong-runs", type=int, default=10,

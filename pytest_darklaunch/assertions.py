@@ -10,7 +10,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Union
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -32,7 +33,7 @@ from pytest_darklaunch.report.progress import format_points, progress_writer, un
 from pytest_darklaunch.runstate import active_or_skip, session_of
 from pytest_darklaunch.session import DarklaunchSession
 
-Number = Union[int, float, str]
+Number = int | float | str
 
 
 class Experiment:
@@ -73,12 +74,12 @@ class Experiment:
     def objective(
         self,
         metric: str,
-        upper: Optional[Number] = None,
-        lower: Optional[Number] = None,
-        max_increase: Optional[Number] = None,
+        upper: Number | None = None,
+        lower: Number | None = None,
+        max_increase: Number | None = None,
         judge: str = "experiment",
         failure_limit: int = 0,
-        route: Optional[str] = None,
+        route: str | None = None,
     ) -> Objective:
         """Build and validate an :class:`Objective` from keyword arguments."""
         custom = {m.name for m in self.spec.metrics}
@@ -105,7 +106,7 @@ class Experiment:
         }
         return objective_from_mapping(raw, reader, (), metric)
 
-    def verdict(self, metric: Union[str, Objective], **bounds: Any) -> Verdict:
+    def verdict(self, metric: str | Objective, **bounds: Any) -> Verdict:
         """The verdict on one objective, given as an :class:`Objective` or metric + bounds."""
         obj = metric if isinstance(metric, Objective) else self.objective(metric, **bounds)
         data = self.data
@@ -123,8 +124,8 @@ class Experiment:
         metric: str,
         version: str = "dark",
         cumulative: bool = False,
-        route: Optional[str] = None,
-    ) -> list[tuple[float, Optional[float]]]:
+        route: str | None = None,
+    ) -> list[tuple[float, float | None]]:
         """``(interval end, value)`` per interval for ``version`` (``dark`` or ``live``), on
         all traffic or on one ``route``."""
         key = window_key(version, route)
@@ -132,13 +133,13 @@ class Experiment:
 
     def assert_objective(
         self,
-        metric: Union[str, Objective],
-        upper: Optional[Number] = None,
-        lower: Optional[Number] = None,
-        max_increase: Optional[Number] = None,
+        metric: str | Objective,
+        upper: Number | None = None,
+        lower: Number | None = None,
+        max_increase: Number | None = None,
         judge: str = "experiment",
         failure_limit: int = 0,
-        route: Optional[str] = None,
+        route: str | None = None,
     ) -> Verdict:
         """Fail the test, with the numbers, unless dark meets the objective.
 
@@ -224,13 +225,13 @@ def _diverging(verdict: Verdict, data: ExperimentData) -> list[str]:
 
 
 def assert_objective(
-    metric: Union[str, Objective],
-    upper: Optional[Number] = None,
-    lower: Optional[Number] = None,
-    max_increase: Optional[Number] = None,
+    metric: str | Objective,
+    upper: Number | None = None,
+    lower: Number | None = None,
+    max_increase: Number | None = None,
     judge: str = "experiment",
     failure_limit: int = 0,
-    route: Optional[str] = None,
+    route: str | None = None,
 ) -> Verdict:
     """Fail the calling test unless the running session's dark version meets the objective.
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import signal
 from types import FrameType
-from typing import Any, Optional
+from typing import Any
 
 
 class SignalGuard:
@@ -30,7 +30,7 @@ class SignalGuard:
         except ValueError:
             pass
 
-    def _interrupt(self, signum: int, frame: Optional[FrameType]) -> None:
+    def _interrupt(self, signum: int, frame: FrameType | None) -> None:
         if self._tests_over:
             self._late.append(signum)
             return

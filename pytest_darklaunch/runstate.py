@@ -14,7 +14,7 @@ last and is the one a test calls from. ``plugin`` pushes in ``pytest_configure``
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -33,7 +33,7 @@ NO_EXPERIMENT = (
 )
 
 
-def session_of(config: pytest.Config) -> Optional[DarklaunchSession]:
+def session_of(config: pytest.Config) -> DarklaunchSession | None:
     """The run's experiment, or ``None`` before ``pytest_configure`` stored it."""
     return config.stash.get(SESSION, None)
 
@@ -49,12 +49,12 @@ def deactivate(darklaunch: DarklaunchSession) -> None:
         _ACTIVE.remove(darklaunch)
 
 
-def current() -> Optional[DarklaunchSession]:
+def current() -> DarklaunchSession | None:
     """The innermost running experiment (for the module-level ``assert_objective``)."""
     return _ACTIVE[-1] if _ACTIVE else None
 
 
-def active_or_skip(config: Optional[pytest.Config] = None) -> DarklaunchSession:
+def active_or_skip(config: pytest.Config | None = None) -> DarklaunchSession:
     """The experiment of ``config`` (else the innermost run's); skips the calling test with
     :data:`NO_EXPERIMENT` when none is configured."""
     darklaunch = current() if config is None else session_of(config)

@@ -54,9 +54,9 @@ import random
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import IO, Any, Callable
+from typing import IO, Any
 
 HEALTH_PATH = "/healthz"
 

@@ -17,8 +17,8 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from pytest_darklaunch.errors import DarklaunchError, ProvisioningError
 
@@ -51,26 +51,26 @@ class DarklaunchSession:
     def __init__(
         self,
         resolved: Resolved,
-        run_id: Optional[str] = None,
-        describe_interval: Optional[DescribeInterval] = None,
-        compare_rules: tuple[Optional[Decide], Optional[Clean]] = (None, None),
+        run_id: str | None = None,
+        describe_interval: DescribeInterval | None = None,
+        compare_rules: tuple[Decide | None, Clean | None] = (None, None),
     ) -> None:
         self.resolved = resolved
         self.describe_interval = describe_interval
         # Users' pytest_darklaunch_compare / _clean hooks as plain callables (plugin.py).
         self.compare_rules = compare_rules
         self.run_id = run_id or uuid.uuid4().hex[:10]
-        self.workdir: Optional[str] = None
-        self.backend: Optional[Backend] = None
-        self.environment: Optional[Environment] = None
-        self.error: Optional[str] = None
-        self.data: Optional[ExperimentData] = None
-        self.result_path: Optional[str] = None
+        self.workdir: str | None = None
+        self.backend: Backend | None = None
+        self.environment: Environment | None = None
+        self.error: str | None = None
+        self.data: ExperimentData | None = None
+        self.result_path: str | None = None
         self.progress: queue.Queue[str] = queue.Queue()
-        self.progress_sink: Optional[Callable[[str], None]] = None
+        self.progress_sink: Callable[[str], None] | None = None
         # The verdicts asserted by the test now running (its JUnit properties, see plugin).
         self.asserted: list[Verdict] = []
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._done = threading.Event()
         self._provisioned = threading.Event()
@@ -197,9 +197,9 @@ class DarklaunchSession:
             comparison=self._comparison(),
         )
 
-    def _comparison(self) -> Optional[Callable[[], Optional[Summary]]]:
+    def _comparison(self) -> Callable[[], Summary | None] | None:
         """The backend's pairing of live's and dark's answers, when it has one (local)."""
-        found: Optional[Callable[[], Optional[Summary]]] = getattr(
+        found: Callable[[], Summary | None] | None = getattr(
             self.backend, "comparison_summary", None)
         return found
 
@@ -212,7 +212,7 @@ class DarklaunchSession:
         if summary is not None:
             self.data.comparison = summary.to_json()
 
-    def _traffic_stats(self) -> Optional[dict[str, Any]]:
+    def _traffic_stats(self) -> dict[str, Any] | None:
         stats = self.backend.traffic_stats() if self.backend is not None else None
         return None if stats is None else dict(stats.__dict__)
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import ast
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional
 
 
 def package_modules(package_dir: Path) -> dict[str, Path]:
@@ -27,7 +26,7 @@ def package_imports(package_dir: Path) -> dict[str, list[tuple[int, str]]]:
     package = package_dir.name
     modules = package_modules(package_dir)
 
-    def relative(name: str) -> Optional[str]:
+    def relative(name: str) -> str | None:
         if name == package:
             return ""
         return name[len(package) + 1 :] if name.startswith(package + ".") else None
@@ -55,7 +54,7 @@ def package_imports(package_dir: Path) -> dict[str, list[tuple[int, str]]]:
     return out
 
 
-def _layer(module: str, order: Sequence[Sequence[str]]) -> Optional[int]:
+def _layer(module: str, order: Sequence[Sequence[str]]) -> int | None:
     for index, layer in enumerate(order):
         for entry in layer:
             stem = entry[:-2] if entry.endswith(".*") else None

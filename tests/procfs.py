@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-from typing import Callable, Optional
+from collections.abc import Callable
 
 
-def proc_stat(pid: int) -> Optional[tuple[str, int, int]]:
+def proc_stat(pid: int) -> tuple[str, int, int] | None:
     """``(state, parent PID, start time in clock ticks)`` of ``pid``; ``None`` when it does not
     exist (a zombie exists, in state ``Z``)."""
     try:

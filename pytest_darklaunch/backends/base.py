@@ -9,9 +9,9 @@ read), and removes all of it again. Backends never import pytest.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Protocol
+from typing import Any, Protocol
 
 BACKENDS = ("local", "kubernetes")
 # The Prometheus credentials are the plugin's, never the processes' it starts (the app under
@@ -50,25 +50,25 @@ class RunContext:
 
     run_id: str
     workdir: str
-    prometheus_url: Optional[str] = None
-    prometheus_bin: Optional[str] = None
-    prometheus_service: Optional[str] = None
+    prometheus_url: str | None = None
+    prometheus_bin: str | None = None
+    prometheus_service: str | None = None
     # The cluster Prometheus's scrape interval (kubernetes backend); None: find it out.
-    scrape_interval_s: Optional[float] = None
-    kube_context: Optional[str] = None
-    namespace: Optional[str] = None
+    scrape_interval_s: float | None = None
+    kube_context: str | None = None
+    namespace: str | None = None
     provision: str = "all"
     keep: bool = False
     # The run's own private directory around ``workdir``, if any: removed with it by the local
     # backend's guardian should pytest die before teardown.
-    run_dir: Optional[str] = None
+    run_dir: str | None = None
     # A failed provisioning leaves ``workdir`` (the logs its error names) to the caller, who
     # keeps a few failed runs' logs; otherwise the backend removes it at once.
     keep_failed_workdir: bool = False
     # Users' comparison rules (the pytest_darklaunch_compare / _clean hooks as plain callables,
     # see core.compare.Decide and Clean); the local backend's comparer calls them.
-    compare_decide: Optional[Callable[..., Any]] = None
-    compare_clean: Optional[Callable[..., Any]] = None
+    compare_decide: Callable[..., Any] | None = None
+    compare_clean: Callable[..., Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -80,15 +80,15 @@ class TrafficStats:
     errors: int
     late: int
     achieved_rps: float
-    lag_p50_ms: Optional[float] = None
-    lag_p99_ms: Optional[float] = None
+    lag_p50_ms: float | None = None
+    lag_p99_ms: float | None = None
     # Per target name of a mix: {"sent", "errors", "late"} (names only: never headers, bodies).
     targets: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     # "generator" (the built-in one counted) or "proxy" (a user's command: Envoy counted).
     counted_by: str = "generator"
     # The unix times the measured counts are between (warm-up excluded).
-    measured_since: Optional[float] = None
-    measured_until: Optional[float] = None
+    measured_since: float | None = None
+    measured_until: float | None = None
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ class Backend(Protocol):
     def provision(self) -> Environment:
         """Start everything, wait until it answers, start the traffic; return the environment."""
 
-    def traffic_stats(self) -> Optional[TrafficStats]:
+    def traffic_stats(self) -> TrafficStats | None:
         """The generator's own counters so far, or ``None`` when the backend cannot see them."""
 
     def teardown(self) -> None:

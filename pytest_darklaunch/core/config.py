@@ -15,7 +15,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 # OPTIONS is re-exported: the plugin and the report read the table from here.
@@ -40,17 +40,17 @@ class Settings:
     """How this pytest run executes the experiment (the spec says what the experiment is)."""
 
     backend: str = "local"
-    spec_path: Optional[str] = None
-    experiment_path: Optional[str] = None
-    prometheus_url: Optional[str] = None
-    prometheus_bin: Optional[str] = None
-    prometheus_service: Optional[str] = None
-    scrape_interval_s: Optional[float] = None
-    report: Optional[str] = None
-    plots: Optional[str] = None
+    spec_path: str | None = None
+    experiment_path: str | None = None
+    prometheus_url: str | None = None
+    prometheus_bin: str | None = None
+    prometheus_service: str | None = None
+    scrape_interval_s: float | None = None
+    report: str | None = None
+    plots: str | None = None
     keep: bool = False
-    kube_context: Optional[str] = None
-    namespace: Optional[str] = None
+    kube_context: str | None = None
+    namespace: str | None = None
     provision: str = "all"
     inconclusive: str = "fail"
     full_duration: bool = False
@@ -61,7 +61,7 @@ class Settings:
 class Resolved:
     """The effective spec (``None`` when the plugin is inert), settings, and each value's origin."""
 
-    spec: Optional[Spec]
+    spec: Spec | None
     settings: Settings
     origin: Mapping[str, str] = field(default_factory=dict)
     values: Mapping[str, str] = field(default_factory=dict)
@@ -77,7 +77,7 @@ def _pick(
     env: Mapping[str, str],
     ini: Mapping[str, Any],
     ini_source: str,
-) -> tuple[Optional[str], str, str]:
+) -> tuple[str | None, str, str]:
     """(value, field label, source) of the highest-precedence source that sets ``opt``."""
     value = cli.get(opt.name)
     if value is not None and value is not False:
@@ -89,7 +89,7 @@ def _pick(
     return None, opt.cli, "default"
 
 
-Picked = Mapping[str, tuple[Optional[str], str, str]]
+Picked = Mapping[str, tuple[str | None, str, str]]
 
 
 def resolve(

@@ -13,9 +13,9 @@ import json
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any
 
 from tenacity import Retrying, retry_if_result, wait_fixed
 
@@ -84,7 +84,7 @@ class ExperimentData:
     planned: int
     confidence: float
     mirror_percent: float
-    target_rps: Optional[float]
+    target_rps: float | None
     timeout_s: float
     full_duration: bool
     fail_fast: bool = False
@@ -101,13 +101,13 @@ class ExperimentData:
     # Pairing (local backend): the comparison's counts at each interval's end, measured phase
     # only, and the whole run's comparison (Summary.to_json) once the traffic stopped.
     comparison_looks: list[Look] = field(default_factory=list)
-    comparison: Optional[dict[str, Any]] = None
+    comparison: dict[str, Any] | None = None
 
     @property
     def looks(self) -> int:
         return 1 if self.full_duration else self.planned
 
-    def context(self, metric: str, route: Optional[str] = None) -> Context:
+    def context(self, metric: str, route: str | None = None) -> Context:
         src = SOURCES[self.source]
         return Context(
             self.confidence,
@@ -122,7 +122,7 @@ class ExperimentData:
             route=route or "",
         )
 
-    def verdict(self, obj: Objective, final: bool = True) -> Optional[Verdict]:
+    def verdict(self, obj: Objective, final: bool = True) -> Verdict | None:
         """The verdict on ``obj``, or ``None`` before the first interval.
 
         An objective with a route is judged on that route's windows only: each route's
@@ -219,7 +219,7 @@ class ExperimentData:
             return cls.from_json(json.load(fh))
 
 
-def unavailable_reason(error: str, data: Optional[ExperimentData]) -> str:
+def unavailable_reason(error: str, data: ExperimentData | None) -> str:
     """Why there can be no verdict on any objective (``""`` when there can be): the run's own
     ``error`` (provisioning failed, say), no experiment, a failed one, or no interval completed."""
     if error:
@@ -273,12 +273,12 @@ class Runner:
         traffic_started_at: float,
         template_values: Mapping[str, Mapping[str, str]],
         on_interval: Callable[[ExperimentData, Interval, list[Verdict]], None] | None = None,
-        traffic_stats: Callable[[], Optional[dict[str, Any]]] | None = None,
+        traffic_stats: Callable[[], dict[str, Any] | None] | None = None,
         stop: threading.Event | None = None,
         clock: Callable[[], float] = time.time,
         scrape_interval_s: float = 1.0,
         counters_start_at_zero: bool = False,
-        comparison: Callable[[], Optional[Summary]] | None = None,
+        comparison: Callable[[], Summary | None] | None = None,
     ) -> None:
         self.spec = spec
         self.data = data
@@ -294,7 +294,7 @@ class Runner:
         self.counters_start_at_zero = counters_start_at_zero
         # The backend's pairing so far (local backend); looks are taken at each interval's end.
         self.comparison = comparison
-        self._comparison_baseline: Optional[Look] = None
+        self._comparison_baseline: Look | None = None
         self._seen_scrape = not counters_start_at_zero
         self.reader = LookReader(spec, data.source, data.labels, client, template_values)
         self._fresh_selector = freshness_selector(SOURCES[data.source], data.labels["live"])

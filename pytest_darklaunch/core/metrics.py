@@ -16,7 +16,6 @@ import re
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Optional
 
 BUILTIN_NAMES = (
     "request-count",
@@ -40,7 +39,7 @@ UNITS = {
 _PERCENTILE = re.compile(r"^(?:latency-)?p(\d{1,2}(?:\.\d+)?)$")
 
 
-def percentile_of(name: str) -> Optional[float]:
+def percentile_of(name: str) -> float | None:
     """The quantile (0..1) a percentile metric name stands for, else ``None``.
 
     >>> percentile_of("p99"), percentile_of("latency-p50")

@@ -7,7 +7,6 @@ Kept apart from the resolver so the plugin's ``pytest_addoption`` reads a plain 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 SPEC_FILENAME = "darklaunch.yaml"
 
@@ -19,8 +18,8 @@ class OptionDef:
     name: str
     help: str
     metavar: str = ""
-    default: Optional[str] = None
-    spec_path: Optional[tuple[str, ...]] = None
+    default: str | None = None
+    spec_path: tuple[str, ...] | None = None
     choices: tuple[str, ...] = ()
     flag: bool = False
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 from pytest_darklaunch.core.metrics import SOURCES, render_template, uses_route
 from pytest_darklaunch.core.routes import KEY_SEPARATOR, split_key
@@ -71,7 +71,7 @@ class LookReader:
         return out
 
     def window(
-        self, key: str, first: Snapshot, last: Snapshot, start: Optional[float] = None
+        self, key: str, first: Snapshot, last: Snapshot, start: float | None = None
     ) -> Window:
         """``key``'s window between two snapshots, with the custom metrics from ``start``
         (default: the first snapshot); live's eligible requests carry no custom metrics."""
@@ -87,7 +87,7 @@ class LookReader:
         metrics = [m for m in self.spec.metrics if route is None or uses_route(m.query)]
         if not metrics:
             return window
-        values: dict[str, Optional[float]] = {}
+        values: dict[str, float | None] = {}
         for metric in metrics:
             fill = dict(self.template_values.get(key, self.template_values.get(role, {})))
             fill["route"] = route or ""

@@ -1,8 +1,8 @@
 """What a route's regex contains: constructs RE2 refuses, and sample strings it matches.
 
-Python's own regex parser (private, but the same across Python 3.9-3.13) does both; a parse it
-does not understand only means fewer samples, never a wrong answer, because every sample is
-checked against the regex before use.
+Python's own regex parser (``re._parser``: private, but stable across the supported Pythons)
+does both; a parse it does not understand only means fewer samples, never a wrong answer,
+because every sample is checked against the regex before use.
 
 >>> regex_samples("^/items/[0-9]+$"), re2_unsupported("^/(?!admin).*")
 (['/items/0'], 'a lookaround')
@@ -11,15 +11,13 @@ checked against the regex before use.
 from __future__ import annotations
 
 import re
-from typing import Any, Optional
+from typing import Any
 
 
 def _parse(regex: str) -> Any:
-    try:
-        from re import _parser as sre  # type: ignore[attr-defined]  # Python 3.11+
-    except ImportError:  # pragma: no cover - Python < 3.11
-        import sre_parse as sre
-    return sre.parse(regex)
+    from re import _parser  # type: ignore[attr-defined]
+
+    return _parser.parse(regex)
 
 
 _RE2_LACKS = {
@@ -32,7 +30,7 @@ _RE2_LACKS = {
 }
 
 
-def re2_unsupported(regex: str) -> Optional[str]:
+def re2_unsupported(regex: str) -> str | None:
     """The first construct of ``regex`` that RE2 refuses, or ``None``."""
     stack = [_parse(regex)]
     while stack:
@@ -75,7 +73,7 @@ def regex_samples(regex: str) -> list[str]:
     return out
 
 
-def _build(tree: Any, branch: int, once: bool) -> Optional[str]:
+def _build(tree: Any, branch: int, once: bool) -> str | None:
     parts = []
     for op, arg in tree:
         name = str(op)

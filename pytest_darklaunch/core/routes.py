@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Optional
 from urllib.parse import parse_qsl, urlsplit
 
 from pytest_darklaunch.core.regexes import re2_unsupported, regex_samples
@@ -39,7 +38,7 @@ REGEX_HINT = (
 KEY_SEPARATOR = "~"
 
 
-def window_key(role: str, route: Optional[str]) -> str:
+def window_key(role: str, route: str | None) -> str:
     """The key of one role's windows on one route (``dark~detail``), or on all (``dark``).
 
     >>> window_key("dark", "detail"), split_key("dark~GET /a~b"), split_key("live")
@@ -48,7 +47,7 @@ def window_key(role: str, route: Optional[str]) -> str:
     return role if route is None else f"{role}{KEY_SEPARATOR}{route}"
 
 
-def split_key(key: str) -> tuple[str, Optional[str]]:
+def split_key(key: str) -> tuple[str, str | None]:
     """``(role, route)`` of a window key; roles never hold the separator, route names may."""
     role, sep, route = key.partition(KEY_SEPARATOR)
     return role, (route if sep else None)
@@ -177,7 +176,7 @@ def check_unambiguous(
             )
 
 
-def _declared_overlap(first: Route, second: Route) -> Optional[str]:
+def _declared_overlap(first: Route, second: Route) -> str | None:
     """A request both declared routes match (``METHOD /path``), or ``None`` when none is found.
 
     Targets are left out: their own requests are checked exactly.
@@ -211,7 +210,7 @@ def _samples(route: Route) -> list[str]:
     return [s for s in regex_samples(route.path) if re.fullmatch(route.path, s)]
 
 
-def route_of(routes: Sequence[Route], method: str, path: str) -> Optional[str]:
+def route_of(routes: Sequence[Route], method: str, path: str) -> str | None:
     """The name of the route a request is on (the first declared that matches), or ``None``."""
     for route in routes:
         if route.matches(method, path):
@@ -224,7 +223,7 @@ def objective_routes(
     declared: Sequence[Route],
     targets: Sequence[tuple[str, str, str]],
     sources: Sources,
-    mirror_methods: Optional[Sequence[str]] = None,
+    mirror_methods: Sequence[str] | None = None,
 ) -> tuple[Route, ...]:
     """The routes the proxy needs: the targets objectives name, then every declared route.
 
@@ -274,7 +273,7 @@ def _check_named(
     at: Path,
     targets: Sequence[tuple[str, str, str]],
     sources: Sources,
-    mirror_methods: Optional[Sequence[str]],
+    mirror_methods: Sequence[str] | None,
 ) -> None:
     """An objective's route must hold its own requests only, and reach dark."""
     if route.target:

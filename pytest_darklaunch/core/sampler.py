@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 from pytest_darklaunch.core.metrics import MetricSource, is_error, snapshot_queries
 
@@ -29,8 +29,8 @@ class Snapshot:
     at: float
     codes: Mapping[str, float] = field(default_factory=dict)
     buckets: Buckets = ()
-    latency_sum: Optional[float] = None
-    latency_count: Optional[float] = None
+    latency_sum: float | None = None
+    latency_count: float | None = None
 
 
 @dataclass(frozen=True)
@@ -39,13 +39,13 @@ class Window:
 
     start: float
     end: float
-    requests: Optional[float] = None
-    errors: Optional[float] = None
-    latency_sum: Optional[float] = None
-    latency_count: Optional[float] = None
+    requests: float | None = None
+    errors: float | None = None
+    latency_sum: float | None = None
+    latency_count: float | None = None
     buckets: Buckets = ()
     reset: bool = False
-    custom: Mapping[str, Optional[float]] = field(default_factory=dict)
+    custom: Mapping[str, float | None] = field(default_factory=dict)
     codes: Mapping[str, float] = field(default_factory=dict)
 
     @property
@@ -73,7 +73,7 @@ def _json_le(le: float) -> Any:
     return "+Inf" if math.isinf(le) else le
 
 
-def _json_num(value: Optional[float]) -> Any:
+def _json_num(value: float | None) -> Any:
     if value is None or math.isnan(value):
         return None
     return value

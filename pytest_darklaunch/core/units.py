@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Optional
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -69,7 +68,7 @@ def parse_duration(value: object) -> float:
     return seconds
 
 
-def format_value(value: Optional[float], units: str = "") -> str:
+def format_value(value: float | None, units: str = "") -> str:
     """``7.075 ms``, ``1400``, ``n/a``: four significant digits, integers as integers; counts
     (``requests``, ``errors``) without their unit.
 

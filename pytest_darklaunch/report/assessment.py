@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 from pytest_darklaunch.core import stats
 from pytest_darklaunch.core.experiment import ExperimentData, unavailable_reason
@@ -86,7 +86,7 @@ class MetricRow:
     units: str
     dark: Estimate
     live: Estimate
-    route: Optional[str] = None
+    route: str | None = None
 
     @property
     def change(self) -> str:
@@ -97,7 +97,7 @@ class MetricRow:
         return f"{100 * (dark - live) / abs(live):+.1f}%"
 
 
-def metric_rows(spec: Spec, data: Optional[ExperimentData]) -> list[MetricRow]:
+def metric_rows(spec: Spec, data: ExperimentData | None) -> list[MetricRow]:
     """The built-in metrics, custom metrics and any other objective metric, cumulative."""
     if data is None or not data.intervals:
         return []
@@ -125,7 +125,7 @@ def metric_rows(spec: Spec, data: Optional[ExperimentData]) -> list[MetricRow]:
 
 
 def mirror_facts(
-    spec: Spec, data: Optional[ExperimentData], route: Optional[str] = None
+    spec: Spec, data: ExperimentData | None, route: str | None = None
 ) -> dict[str, Any]:
     """Configured vs observed mirrored share on the cumulative window (of one route)."""
     out: dict[str, Any] = {
@@ -164,12 +164,12 @@ def mirror_facts(
     return out
 
 
-def route_mirror_facts(spec: Spec, data: Optional[ExperimentData]) -> dict[str, dict[str, Any]]:
+def route_mirror_facts(spec: Spec, data: ExperimentData | None) -> dict[str, dict[str, Any]]:
     """:func:`mirror_facts` of every route, by name."""
     return {r.name: mirror_facts(spec, data, r.name) for r in spec.routes}
 
 
-def generator_facts(spec: Spec, data: Optional[ExperimentData]) -> dict[str, Any]:
+def generator_facts(spec: Spec, data: ExperimentData | None) -> dict[str, Any]:
     """What the generator (or, for a ``traffic.command``, the proxy) counted; per target of a
     mix too. ``target_rps`` is the recorded schedule's rate with ``timing: recorded``."""
     gen = (data.generator if data else None) or {}
@@ -234,8 +234,8 @@ def summary_counts(verdicts: Sequence[Verdict]) -> str:
 
 
 def shown_values(
-    v: Verdict, data: Optional[ExperimentData]
-) -> tuple[Optional[float], Optional[float]]:
+    v: Verdict, data: ExperimentData | None
+) -> tuple[float | None, float | None]:
     """Dark and live values to show for a verdict: its own, else the cumulative ones (an
     inconclusive verdict may carry none, yet what was measured is worth seeing)."""
     if v.value is not None or data is None or not data.intervals:
@@ -251,7 +251,7 @@ def shown_values(
 
 def objective_files(spec: Spec) -> list[tuple[str, Objective]]:
     """Each spec objective with its test id, which also names its chart."""
-    return list(zip(objective_ids(spec.objectives), spec.objectives))
+    return list(zip(objective_ids(spec.objectives), spec.objectives, strict=False))
 
 
 def comparison_of(darklaunch: DarklaunchSession) -> tuple[Summary, Settings] | None:

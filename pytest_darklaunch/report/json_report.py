@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 from pytest_darklaunch.core.redaction import HIDDEN, SENSITIVE, hide_query, hide_sensitive
 from pytest_darklaunch.core.routes import window_key
@@ -75,7 +75,7 @@ def _verdict_json(v: Verdict, spec: Spec) -> dict[str, Any]:
 
 
 def report_document(
-    darklaunch: DarklaunchSession, plots: Optional[dict[str, str]] = None
+    darklaunch: DarklaunchSession, plots: dict[str, str] | None = None
 ) -> dict[str, Any]:
     """The JSON report (keys documented in docs/report.md, kept stable)."""
     spec, data, env = darklaunch.spec, darklaunch.data, darklaunch.environment
@@ -125,7 +125,7 @@ def _metrics_json(rows: list[MetricRow]) -> dict[str, Any]:
 
 
 def _series_json(
-    data: Optional[ExperimentData], rows: list[MetricRow], route: Optional[str]
+    data: ExperimentData | None, rows: list[MetricRow], route: str | None
 ) -> dict[str, Any]:
     if data is None:  # rows are empty without data
         return {}
@@ -142,7 +142,7 @@ def _series_json(
 
 
 def _routes_json(
-    spec: Spec, data: Optional[ExperimentData], rows: list[MetricRow]
+    spec: Spec, data: ExperimentData | None, rows: list[MetricRow]
 ) -> dict[str, Any]:
     """Per route: what it matches, its metrics, per-interval series and mirror check."""
     mirror = route_mirror_facts(spec, data)
@@ -158,7 +158,7 @@ def _routes_json(
     return out
 
 
-def _comparison_json(darklaunch: DarklaunchSession) -> Optional[dict[str, Any]]:
+def _comparison_json(darklaunch: DarklaunchSession) -> dict[str, Any] | None:
     found = comparison_of(darklaunch)
     if found is None:
         return None

@@ -3,12 +3,10 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 from pytest_darklaunch.core.verdict import Verdict
 
 
-def _prop(value: Optional[float]) -> str:
+def _prop(value: float | None) -> str:
     return "" if value is None else repr(float(value))
 
 

@@ -18,7 +18,7 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape, quoteattr
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ class Series:
     """One version's values: ``(seconds since the experiment started, value or None)``."""
 
     version: str
-    points: Sequence[tuple[float, Optional[float]]]
+    points: Sequence[tuple[float, float | None]]
 
 
 @dataclass(frozen=True)
@@ -207,7 +207,7 @@ def _legend(series: Sequence[Series]) -> list[str]:
 
 
 def _path(
-    points: Sequence[tuple[float, Optional[float]]],
+    points: Sequence[tuple[float, float | None]],
     px: Callable[[float], float],
     py: Callable[[float], float],
 ) -> str:
@@ -224,8 +224,8 @@ def _path(
 
 
 def _points(
-    data: Optional[ExperimentData], metric: str, key: str
-) -> list[tuple[float, Optional[float]]]:
+    data: ExperimentData | None, metric: str, key: str
+) -> list[tuple[float, float | None]]:
     """``(seconds since the start, value)`` of each interval on window ``key`` (a role, or a
     role on a route); none when that window was not measured."""
     if data is None or not data.intervals or key not in data.intervals[0].windows:

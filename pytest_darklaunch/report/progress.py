@@ -3,7 +3,8 @@ a failed objective shows."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Optional
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from pytest_darklaunch.core.metrics import COMPARISON_NAMES
 from pytest_darklaunch.core.routes import window_key
@@ -50,7 +51,7 @@ def progress_line(data: ExperimentData, interval: Interval, verdicts: list[Verdi
     return " | ".join(parts)
 
 
-def progress_writer(config: pytest.Config) -> Optional[Callable[[str], None]]:
+def progress_writer(config: pytest.Config) -> Callable[[str], None] | None:
     """Writes progress lines on their own line, or nothing under ``-q``."""
     if config.get_verbosity() < 0:
         return lambda line: None

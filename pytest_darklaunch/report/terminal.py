@@ -7,9 +7,9 @@ Everything here reads the session after the fact, through ``assessment``.
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from pytest_darklaunch.core.config import OPTIONS, Resolved
 from pytest_darklaunch.core.units import format_value
@@ -118,20 +118,20 @@ def _table(
             "  "
             + "  ".join(
                 c.rjust(w) if i in right else c.ljust(w)
-                for i, (c, w) in enumerate(zip(cells, widths))
+                for i, (c, w) in enumerate(zip(cells, widths, strict=False))
             ).rstrip()
         )
 
     return [line(headers), *(line(r) for r in rows)]
 
 
-def _when(ts: Optional[float], pattern: str = "%Y-%m-%d %H:%M:%S") -> str:
+def _when(ts: float | None, pattern: str = "%Y-%m-%d %H:%M:%S") -> str:
     if not ts:
         return "n/a"
-    return datetime.fromtimestamp(ts, timezone.utc).strftime(pattern)
+    return datetime.fromtimestamp(ts, UTC).strftime(pattern)
 
 
-def _window(data: Optional[ExperimentData]) -> str:
+def _window(data: ExperimentData | None) -> str:
     if data and data.intervals:
         return f" (cumulative window {data.intervals[-1].end - data.started_at:.1f} s)"
     return ""
@@ -199,7 +199,7 @@ def _objectives(write: Write, darklaunch: DarklaunchSession, verdicts: list[Verd
         colors.append(_COLOR.get(v.outcome, "yellow"))
     table = _table(["OBJECTIVE", "LIMIT", "DARK", "LIVE", "SAMPLES", "OUTCOME"], rows, (2, 3, 4))
     write(table[0])
-    for line, v, color in zip(table[1:], verdicts, colors):
+    for line, v, color in zip(table[1:], verdicts, colors, strict=False):
         write(line, **{color: True})
         # The run's own error is under Progress already: shown once.
         own = darklaunch.error and v.reason == darklaunch.error

@@ -95,7 +95,7 @@ def test_recorded_timing_at_speed_2_within_20_ms(tmp_path: Path) -> None:
     log = read_jsonl(tmp_path / "app.jsonl")
     assert [r["path"] for r in log] == [t.path for t in targets]
     started = float(stats["started_at"])  # type: ignore[arg-type]
-    for record, offset in zip(log, offsets):
+    for record, offset in zip(log, offsets, strict=False):
         early_or_late_s = record["arrived"] - started - offset / 2
         assert -0.002 <= early_or_late_s <= 0.020, (record["path"], early_or_late_s)
     assert stats["target_rps"] == round(8 / (1.5 * 8 / 7 / 2), 6)

@@ -26,10 +26,10 @@ import threading
 import time
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import pytest
 import tenacity
@@ -228,7 +228,7 @@ class Run:
     def wait_for_line(self, pattern: str, deadline_s: float = 30.0) -> str:
         regex = re.compile(pattern)
 
-        def found() -> Optional[str]:
+        def found() -> str | None:
             if self.popen.poll() is not None and not any(t.is_alive() for t in self._threads[:2]):
                 pytest.fail(f"the run ended before printing {pattern!r}:\n{self.output}")
             return next((line for line in list(self.stdout) if regex.search(line)), None)
@@ -239,7 +239,7 @@ class Run:
     def wait_for_pids(self, count: int = 5, deadline_s: float = 30.0) -> dict[int, int]:
         """Until the pids file named ``count`` processes that are all running."""
 
-        def all_running() -> Optional[dict[int, int]]:
+        def all_running() -> dict[int, int] | None:
             self.scan_pids_file()
             if self.popen.poll() is not None:
                 pytest.fail(f"the run ended before starting its processes:\n{self.output}")
@@ -340,7 +340,7 @@ class Run:
         return data
 
 
-def alive(pid: int, start: Optional[int] = None) -> bool:
+def alive(pid: int, start: int | None = None) -> bool:
     """Whether ``pid`` runs (a zombie does not) and is the process that had ``start``."""
     stat = proc_stat(pid)
     if stat is None or stat[0] in ("Z", "X"):
@@ -371,9 +371,9 @@ class Project:
         objectives: Sequence[Mapping[str, Any]] = ({"metric": "error-rate", "upper": 0.01},),
         iterations: int = 6,
         rate: float = 100,
-        live: Optional[Mapping[str, Any]] = None,
-        dark: Optional[Mapping[str, Any]] = None,
-        traffic: Optional[Mapping[str, Any]] = None,
+        live: Mapping[str, Any] | None = None,
+        dark: Mapping[str, Any] | None = None,
+        traffic: Mapping[str, Any] | None = None,
     ) -> None:
         raw = {
             "target": "default/sample-app",
@@ -393,7 +393,7 @@ class Project:
         return [sys.executable, str(self.write(name, text))]
 
     def start(
-        self, *args: str, env: Optional[Mapping[str, str]] = None, prefix: Sequence[str] = ()
+        self, *args: str, env: Mapping[str, str] | None = None, prefix: Sequence[str] = ()
     ) -> Run:
         tag = uuid.uuid4().hex
         environ = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
@@ -827,7 +827,7 @@ def _interrupt_during_teardown(project: Project) -> Run:
 
 # Where to interrupt, and the stage the JSON report then records (None: no report, the
 # session had not started when provisioning was interrupted).
-POINTS: dict[str, tuple[Callable[[Project], Run], Optional[str]]] = {
+POINTS: dict[str, tuple[Callable[[Project], Run], str | None]] = {
     "provisioning": (_interrupt_during_provisioning, None),
     "mid-experiment": (_interrupt_mid_experiment, "stopped"),
     "teardown": (_interrupt_during_teardown, "completed"),

@@ -245,7 +245,7 @@ def test_two_runs_side_by_side_both_pass(
 ) -> None:
     first, second = project("first"), project("second")
     runs = [run(spawn, first, "-n", "2"), run(spawn, second, "-n", "2")]
-    for path, spawned in zip((first, second), runs):
+    for path, spawned in zip((first, second), runs, strict=False):
         spawned.result().assert_outcomes(passed=INNER_PASSED)
         assert_one_stack_one_report(path, spawned.pid)
         assert_same_values(path, 2)

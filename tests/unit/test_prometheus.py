@@ -8,7 +8,7 @@ import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
@@ -31,7 +31,7 @@ URL = "http://prom.test:9090"
 TOKEN = "tok-SECRET-123"
 PASSWORD = "pw-SECRET-456"
 
-Canned = Union[tuple[int, str], tuple[int, str, Mapping[str, str]], Exception]
+Canned = tuple[int, str] | tuple[int, str, Mapping[str, str]] | Exception
 
 
 class FakeTransport(BaseAdapter):

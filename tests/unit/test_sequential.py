@@ -24,10 +24,10 @@ def crossing_by_enumeration(
 ) -> list[float]:
     """P(first crossing at look j) for each j, summing over every path of per-look event counts
     (no dynamic program, no truncation): what the boundaries must keep within the budget."""
-    steps = [b - a for a, b in zip([0, *trials], trials)]
+    steps = [b - a for a, b in zip([0, *trials], trials, strict=False)]
     first = [0.0] * len(trials)
     for increments in itertools.product(*(range(m + 1) for m in steps)):
-        prob = math.prod(pmf(k, m, p) for k, m in zip(increments, steps))
+        prob = math.prod(pmf(k, m, p) for k, m in zip(increments, steps, strict=False))
         for j, count in enumerate(itertools.accumulate(increments)):
             if (count <= boundaries[j]) if low else (count >= boundaries[j]):
                 first[j] += prob

@@ -32,8 +32,9 @@ import http.client
 import json
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from pytest_darklaunch.backends.local.processes import (
     ManagedProcess,

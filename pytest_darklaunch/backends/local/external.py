@@ -22,8 +22,8 @@ import json
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any, Callable, Optional
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from pytest_darklaunch.backends.local.launch import max_traffic_s
 from pytest_darklaunch.backends.local.processes import ManagedProcess, NotReady, wait_until
@@ -49,7 +49,7 @@ def command_environment(url: str, host: str, rate_rps: float, duration_s: float)
 
 
 def start_command(
-    argv: Sequence[str], workdir: str, env: Mapping[str, str], cwd: Optional[str]
+    argv: Sequence[str], workdir: str, env: Mapping[str, str], cwd: str | None
 ) -> ManagedProcess:
     """Start the user's command with ``env`` added to ours; its output in the run's directory."""
     return ManagedProcess.start(
@@ -122,13 +122,13 @@ class DownstreamWatch:
         self._read = read
         self._clock = clock
         self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
         self.started_at = clock()
         self._start = self._sample()
         # Without a warm-up the counts start with the command, at the first sample.
-        self._base: Optional[tuple[float, dict[str, int]]] = None if warmup_s > 0 else self._start
+        self._base: tuple[float, dict[str, int]] | None = None if warmup_s > 0 else self._start
         self._last = self._start
-        self.stop_reason: Optional[str] = None
+        self.stop_reason: str | None = None
 
     def _sample(self) -> tuple[float, dict[str, int]]:
         counters = self._read(self.admin)

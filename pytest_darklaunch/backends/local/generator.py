@@ -99,7 +99,7 @@ class Generator:
         bodies: Sequence[bytes | memoryview] = config.bodies or [t.body for t in config.mix()]
         self.requests = [
             Request(t.name, t.method, base + t.path, t.headers, body if len(body) else None)
-            for t, body in zip(config.mix(), bodies)
+            for t, body in zip(config.mix(), bodies, strict=False)
         ]
         self.schedule = Schedule(
             config.mix(), config.rate_rps, config.timing, config.speed, config.seed
@@ -208,7 +208,7 @@ class Generator:
             ) as response:
                 await response.read()
                 status = response.status
-        except asyncio.TimeoutError:
+        except TimeoutError:
             phase.timeouts += 1
             phase.errors += 1
             phase.count(request.name, ERRORS)

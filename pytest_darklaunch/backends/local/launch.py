@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from pytest_darklaunch.backends.base import with_package_path
 from pytest_darklaunch.backends.local.listeners import connect

@@ -263,7 +263,7 @@ class LocalBackend:
     ) -> Environment:
         apps = (*ROLES, LIVE2) if self.comparison.needs_live2 else ROLES
         ports = self._ports(len(apps) + 1)
-        app_ports = dict(zip(apps, ports[1:]))
+        app_ports = dict(zip(apps, ports[1:], strict=False))
         # A user's command starts once the entry point is known; ours waits for it on stdin.
         generator = None
         if self.spec.traffic.command is None:

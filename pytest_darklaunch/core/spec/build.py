@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Mapping
-from typing import Any, Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from pytest_darklaunch.core.spec.compare import parse_compare
 from pytest_darklaunch.core.spec.model import (

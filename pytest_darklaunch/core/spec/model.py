@@ -7,7 +7,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Optional
 from urllib.parse import parse_qsl, urlsplit
 
 from pytest_darklaunch.core.compare.model import Settings
@@ -50,9 +49,9 @@ class Version:
 
     role: str
     revision: str
-    image: Optional[str] = None
+    image: str | None = None
     env: Mapping[str, str] = field(default_factory=dict)
-    command: Optional[tuple[str, ...]] = None
+    command: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -76,7 +75,7 @@ class Mirror:
     host: str
     methods: tuple[str, ...] = SAFE_METHODS
     provider: str = "istio"
-    gateway: Optional[str] = None
+    gateway: str | None = None
 
     @property
     def all_methods(self) -> bool:
@@ -98,7 +97,7 @@ class Traffic:
     timeout_s: float = 2.0
     warmup_s: float = 0.0
     mix: Mix = field(default_factory=lambda: Mix((MixTarget("GET /", "GET", "/"),)))
-    command: Optional[tuple[str, ...]] = None
+    command: tuple[str, ...] | None = None
     # The spec file's directory, so `k6 run load.js` finds load.js.
     command_cwd: str = "."
 
@@ -140,13 +139,13 @@ class Objective:
     """
 
     metric: str
-    upper: Optional[float] = None
-    lower: Optional[float] = None
-    max_increase: Optional[Increase] = None
+    upper: float | None = None
+    lower: float | None = None
+    max_increase: Increase | None = None
     judge: str = "experiment"
     failure_limit: int = 0
     # A route's name (declared under ``routes:`` or a target's); None covers all traffic.
-    route: Optional[str] = None
+    route: str | None = None
 
     @property
     def subject(self) -> str:
@@ -185,13 +184,13 @@ class Route:
     """
 
     name: str
-    path: Optional[str] = None
+    path: str | None = None
     methods: tuple[str, ...] = ()
     query: tuple[tuple[str, str], ...] = ()
     target: bool = False
 
     @cached_property
-    def _pattern(self) -> Optional[re.Pattern[str]]:
+    def _pattern(self) -> re.Pattern[str] | None:
         return None if self.path is None else re.compile(self.path)
 
     def matches(self, method: str, path: str) -> bool:
@@ -263,9 +262,9 @@ class Spec:
     routes: tuple[Route, ...] = ()
     # ``compare:`` (local backend): how dark's answers are compared with live's; None when the
     # section is absent (the local backend then pairs status codes and latencies only).
-    compare: Optional[Settings] = None
+    compare: Settings | None = None
 
-    def route(self, name: str) -> Optional[Route]:
+    def route(self, name: str) -> Route | None:
         return next((r for r in self.routes if r.name == name), None)
 
     def units_of(self, metric: str) -> str:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping, Sequence
-from typing import Any, Callable
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from pytest_darklaunch.core.metrics import BUILTIN_NAMES, COMPARISON_NAMES
 from pytest_darklaunch.core.spec.model import JUDGE_MODES, Increase, Objective, Route

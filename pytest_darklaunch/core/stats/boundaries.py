@@ -96,7 +96,7 @@ def sequential_rate_boundaries(
         raise ValueError(f"bound must be a rate between 0 and 1, got {bound!r}")
     if len(trials) != len(fractions) or not trials:
         raise ValueError("sequential_rate_boundaries needs one fraction per look")
-    if any(b < a for a, b in zip(trials, trials[1:])) or trials[0] < 0:
+    if any(b < a for a, b in zip(trials, trials[1:], strict=False)) or trials[0] < 0:
         raise ValueError(f"trial counts must be non-decreasing and >= 0, got {list(trials)!r}")
     return _boundaries(bound, tuple(trials), tuple(fractions), alpha)
 
@@ -110,7 +110,7 @@ def _boundaries(
     if below is None or above is None:
         return None
     looks = []
-    for n, (a, spent_low), (b, spent_high) in zip(trials, below, above):
+    for n, (a, spent_low), (b, spent_high) in zip(trials, below, above, strict=False):
         pass_level = _binomial_cdf(a, n, bound) if a >= 0 else 0.0
         fail_level = 1.0 - _binomial_cdf(b - 1, n, bound) if b <= n else 0.0
         looks.append(RateBoundary(n, a, b, pass_level, fail_level, max(spent_low, spent_high)))
@@ -125,7 +125,7 @@ def _one_side(
     offset, mass = 0, [1.0]  # distribution of the count over paths not yet stopped
     spent, before, work = 0.0, 0, 0
     out: list[tuple[int, float]] = []
-    for n, fraction in zip(trials, fractions):
+    for n, fraction in zip(trials, fractions, strict=False):
         if n > before:
             row_offset, row, lost = _binomial_row(n - before, p)
             work += len(mass) * len(row)

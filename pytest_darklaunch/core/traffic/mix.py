@@ -19,9 +19,9 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from pytest_darklaunch.core.traffic.entries import TARGET_KEYS, check_keys, target_from_mapping
 from pytest_darklaunch.core.traffic.loaders import load_targets_file

@@ -18,9 +18,9 @@ import json
 import os
 import re
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from typing import BinaryIO, Callable, Optional
+from typing import BinaryIO
 
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 METHODS_HINT = "one of " + ", ".join(HTTP_METHODS)
@@ -70,7 +70,7 @@ class Target:
     headers: Headers = ()
     body: bytes = b""
     weight: float = 1.0
-    offset_s: Optional[float] = None
+    offset_s: float | None = None
 
 
 def default_name(method: str, path: str) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Optional
 
 from pytest_darklaunch.core import stats
 from pytest_darklaunch.core.metrics import percentile_of, units_of
@@ -34,7 +33,7 @@ from pytest_darklaunch.core.verdict.sequential import judge_sequentially
 MIN_RATE_SHARE = 0.9
 
 
-def precheck(dark: Window, live: Window, ctx: Context, eligible: Optional[Window] = None) -> str:
+def precheck(dark: Window, live: Window, ctx: Context, eligible: Window | None = None) -> str:
     """Why no verdict is possible on this cumulative window, or ``""``.
 
     ``eligible``: live's requests of the mirrored methods, when only some methods are mirrored;
@@ -64,7 +63,7 @@ def precheck(dark: Window, live: Window, ctx: Context, eligible: Optional[Window
     return _mirror_check(dark.requests, live.requests, ctx, "requests")
 
 
-def _mirror_check(dark: float, base: Optional[float], ctx: Context, what: str) -> str:
+def _mirror_check(dark: float, base: float | None, ctx: Context, what: str) -> str:
     """Whether dark got ``mirror_percent`` of live's ``base`` requests, within binomial noise."""
     if not base:
         return ""
@@ -116,7 +115,7 @@ def judge(
     intervals: Sequence[tuple[Window, Window]],
     ctx: Context,
     final: bool,
-    eligible: Optional[Window] = None,
+    eligible: Window | None = None,
 ) -> Verdict:
     """Judge ``obj`` on (dark, live) windows; ``final`` turns 'undecided' into inconclusive.
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Optional
 
 from pytest_darklaunch.core import stats
 from pytest_darklaunch.core.metrics import percentile_of
@@ -28,11 +27,11 @@ UNDECIDED = "undecided"
 class Estimate:
     """A metric's value on one window and its confidence interval ``[lo, hi]``."""
 
-    value: Optional[float]
-    lo: Optional[float] = None
-    hi: Optional[float] = None
+    value: float | None
+    lo: float | None = None
+    hi: float | None = None
     samples: int = 0
-    bucket: Optional[tuple[float, float]] = None
+    bucket: tuple[float, float] | None = None
     missing: str = ""
 
 
@@ -90,8 +89,8 @@ class IntervalPoint:
     """One interval's value of the objective's metric, for dark and live."""
 
     end: float
-    dark: Optional[float]
-    live: Optional[float]
+    dark: float | None
+    live: float | None
     outcome: str = ""
 
 
@@ -102,10 +101,10 @@ class Verdict:
     objective: Objective
     outcome: str
     reason: str
-    value: Optional[float] = None
-    live_value: Optional[float] = None
-    lo: Optional[float] = None
-    hi: Optional[float] = None
+    value: float | None = None
+    live_value: float | None = None
+    lo: float | None = None
+    hi: float | None = None
     samples: int = 0
     window: tuple[float, float] = (0.0, 0.0)
     query: str = ""
@@ -125,7 +124,7 @@ class Context:
     confidence: float
     looks: int
     mirror_percent: float
-    target_rps: Optional[float] = None
+    target_rps: float | None = None
     dark_timeout_s: float = 0.0
     query: str = ""
     # The planned sampling time (interval x iterations): the information fraction of a look is

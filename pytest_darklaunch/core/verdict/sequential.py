@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Optional
 
 from pytest_darklaunch.core import stats
 from pytest_darklaunch.core.metrics import percentile_of
@@ -31,10 +30,10 @@ from pytest_darklaunch.core.verdict.model import (
 def _sequential_looks(
     intervals: Sequence[tuple[Window, Window]],
     ctx: Context,
-    trials_of: Callable[[Window], Optional[float]],
+    trials_of: Callable[[Window], float | None],
     current: float,
     bound: float,
-) -> Optional[tuple[stats.RateBoundary, ...]]:
+) -> tuple[stats.RateBoundary, ...] | None:
     """The exact sequential boundaries of a rate against ``bound`` at every look so far: the
     trials of each look are ``trials_of`` dark's interval window, summed (``current`` is the
     exact cumulative count at this look); the information fraction is the sampled share of the
@@ -112,7 +111,7 @@ def judge_sequentially(
     ctx: Context,
     final: bool,
     base: Verdict,
-) -> Optional[Verdict]:
+) -> Verdict | None:
     """An upper bound, and no other, on ``error-rate`` or a percentile, by the exact
     group-sequential test (:func:`stats.sequential_rate_boundaries`); ``None`` where it does
     not apply (another metric or bound, one look, an unknown plan, looks too large to
@@ -135,7 +134,7 @@ def _judge_rate_sequentially(
     ctx: Context,
     final: bool,
     base: Verdict,
-) -> Optional[Verdict]:
+) -> Verdict | None:
     """``error-rate <= upper``: the count is dark's errors among its requests."""
     if not 0 < upper < 1:
         return None
@@ -165,7 +164,7 @@ def _judge_percentile_sequentially(
     ctx: Context,
     final: bool,
     base: Verdict,
-) -> Optional[Verdict]:
+) -> Verdict | None:
     """``pNN <= bound`` over several looks: the pNN is at most the bound exactly when at most
     a share ``1 - q`` of the observations lie above it, so the count of observations above the
     bound is a rate, and the same exact sequential test decides it. The buckets give that count
