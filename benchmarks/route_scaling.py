@@ -26,7 +26,8 @@ from typing import Any
 
 from pytest_darklaunch.backends import RunContext
 from pytest_darklaunch.backends.local import LocalBackend
-from pytest_darklaunch.core.experiment import Runner, new_data
+from pytest_darklaunch.core.experiment import new_data
+from pytest_darklaunch.core.loop import Runner
 from pytest_darklaunch.core.prometheus import PrometheusClient, QueryResult
 from pytest_darklaunch.core.spec import Sources, Spec, build_spec
 

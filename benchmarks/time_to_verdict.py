@@ -356,7 +356,7 @@ def predict(interval_s: float, iterations: int, paths: int = 400) -> dict[str, A
     Traffic starts at t0 = 0 at exactly 100 requests/s; each request reaches dark with
     probability 40% and, in (c), fails with probability 3%. Prometheus' first scrape lands at
     F ~ U(4, 5.5) s after t0 (its ~5 s discovery throttle; 4.1-5.8 s measured here), then one
-    every second. As ``core.experiment.Runner`` does, look k targets
+    every second. As ``core.loop.Runner`` does, look k targets
     ``max(k x interval, previous end + 0.5 s)`` and its window ends at the first scrape at or
     after that target (so every look before F collapses into one at F). Latency objectives
     count as decided at the first look ((b) fails there; measured: it does); error-rate is

@@ -26,7 +26,8 @@ if TYPE_CHECKING:  # the modules behind a running experiment load only when one 
     from pytest_darklaunch.backends import Backend, Environment
     from pytest_darklaunch.core.compare import Clean, Decide, Summary
     from pytest_darklaunch.core.config import Resolved
-    from pytest_darklaunch.core.experiment import ExperimentData, Interval, Runner
+    from pytest_darklaunch.core.experiment import ExperimentData, Interval
+    from pytest_darklaunch.core.loop import Runner
     from pytest_darklaunch.core.spec import Spec
     from pytest_darklaunch.core.verdict import Verdict
 
@@ -170,7 +171,8 @@ class DarklaunchSession:
         self._save_and_finish()
 
     def _runner(self, env: Environment) -> Runner:
-        from pytest_darklaunch.core.experiment import Runner, new_data
+        from pytest_darklaunch.core.experiment import new_data
+        from pytest_darklaunch.core.loop import Runner
         from pytest_darklaunch.core.prometheus import PrometheusClient
 
         settings = self.resolved.settings
@@ -285,7 +287,7 @@ class DarklaunchSession:
     # -- both sides -----------------------------------------------------------------------------
 
     def max_duration_s(self) -> float:
-        from pytest_darklaunch.core.experiment import FIRST_SCRAPE_TIMEOUT_S
+        from pytest_darklaunch.core.loop import FIRST_SCRAPE_TIMEOUT_S
 
         spec = self.spec
         return (
@@ -389,6 +391,7 @@ def _import_for_background(backend: str) -> None:
     initialized module"). Imported here, every one is complete before the thread starts.
     """
     import pytest_darklaunch.core.experiment
+    import pytest_darklaunch.core.loop
     import pytest_darklaunch.core.prometheus  # noqa: F401 - requests
 
     if backend == "kubernetes":

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from pytest_darklaunch.core.experiment import ExperimentData, Runner, new_data
+from pytest_darklaunch.core.experiment import ExperimentData, new_data
+from pytest_darklaunch.core.loop import Runner
 from pytest_darklaunch.core.spec import Sources, build_spec
 from pytest_darklaunch.core.verdict import FAIL, PASS
 from tests.unit.fakeprom import LABELS, FakePrometheus, steady

@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from pytest_darklaunch.core.experiment import ExperimentData, Runner, new_data
+from pytest_darklaunch.core.experiment import ExperimentData, new_data
+from pytest_darklaunch.core.loop import Runner
 from pytest_darklaunch.core.metrics import SOURCES, freshness_selector, scrape_time_query
 from pytest_darklaunch.core.prometheus import QueryResult, Sample
 from pytest_darklaunch.core.routes import window_key

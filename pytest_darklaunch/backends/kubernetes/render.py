@@ -61,7 +61,7 @@ OPEN_LOOP_LATENCY_BUDGET_S = 0.25
 # The Job's deadline beyond the effective schedule: image pull, sidecar start, slow sampler.
 # Only a safety net: teardown deletes the Job, and Fortio runs until then (-t 0).
 JOB_SLACK_S = 120
-# How long the sampler waits for the first scrape after the warm-up (core/experiment.py).
+# How long the sampler waits for the first scrape after the warm-up (core/loop.py).
 FIRST_SCRAPE_WAIT_S = 30
 # Knative's autoscaler scrapes queue-proxy on 9090 every second (and 9091 serves its request
 # metrics): through the sidecar, istio_requests_total{reporter="destination"} would count each
