@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 # OPTIONS is re-exported: the plugin and the report read the table from here.
 from pytest_darklaunch.core.options import OPTIONS as OPTIONS
 from pytest_darklaunch.core.options import SPEC_FILENAME, OptionDef
+from pytest_darklaunch.core.spec_files import load_yaml, merge_sourced
 from pytest_darklaunch.core.units import (
     BOOLEAN_HINT,
     DNS1123_HINT,
@@ -290,14 +291,14 @@ def _read_spec_files(settings: Settings, picked: Picked) -> tuple[dict[str, Any]
     sources = Sources("defaults")
     if settings.experiment_path:
         _, label, source = picked["experiment"]
-        doc = _load_yaml(settings.experiment_path, label, source)
+        doc = load_yaml(settings.experiment_path, label, source)
         exp_raw, fields = experiment_to_raw(doc, settings.experiment_path)
-        _merge(raw, exp_raw, (), sources, settings.experiment_path, fields)
+        merge_sourced(raw, exp_raw, (), sources, settings.experiment_path, fields)
     if settings.spec_path:
         _, label, source = picked["spec"]
         if source == "default":
             label, source = "--darklaunch-spec", "rootdir"
-        doc = _load_yaml(settings.spec_path, label, source)
+        doc = load_yaml(settings.spec_path, label, source)
         if doc is None:
             doc = {}
         if not isinstance(doc, Mapping):
@@ -307,7 +308,7 @@ def _read_spec_files(settings: Settings, picked: Picked) -> tuple[dict[str, Any]
                 settings.spec_path,
                 "a mapping with target, versions, mirror, traffic, duration, objectives",
             )
-        _merge(raw, doc, (), sources, settings.spec_path, {})
+        merge_sourced(raw, doc, (), sources, settings.spec_path, {})
     return raw, sources
 
 
@@ -361,58 +362,6 @@ def _spec_values(spec: Spec) -> dict[str, str]:
         "rate": f"{spec.traffic.rate_rps:g}",
         "confidence": f"{spec.confidence:g}",
     }
-
-
-def _load_yaml(path: str, label: str, source: str) -> Any:
-    import yaml
-
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return yaml.safe_load(fh)
-    except FileNotFoundError:
-        raise ConfigError(label, path, source, "an existing YAML file") from None
-    except IsADirectoryError:
-        raise ConfigError(label, path, source, "a YAML file, not a directory") from None
-    except OSError as exc:
-        raise ConfigError(label, path, source, f"a readable YAML file ({exc.strerror})") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            label, path, source, f"a UTF-8 YAML file (undecodable byte at offset {exc.start})"
-        ) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else "?"
-        problem = getattr(exc, "problem", None) or "malformed"
-        raise ConfigError("YAML", f"{problem} at {where}", path, "well-formed YAML") from None
-
-
-def _merge(
-    into: dict[str, Any],
-    data: Mapping[str, Any],
-    path: tuple[str, ...],
-    sources: Sources,
-    source: str,
-    fields: Mapping[tuple[str, ...], str],
-) -> None:
-    """Deep-merge ``data`` into ``into``, recording the source of every key it sets."""
-    from pytest_darklaunch.core.spec import dotted
-
-    for key, value in data.items():
-        key_path = path + (str(key),)
-        sources.set(key_path, fields.get(key_path, dotted(key_path)), source)
-        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
-            _merge(into[key], value, key_path, sources, source, fields)
-        elif isinstance(value, Mapping):
-            into[key] = {}
-            _merge(into[key], value, key_path, sources, source, fields)
-        else:
-            into[key] = value
-            if isinstance(value, list):
-                for i, item in enumerate(value):
-                    if isinstance(item, Mapping):
-                        for sub in item:
-                            p = key_path + (f"[{i}]", str(sub))
-                            sources.set(p, fields.get(p, dotted(p)), source)
 
 
 def load_spec(spec_path: str | None = None, experiment_path: str | None = None) -> Spec:

@@ -614,10 +614,11 @@ CASES += [
         also="all, or a list of methods among GET",
     ),
     Case(
-        "spec-targets-on-kubernetes",
-        "invalid traffic.targets [{'path': '/a'}] (from bad.yaml)",
+        # A mix reaches the cluster (k6); a command of your own does not (the Job's image runs).
+        "spec-command-on-kubernetes",
+        "invalid traffic.command ['sh', '-c', 'true'] (from bad.yaml)",
         args=("--darklaunch-spec", "bad.yaml", "--darklaunch-backend", "kubernetes"),
-        files=(("bad.yaml", SPEC_OK + "traffic: {targets: [{path: /a}]}\n"),),
+        files=(("bad.yaml", SPEC_OK + "traffic: {command: [sh, -c, 'true']}\n"),),
         also="with --darklaunch-backend kubernetes yet",
     ),
     spec(

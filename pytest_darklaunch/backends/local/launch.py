@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pytest_darklaunch.backends.base import with_package_path
@@ -145,3 +146,23 @@ def start_traffic(
         started_at, what="traffic generator sending", deadline_s=GENERATOR_START_DEADLINE_S,
         process=generator,
     )
+
+
+def kept_text(
+    run_id: str,
+    workdir: str,
+    running: Sequence[tuple[str, ManagedProcess]],
+    endpoints: Mapping[str, str] | None,
+) -> str:
+    """What ``--darklaunch-keep`` left running, and the commands that remove it."""
+    shown = endpoints or {}
+    lines = [f"pytest-darklaunch run {run_id} left running (files in {workdir}):"]
+    for role, proc in running:
+        where = shown.get("ingress" if role == "envoy" else role, "")
+        extra = f", admin {shown['envoy_admin']}" if role == "envoy" and endpoints else ""
+        lines.append(f"  {role:<11} pid {proc.pid:<8} {where}{extra}")
+    pids = " ".join(str(p.pid) for _, p in running)
+    lines.append("Stop it and remove its files with:")
+    kill = f"kill {pids} && " if pids else ""
+    lines.append(f"  {kill}rm -rf {shlex.quote(workdir)}")
+    return "\n".join(lines)

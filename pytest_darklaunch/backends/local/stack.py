@@ -43,6 +43,7 @@ from pytest_darklaunch.backends.local.envoy import (
 )
 from pytest_darklaunch.backends.local.external import DownstreamWatch, start_command_traffic
 from pytest_darklaunch.backends.local.launch import (
+    kept_text,
     start_app,
     start_generator,
     start_traffic,
@@ -204,17 +205,7 @@ class LocalBackend:
         if not running and not os.path.isdir(self.workdir):
             return "pytest-darklaunch left nothing running."
         env = self._environment
-        endpoints = env.endpoints if env else {}
-        lines = [f"pytest-darklaunch run {self.run.run_id} left running (files in {self.workdir}):"]
-        for role, proc in running:
-            where = endpoints.get("ingress" if role == "envoy" else role, "")
-            extra = f", admin {endpoints['envoy_admin']}" if role == "envoy" and env else ""
-            lines.append(f"  {role:<11} pid {proc.pid:<8} {where}{extra}")
-        pids = " ".join(str(p.pid) for _, p in running)
-        lines.append("Stop it and remove its files with:")
-        kill = f"kill {pids} && " if pids else ""
-        lines.append(f"  {kill}rm -rf {shlex.quote(self.workdir)}")
-        return "\n".join(lines)
+        return kept_text(self.run.run_id, self.workdir, running, env.endpoints if env else None)
 
     # -- extras ---------------------------------------------------------------------------
 
