@@ -261,6 +261,25 @@ def test_importing_the_plugin_imports_no_heavy_library() -> None:
     assert result["heavy"] == []
 
 
+# What a run without an experiment never needs: loaded by the plugin module, they would cost
+# every pytest run of anyone who installed the plugin (benchmarks/import_overhead.py).
+RUN_ONLY = (
+    "pytest_darklaunch.core.spec", "pytest_darklaunch.core.traffic",
+    "pytest_darklaunch.core.compare", "pytest_darklaunch.core.verdict",
+    "pytest_darklaunch.core.stats", "pytest_darklaunch.report", "pytest_darklaunch.backends",
+)
+
+
+def test_importing_the_plugin_loads_none_of_the_run_only_modules() -> None:
+    result = run_python(
+        "import json, sys\nimport pytest_darklaunch.plugin\n"
+        "print(json.dumps({'loaded': sorted(m for m in sys.modules "
+        "if m.startswith('pytest_darklaunch.'))}))"
+    )
+    assert "pytest_darklaunch.plugin" in result["loaded"]
+    assert [m for m in result["loaded"] if m.startswith(RUN_ONLY)] == []
+
+
 # --- no shell ------------------------------------------------------------------------------------
 
 

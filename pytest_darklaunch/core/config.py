@@ -21,7 +21,6 @@ from urllib.parse import urlsplit
 # OPTIONS is re-exported: the plugin and the report read the table from here.
 from pytest_darklaunch.core.options import OPTIONS as OPTIONS
 from pytest_darklaunch.core.options import SPEC_FILENAME, OptionDef
-from pytest_darklaunch.core.spec_files import load_yaml, merge_sourced
 from pytest_darklaunch.core.units import (
     BOOLEAN_HINT,
     DNS1123_HINT,
@@ -286,6 +285,7 @@ def _read_spec_files(settings: Settings, picked: Picked) -> tuple[dict[str, Any]
     """The raw spec: the Iter8 import first, the spec file merged over it."""
     from pytest_darklaunch.core.iter8 import experiment_to_raw
     from pytest_darklaunch.core.spec import Sources
+    from pytest_darklaunch.core.spec_files import load_yaml, merge_sourced
 
     raw: dict[str, Any] = {}
     sources = Sources("defaults")
