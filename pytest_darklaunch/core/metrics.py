@@ -68,14 +68,14 @@ def units_of(name: str) -> str:
 class MetricSource:
     """How one backend's telemetry names requests and latencies.
 
-    ``code_style`` says what the code label holds: ``digit`` ("5", Envoy), ``code`` ("503",
-    Istio) or ``class`` ("5xx", Knative's queue-proxy).
+    ``code_label`` holds the response code ("503"). Knative's queue-proxy metrics are no
+    source: their names changed with Knative 1.19 (OpenTelemetry), and Istio's destination
+    reporter already sees every mirrored request.
     """
 
     name: str
     requests: str
     code_label: str
-    code_style: str
     latency: str
 
 
@@ -86,7 +86,6 @@ SOURCES: Mapping[str, MetricSource] = {
         "envoy",
         "envoy_cluster_upstream_rq",
         "envoy_response_code",
-        "code",
         "envoy_cluster_upstream_rq_time",
     ),
     # Envoy's virtual cluster of the mirrored methods (local backend): live's requests a
@@ -95,7 +94,6 @@ SOURCES: Mapping[str, MetricSource] = {
         "envoy-eligible",
         "envoy_vhost_vcluster_upstream_rq",
         "envoy_response_code",
-        "code",
         "envoy_vhost_vcluster_upstream_rq_time",
     ),
     # Istio standard metrics; mirrored requests show up only with reporter="destination".
@@ -103,16 +101,7 @@ SOURCES: Mapping[str, MetricSource] = {
         "istio",
         "istio_requests_total",
         "response_code",
-        "code",
         "istio_request_duration_milliseconds",
-    ),
-    # Knative queue-proxy metrics: they see mirrored requests too.
-    "knative": MetricSource(
-        "knative",
-        "revision_app_request_count",
-        "response_code_class",
-        "class",
-        "revision_app_request_latencies",
     ),
 }
 
@@ -148,11 +137,9 @@ def freshness_selector(source: MetricSource, labels: Mapping[str, str]) -> str:
     return f"{source.requests}{selector(labels)}"
 
 
-def is_error(code: str, source: MetricSource, errors: str) -> bool:
+def is_error(code: str, errors: str) -> bool:
     """Whether a response code label value counts as an error under ``errors`` (5xx, ...)."""
     digit = code[:1]
-    if source.code_style == "class" and not code.endswith("xx"):
-        digit = ""
     if errors == "5xx":
         return digit == "5"
     if errors == "4xx+5xx":

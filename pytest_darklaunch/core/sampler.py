@@ -94,7 +94,7 @@ def window_between(first: Snapshot, last: Snapshot, errors: str, source: MetricS
         requests += delta
         if delta:
             codes[code] = delta
-        if is_error(code, source, errors):
+        if is_error(code, errors):
             error_count += delta
     buckets: Buckets = ()
     lat_sum = lat_count = None
