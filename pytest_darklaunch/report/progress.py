@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pytest_darklaunch.core.metrics import COMPARISON_NAMES
+from pytest_darklaunch.core.reading import ELIGIBLE
 from pytest_darklaunch.core.routes import window_key
 from pytest_darklaunch.core.units import format_value
 from pytest_darklaunch.core.verdict import INCONCLUSIVE, Verdict, estimate
@@ -21,12 +22,18 @@ def progress_line(data: ExperimentData, interval: Interval, verdicts: list[Verdi
     """One line per interval: iteration k/N, requests so far, each objective's dark/live value.
 
     ``darklaunch 3/10 t+6s | requests live 600, dark 231 (38.5%) | mean-latency dark 7.6 ms
-    live 7.3 ms pass | ...`` (values on the cumulative window, as the verdicts use them).
+    live 7.3 ms pass | ...`` (values on the cumulative window, as the verdicts use them; the share
+    is of live's mirrored methods when some of its requests are not mirrored).
     """
     dark, live = interval.cumulative["dark"], interval.cumulative["live"]
     share = ""
-    if live.requests and dark.requests is not None:
-        share = f" ({100 * dark.requests / live.requests:.1f}%)"
+    base, of = live.requests, ""
+    eligible = interval.cumulative.get(ELIGIBLE)
+    if eligible is not None and eligible.requests is not None and live.requests is not None:
+        if eligible.requests < live.requests:  # some of live's requests are never mirrored
+            base, of = eligible.requests, " of mirrored methods"
+    if base and dark.requests is not None:
+        share = f" ({100 * dark.requests / base:.1f}%{of})"
     parts = [
         f"darklaunch {interval.index}/{data.planned} t+{interval.end - data.started_at:.0f}s",
         f"requests live {format_value(live.requests)}, dark {format_value(dark.requests)}{share}",
