@@ -237,6 +237,11 @@ def _raise_if_terminal(
         "Unschedulable"
     ):
         return  # waiting for a node: Knative recovers when one arrives
+    revision_ready = condition(rev, "Ready") if rev else None
+    if revision_ready and revision_ready.get("status") == "True":
+        # The Service's status lags its Revision's: read after the Service, the Revision may
+        # already have recovered (a node arrived), and the next Service update will say so.
+        return
     healthy = condition(rev, "ContainerHealthy") if rev else None
     if healthy and healthy.get("status") == "False":
         raise ProvisioningError(f"{where} failed: {format_condition(healthy)}")
