@@ -74,6 +74,7 @@ class Hook:
     resource: str
     callback: Callable[[Request], None]
     times: int | None = 1
+    before: bool = False
 
 
 @dataclass
@@ -176,9 +177,11 @@ class Emulator:
         resource: str,
         callback: Callable[[Request], None],
         times: int | None = 1,
+        before: bool = False,
     ) -> None:
-        """Call ``callback`` after a matching request was processed, before its response."""
-        self.hooks.append(Hook(verb, resource, callback, times))
+        """Call ``callback`` after a matching request was processed, before its response, or
+        with ``before`` ahead of processing it (what the callback changes is in the answer)."""
+        self.hooks.append(Hook(verb, resource, callback, times, before))
 
     def forward_to(self, namespace: str, pod: str, port: int, address: tuple[str, int]) -> None:
         """Port-forwarding to ``pod:port`` reaches ``address`` (a local TCP server)."""
@@ -245,10 +248,11 @@ class Emulator:
                     fault.code, message, details={"name": request.name, "kind": request.resource}
                 )
 
-    def run_hooks(self, request: Request) -> None:
+    def run_hooks(self, request: Request, before: bool = False) -> None:
         for hook in self.hooks:
             if (
-                hook.verb == request.verb
+                hook.before == before
+                and hook.verb == request.verb
                 and _matches(request, hook.resource)
                 and (hook.times is None or hook.times > 0)
             ):
@@ -269,6 +273,7 @@ class Emulator:
             request = self._request(h.command, url.path, route, query, h.headers, raw)
             self.requests.append(request)
             self.check_faults(request)
+            self.run_hooks(request, before=True)
             if request.verb == "watch":
                 self.run_hooks(request)
                 return watch(self, h, route, query)

@@ -153,6 +153,46 @@ def test_an_unschedulable_revision_that_gets_a_node_is_provisioned(
     assert ksvc["status"]["latestReadyRevisionName"] == "sample-app-v2"
 
 
+def test_a_service_still_saying_revision_failed_after_its_revision_recovered_is_waited_for(
+    emulator: Emulator, make_backend: BackendFactory
+) -> None:
+    # Knative writes a Revision's status before its Service's (the emulator too: see
+    # reconcile_service), so a wait can read the Service's RevisionFailed, left by the
+    # unschedulable pod, and then the Revision already Ready. Forced here: the Revision alone
+    # recovers just before the wait lists the Service; the Service catches up on the watch.
+    emulator.controllers.knative["sample-app-v2"] = unschedulable()
+    revisions = emulator.controllers.rt("revisions", "serving.knative.dev")
+    services = emulator.controllers.rt("services", "serving.knative.dev")
+    seen: list[str] = []
+
+    def revision_recovers_alone(_: Any) -> None:
+        emulator.controllers.settle()
+        svc = emulator.store.get(services, "default", "sample-app")
+        rev = emulator.store.get(revisions, "default", "sample-app-v2")
+        status = (svc or {}).get("status") or {}
+        if seen or rev is None or status.get("latestCreatedRevisionName") != "sample-app-v2":
+            return
+        assert any(c["reason"] == "RevisionFailed" for c in status["conditions"])
+        ready = [{**c, "status": "True", "reason": "", "message": ""}
+                 for c in rev["status"]["conditions"]]
+        assert emulator.controllers.set_status(revisions, rev, {"conditions": ready})
+        seen.append("revision ready, service RevisionFailed")
+
+    def service_catches_up(_: Any) -> None:
+        if seen == ["revision ready, service RevisionFailed"]:
+            seen.append("service reconciled")
+            emulator.controllers.knative.pop("sample-app-v2")
+            emulator.controllers.reconcile("default", "sample-app")
+
+    emulator.on("list", "services.serving.knative.dev", revision_recovers_alone, times=None,
+                before=True)
+    emulator.on("watch", "services.serving.knative.dev", service_catches_up, times=None)
+    make_backend().provision()
+    assert seen == ["revision ready, service RevisionFailed", "service reconciled"]
+    ksvc = emulator.objects("services", "serving.knative.dev")[0]
+    assert ksvc["status"]["latestReadyRevisionName"] == "sample-app-v2"
+
+
 def test_an_image_still_pulling_times_out_with_the_kubelets_event(
     emulator: Emulator, make_backend: BackendFactory
 ) -> None:
