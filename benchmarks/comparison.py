@@ -135,7 +135,7 @@ def one_run(
         procs.append(envoy_proc)
         envoy = wait_for_envoy(envoy_proc, admin)
         reader = TimedReader(upstream_path, Comparer(Settings(responses=responses, noise=noise)),
-                             noise=noise, timeout_s=5)
+                             live2=noise, timeout_s=5)
         if compare:
             reader.start()
         rss: list[float] = []

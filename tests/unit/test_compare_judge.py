@@ -74,3 +74,53 @@ def test_looks_survive_json() -> None:
     b = judge_paired_latency(obj, [back], CTX, True)
     assert a is not None and b is not None and (a.outcome, a.reason) == (b.outcome, b.reason)
     assert (back.status_mismatches, back.response_mismatches, back.unpaired) == (3, 4, 1)
+
+
+def _correlated(shift: float, n: int, rng: random.Random) -> PairedLatency:
+    """Pairs sharing a per-request factor (the machine's moment), dark's distribution that of
+    the baseline scaled by 1 + shift: its p95 is exactly (1 + shift) times the baseline's."""
+    p = PairedLatency(baseline="live-2")
+    for _ in range(n):
+        moment = rng.lognormvariate(0.0, 0.3)
+        base = moment * rng.lognormvariate(7.5, 0.35)
+        dark = (1 + shift) * moment * rng.lognormvariate(7.5, 0.35)
+        p.add_pair(base, dark)
+    return p
+
+
+def test_the_paired_p95_interval_holds_its_level_and_is_narrower_than_order_statistics() -> None:
+    # At the boundary (dark's p95 exactly 10% over), "pass" is a wrong verdict: it may happen
+    # at most alpha of the time (one-sided 5% per look here, Bonferroni over 5 looks: 1%).
+    rng = random.Random(11)
+    obj = Objective("95th-percentile-tail-latency", max_increase=Increase(0.10, True))
+    wrong = covered = 0
+    widths = []
+    rounds = 300
+    for _ in range(rounds):
+        lat = _correlated(0.10, 3000, rng)
+        verdict = judge_paired_latency(obj, [Look(10, 10, 3000, 0, 0, 0, lat)], CTX, final=True)
+        assert verdict is not None and verdict.lo is not None and verdict.hi is not None
+        wrong += verdict.outcome == PASS
+        covered += verdict.lo <= 0.10 <= verdict.hi
+        widths.append(verdict.hi - verdict.lo)
+    assert wrong <= 0.03 * rounds, wrong  # 1% expected: 3 of 300, binomial slack
+    assert covered >= 0.95 * rounds, covered  # two-sided 98% expected
+    # A/A is decided: the same data pass a 10% bound
+    same = judge_paired_latency(obj, [Look(10, 10, 3000, 0, 0, 0, _correlated(0.0, 3000, rng))],
+                                CTX, final=True)
+    assert same is not None and same.outcome == PASS, same
+    # order statistics of each side, combined (the method before): 0.22 on the same data
+    assert sorted(widths)[rounds // 2] < 0.16
+
+
+def test_without_the_joint_histogram_the_interval_is_wider_not_wrong() -> None:
+    rng = random.Random(5)
+    lat = _correlated(0.0, 3000, rng)
+    obj = Objective("95th-percentile-tail-latency", max_increase=Increase(0.10, True))
+    paired = judge_paired_latency(obj, [Look(10, 10, 3000, 0, 0, 0, lat)], CTX, final=True)
+    lat.joint_full = True
+    blind = judge_paired_latency(obj, [Look(10, 10, 3000, 0, 0, 0, lat)], CTX, final=True)
+    assert paired is not None and blind is not None
+    assert paired.lo is not None and paired.hi is not None
+    assert blind.lo is not None and blind.hi is not None
+    assert blind.lo < paired.lo and blind.hi > paired.hi

@@ -4,6 +4,9 @@ It owns the upstream log's path, the comparer and the log reader; it tells the s
 amend Envoy's config and whether a ``live-2`` must run, and at the end waits until the log
 holds every upstream request Envoy completed before settling the last pairs.
 
+``live-2`` (live's command, on a port of its own) runs when noise is learned or when dark's
+latency is paired with it (see :func:`latency_baseline`).
+
 >>> from pytest_darklaunch.core.compare import Settings
 >>> c = LocalComparison(Settings(responses="body", noise=True), "/tmp/run", timeout_s=2.0)
 >>> c.needs_live2, c.log_path
@@ -14,7 +17,8 @@ from __future__ import annotations
 
 import http.client
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from pytest_darklaunch.backends.local.capture import LIVE2
@@ -22,11 +26,38 @@ from pytest_darklaunch.backends.local.envoy import pairing_amendment
 from pytest_darklaunch.backends.local.pairing import PairingReader
 from pytest_darklaunch.backends.local.processes import NotReady, wait_until
 from pytest_darklaunch.core.compare import Clean, Comparer, Decide, Settings, Summary
+from pytest_darklaunch.core.metrics import percentile_of
+from pytest_darklaunch.core.spec import Objective
 from pytest_darklaunch.errors import ProvisioningError
 
 # An id waits this long past the request timeout for its partners (log flush, slow shadow).
 PAIRING_SLACK_S = 3.0
 LOG_DRAIN_DEADLINE_S = 15.0
+
+
+def latency_baseline(settings: Settings, objectives: Sequence[Objective]) -> str:
+    """What dark's latency is paired with: ``compare.baseline`` when given, else ``live-2``
+    when an objective bounds a latency's increase over live's, else ``live``.
+
+    A mirrored copy is not served as live's own request is: the proxy sends it after live's,
+    and on shared cores it waits for them. Measured with the bundled Envoy (A/A, 100%
+    mirrored, 250 requests/s, 3 runs each, ``benchmarks/comparison.py --modes baseline``):
+    live-2, running live's command, answered the same requests +16% to +47% slower than live
+    with the sample app, +10% to +14% with ``python -m http.server``, while dark and live-2,
+    both copies, stayed within -6%..+7% of each other. A ``max_increase`` is therefore judged
+    against live-2, which receives exactly the requests dark receives (the proxy decides both
+    copies with the request's one random draw).
+
+    >>> latency_baseline(Settings(), [Objective("mean-latency", max_increase=None)])
+    'live'
+    """
+    if settings.baseline:
+        return settings.baseline
+    for obj in objectives:
+        latency = obj.metric == "mean-latency" or percentile_of(obj.metric) is not None
+        if latency and obj.max_increase is not None:
+            return LIVE2
+    return "live"
 
 
 class LocalComparison:
@@ -35,19 +66,20 @@ class LocalComparison:
     def __init__(
         self, settings: Settings, workdir: str, *, timeout_s: float,
         decide: Decide | None = None, clean: Clean | None = None,
+        objectives: Sequence[Objective] = (),
     ) -> None:
-        self.settings = settings
+        self.settings = replace(settings, baseline=latency_baseline(settings, objectives))
         self.log_path = os.path.join(workdir, "upstream.log")
         self.reader = PairingReader(
-            self.log_path, Comparer(settings, decide=decide, clean=clean),
-            noise=settings.noise, timeout_s=timeout_s + PAIRING_SLACK_S,
+            self.log_path, Comparer(self.settings, decide=decide, clean=clean),
+            live2=self.needs_live2, timeout_s=timeout_s + PAIRING_SLACK_S,
         )
         self._final: Summary | None = None
         self.log_shortfall = 0  # entries Envoy completed that the log did not show in time
 
     @property
     def needs_live2(self) -> bool:
-        return self.settings.noise
+        return self.settings.noise or self.settings.baseline == LIVE2
 
     def envoy_options(
         self, live2_port: int | None

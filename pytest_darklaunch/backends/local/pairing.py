@@ -2,15 +2,16 @@
 
 Each line of the log (see :mod:`~pytest_darklaunch.backends.local.capture`) is one upstream
 answer. Entries with the same request id are joined: live with dark (compared), and live with
-``live-2`` when noise is learned. An id waits at most ``timeout_s`` for its partners (every
-upstream request ends within the route timeout, and the log is flushed every 100 ms); then what
-arrived is compared, and a dark or live-2 entry without live's is counted as ``unpaired``. Live's
-entries alone are the requests that were not mirrored. Memory stays bounded: the pending ids are
-those of the last ``timeout_s`` (and at most ``max_pending``), everything else is counts.
+``live-2`` when it runs (noise, or the latency baseline). An id waits at most ``timeout_s`` for
+its partners (every upstream request ends within the route timeout, and the log is flushed
+every 100 ms); then what arrived is compared, and a dark or live-2 entry without live's is
+counted as ``unpaired``. Live's entries alone are the requests that were not mirrored. Memory
+stays bounded: the pending ids are those of the last ``timeout_s`` (and at most
+``max_pending``), everything else is counts.
 
 >>> from pytest_darklaunch.core.compare import Comparer, Settings
 >>> c = Comparer(Settings())
->>> j = Joiner(c, noise=False, timeout_s=5.0)
+>>> j = Joiner(c, live2=False, timeout_s=5.0)
 >>> j.feed('{"id": "a", "cluster": "live", "status": 200, "us": 900}', now=0.0)
 >>> j.feed('{"id": "a", "cluster": "dark", "status": 500, "us": 1200}', now=0.1)
 >>> j.feed('{"id": "b", "cluster": "dark", "status": 200, "us": 800}', now=0.2)
@@ -98,11 +99,11 @@ class Joiner:
     """Joins entries by request id and hands complete groups to the comparer."""
 
     def __init__(
-        self, comparer: Comparer, *, noise: bool, timeout_s: float,
+        self, comparer: Comparer, *, live2: bool, timeout_s: float,
         max_pending: int = MAX_PENDING,
     ) -> None:
         self.comparer = comparer
-        self.wanted = {"live", "dark", LIVE2} if noise else {"live", "dark"}
+        self.wanted = {"live", "dark", LIVE2} if live2 else {"live", "dark"}
         self.timeout_s = timeout_s
         self.max_pending = max_pending
         self.pending: dict[str, _Pending] = {}
@@ -119,7 +120,7 @@ class Joiner:
         # Per-route clusters are named <role>~<route> (see routes_envoy): pair by role.
         cluster = cluster.split("~", 1)[0]
         if cluster not in self.wanted:
-            # "-" (no upstream was chosen), or live-2 while no noise is learned
+            # "-" (no upstream was chosen), or live-2 while it is not paired
             self.counts["other_clusters"] += 1
             return
         self.comparer.entry(cluster, entry.response.duration_us)
@@ -173,11 +174,11 @@ class PairingReader:
     """
 
     def __init__(
-        self, log_path: str, comparer: Comparer, *, noise: bool, timeout_s: float,
+        self, log_path: str, comparer: Comparer, *, live2: bool, timeout_s: float,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.log_path = log_path
-        self.joiner = Joiner(comparer, noise=noise, timeout_s=timeout_s)
+        self.joiner = Joiner(comparer, live2=live2, timeout_s=timeout_s)
         self.clock = clock
         self.failure: BaseException | None = None
         self._lock = threading.Lock()

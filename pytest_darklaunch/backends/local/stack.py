@@ -101,10 +101,11 @@ class LocalBackend:
         # provision() may run in another thread than teardown(): see _track.
         self._lock = threading.Lock()
         # Pairing of live's and dark's answers: always (status codes and latencies, measured
-        # cheap: benchmarks/comparison.py), bodies too with the spec's compare: section.
+        # cheap: benchmarks/comparison.py), bodies too with the spec's compare: section, and
+        # live-2 with noise or as the latency baseline (see latency_baseline).
         self.comparison = LocalComparison(
             spec.compare or Settings(), self.workdir, timeout_s=spec.traffic.timeout_s,
-            decide=run.compare_decide, clean=run.compare_clean,
+            decide=run.compare_decide, clean=run.compare_clean, objectives=spec.objectives,
         )
 
     # -- protocol -------------------------------------------------------------------------

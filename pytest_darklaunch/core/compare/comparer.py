@@ -25,7 +25,14 @@ from typing import Any
 from pytest_darklaunch.core.compare.diff import differences
 from pytest_darklaunch.core.compare.fields import FieldRow, FieldTable
 from pytest_darklaunch.core.compare.latency import PairedLatency
-from pytest_darklaunch.core.compare.model import Difference, Pair, Request, Response, Settings
+from pytest_darklaunch.core.compare.model import (
+    LIVE2,
+    Difference,
+    Pair,
+    Request,
+    Response,
+    Settings,
+)
 from pytest_darklaunch.core.compare.redact import Example, example_of
 
 Decide = Callable[[Request, Response, Response], "bool | None"]
@@ -114,12 +121,22 @@ class Comparer:
         self.table = FieldTable()
         self.signatures: dict[frozenset[str], int] = {}
         self.overflow = 0  # pairs whose signature did not fit: always counted as mismatches
-        self.latency = PairedLatency()
+        self.latency = PairedLatency(baseline=settings.baseline or "live")
         self.hook_decisions = {"same": 0, "different": 0}
         self._examples: dict[str, tuple[int, list[Example]]] = {}
         # per request: [paired, signature counts, overflowed pairs]
         self._targets: dict[str, tuple[list[int], dict[frozenset[str], int]]] = {}
         self._rng = random.Random(seed)
+
+    def _add_latency(self, live: Response, dark: Response, live2: Response | None) -> None:
+        """Dark's duration paired with the baseline's: live-2's when it is the baseline (a
+        request live-2 did not answer in time is left out), else live's."""
+        if dark.duration_us is None or live.duration_us is None:
+            return
+        if self.latency.baseline != LIVE2:
+            self.latency.add_pair(live.duration_us, dark.duration_us)
+        elif live2 is not None and live2.duration_us is not None:
+            self.latency.add_pair(live2.duration_us, dark.duration_us, primary_us=live.duration_us)
 
     def _cleaned(self, response: Response) -> Response:
         if self.clean is None:
@@ -150,15 +167,15 @@ class Comparer:
     def add(
         self, request: Request, live: Response, dark: Response, live2: Response | None = None
     ) -> Pair:
-        """Compare one request's answers; ``live2`` (live's twin) teaches the noise."""
-        if live.duration_us is not None and dark.duration_us is not None:
-            self.latency.add_pair(live.duration_us, dark.duration_us)
+        """Compare one request's answers; ``live2`` (live's twin) teaches the noise when noise
+        is learned, and is the latency baseline when the settings say so."""
+        self._add_latency(live, dark, live2)
         live, dark = self._cleaned(live), self._cleaned(dark)
         pair = Pair(request, live, dark, live2, self._differences(request, live, dark))
         self.paired += 1
         self.table.add_raw({d.field for d in pair.differences})
         raw = {self.table.known(d.field) for d in pair.differences}
-        if live2 is not None:
+        if live2 is not None and self.settings.noise:
             self.noise_requests += 1
             self.table.add_noise({d.field for d in self._differences(
                 request, live, self._cleaned(live2))})

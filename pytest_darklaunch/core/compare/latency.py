@@ -20,6 +20,17 @@ from typing import Any
 
 BIN_GROWTH = 1.005
 _LOG_GROWTH = math.log(BIN_GROWTH)
+# The joint histogram of (baseline, dark) on the same request, for the covariance of the two
+# percentiles: bins 2% wide each way, at most MAX_JOINT_CELLS cells (a few thousand in a run,
+# the pairs lying along a band); past that the covariance is taken at its least favourable
+# value, which widens percentile intervals but keeps them valid.
+JOINT_GROWTH = 1.02
+_LOG_JOINT = math.log(JOINT_GROWTH)
+MAX_JOINT_CELLS = 20000
+
+
+def joint_index(value_us: float) -> int:
+    return int(math.log(max(value_us, 1.0)) / _LOG_JOINT)
 
 
 @dataclass
@@ -93,7 +104,12 @@ class Moments:
 
 @dataclass
 class PairedLatency:
-    """Live's and dark's durations on the same requests, and every entry's per role."""
+    """The baseline's and dark's durations on the same requests, and every entry's per role.
+
+    The baseline (``live`` in the sums' names) is live itself, or live-2 when
+    ``baseline="live-2"``: then ``primary`` holds live's durations on the same requests, which
+    shows what the proxy's mirrored path adds (live-2 runs live's command).
+    """
 
     live: Moments = field(default_factory=Moments)
     dark: Moments = field(default_factory=Moments)
@@ -104,6 +120,10 @@ class PairedLatency:
     all_dark: Moments = field(default_factory=Moments)
     all_live_hist: LogHistogram = field(default_factory=LogHistogram)
     all_dark_hist: LogHistogram = field(default_factory=LogHistogram)
+    baseline: str = "live"
+    primary: Moments = field(default_factory=Moments)
+    joint: dict[tuple[int, int], int] = field(default_factory=dict)
+    joint_full: bool = False  # MAX_JOINT_CELLS reached: the joint histogram is not used
 
     @property
     def pairs(self) -> int:
@@ -118,12 +138,22 @@ class PairedLatency:
             self.all_dark.add(duration_us)
             self.all_dark_hist.add(duration_us)
 
-    def add_pair(self, live_us: float, dark_us: float) -> None:
+    def add_pair(self, live_us: float, dark_us: float, primary_us: float | None = None) -> None:
+        """One request: the baseline's duration, dark's, and live's when live-2 is the
+        baseline."""
+        if primary_us is not None:
+            self.primary.add(primary_us)
         self.live.add(live_us)
         self.dark.add(dark_us)
         self.cross += live_us * dark_us
         self.live_hist.add(live_us)
         self.dark_hist.add(dark_us)
+        if not self.joint_full:
+            cell = (joint_index(live_us), joint_index(dark_us))
+            if cell in self.joint or len(self.joint) < MAX_JOINT_CELLS:
+                self.joint[cell] = self.joint.get(cell, 0) + 1
+            else:
+                self.joint_full = True
 
     def minus(self, baseline: PairedLatency) -> PairedLatency:
         """What was added since ``baseline`` (an earlier copy of this one): the measured phase
@@ -135,7 +165,28 @@ class PairedLatency:
             self.all_live.minus(baseline.all_live), self.all_dark.minus(baseline.all_dark),
             self.all_live_hist.minus(baseline.all_live_hist),
             self.all_dark_hist.minus(baseline.all_dark_hist),
+            self.baseline, self.primary.minus(baseline.primary),
+            {k: v - baseline.joint.get(k, 0) for k, v in self.joint.items()
+             if v > baseline.joint.get(k, 0)},
+            self.joint_full or baseline.joint_full,
         )
+
+    def quantile_covariance(self, live_us: float, dark_us: float) -> float | None:
+        """Cov(1[baseline <= live_us], 1[dark <= dark_us]) over the pairs, read at the joint
+        histogram's bin edges around the two values; ``None`` without the joint histogram."""
+        if self.joint_full or not self.pairs:
+            return None
+        i, j = joint_index(live_us), joint_index(dark_us)
+        both = below_i = below_j = 0
+        for (a, b), count in self.joint.items():
+            if a <= i:
+                below_i += count
+                if b <= j:
+                    both += count
+            if b <= j:
+                below_j += count
+        n = self.pairs
+        return both / n - (below_i / n) * (below_j / n)
 
     def mean_increase(self) -> float | None:
         """Dark's mean over live's on the same requests, minus 1."""
@@ -178,6 +229,10 @@ class PairedLatency:
             "all_dark": [self.all_dark.n, self.all_dark.total, self.all_dark.squares],
             "all_live_hist": self.all_live_hist.to_json(),
             "all_dark_hist": self.all_dark_hist.to_json(),
+            "baseline": self.baseline,
+            "primary": [self.primary.n, self.primary.total, self.primary.squares],
+            "joint": [[a, b, c] for (a, b), c in self.joint.items()],
+            "joint_full": self.joint_full,
         }
 
     @classmethod
@@ -190,6 +245,10 @@ class PairedLatency:
             all_live=Moments(*data["all_live"]), all_dark=Moments(*data["all_dark"]),
             all_live_hist=LogHistogram.from_json(data["all_live_hist"]),
             all_dark_hist=LogHistogram.from_json(data["all_dark_hist"]),
+            baseline=data.get("baseline", "live"),
+            primary=Moments(*data.get("primary", (0, 0.0, 0.0))),
+            joint={(int(a), int(b)): int(c) for a, b, c in data.get("joint", [])},
+            joint_full=bool(data.get("joint_full", "joint" not in data)),
         )
 
     def mean_difference_us(self) -> float | None:
@@ -205,7 +264,7 @@ class PairedLatency:
         def rel(a: float | None, b: float | None) -> float | None:
             return None if a is None or not b else round(a / b - 1.0, 4)
 
-        out: dict[str, object] = {"pairs": self.pairs}
+        out: dict[str, object] = {"pairs": self.pairs, "baseline": self.baseline}
         for name, (live_m, dark_m, live_h, dark_h) in {
             "paired": (self.live, self.dark, self.live_hist, self.dark_hist),
             "unpaired": (self.all_live, self.all_dark, self.all_live_hist, self.all_dark_hist),
@@ -218,4 +277,9 @@ class PairedLatency:
                 "live_p95_ms": ms(p95[0]), "dark_p95_ms": ms(p95[1]),
                 "p95_increase": rel(p95[1], p95[0]),
             }
+        if self.primary.n:
+            # live-2 against live on the same requests: what the mirrored path itself adds
+            out["mirrored_path"] = {"live_mean_ms": ms(self.primary.mean),
+                                    "live2_mean_ms": ms(self.live.mean),
+                                    "mean_increase": rel(self.live.mean, self.primary.mean)}
         return out

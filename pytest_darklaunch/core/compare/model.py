@@ -39,6 +39,8 @@ UNCOMPARED_HEADERS = frozenset({
 })
 
 
+LIVE2 = "live-2"  # live's command on a port of its own, receiving what dark receives
+
 @dataclass(frozen=True)
 class Settings:
     """The ``compare:`` section, resolved.
@@ -46,6 +48,9 @@ class Settings:
     ``responses``: ``status`` (status codes only) or ``body`` (status, headers and body).
     ``body``: ``json`` (field by field), ``text`` (exact string) or ``bytes`` (exact bytes).
     ``ignore``: JSON paths (``$.ts``, ``$.items[*].id``) and ``header:NAME`` never compared.
+    ``baseline``: what dark's latency is paired with: ``live-2`` (live's command receiving
+    the same mirrored requests as dark), ``live`` (live itself), or ``""`` (decided by the
+    spec: ``live-2`` when it holds a ``max_increase`` on a latency metric).
     """
 
     responses: str = "status"
@@ -57,6 +62,7 @@ class Settings:
     redact: tuple[str, ...] = ()
     relative_threshold: float = DEFAULT_RELATIVE_THRESHOLD
     absolute_threshold: float = DEFAULT_ABSOLUTE_THRESHOLD
+    baseline: str = ""
 
     @property
     def ignored_headers(self) -> frozenset[str]:

@@ -119,6 +119,7 @@ def report_section(summary: Summary, settings: Settings) -> dict[str, Any]:
             "max_body": settings.max_body, "examples": settings.examples,
             "relative_threshold": settings.relative_threshold,
             "absolute_threshold": settings.absolute_threshold,
+            "baseline": summary.latency.baseline,
         },
         **summary.as_dict(),
     }

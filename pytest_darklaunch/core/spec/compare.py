@@ -29,7 +29,8 @@ from pytest_darklaunch.core.compare.model import (
 from pytest_darklaunch.core.spec.reader import Reader
 
 KEYS = ("responses", "body", "ignore", "noise", "max_body", "examples", "redact",
-        "noise_relative", "noise_absolute")
+        "noise_relative", "noise_absolute", "baseline")
+BASELINES = ("live-2", "live")
 RESPONSES = ("status", "body")
 BODIES = ("json", "text", "bytes")
 MAX_BODY_LIMIT = 1024 * 1024  # Envoy buffers a captured body: its default buffer limit
@@ -107,6 +108,9 @@ def parse_compare(r: Reader, value: object) -> Settings:
     if isinstance(examples, bool) or not isinstance(examples, int) or not 0 <= examples <= 100:
         raise r.fail(("compare", "examples"), examples, "a whole number of examples, 0..100")
     share = "a share such as 20% or 0.2, in 0..1"
+    baseline = raw.get("baseline", "")
+    if baseline != "" and baseline not in BASELINES:
+        raise r.fail(("compare", "baseline"), baseline, "one of " + ", ".join(BASELINES))
     return Settings(
         responses=_choice(r, raw, "responses", RESPONSES),
         body=_choice(r, raw, "body", BODIES),
@@ -120,4 +124,5 @@ def parse_compare(r: Reader, value: object) -> Settings:
                                      ("compare", "noise_relative"), _share, share),
         absolute_threshold=r.convert(raw.get("noise_absolute", DEFAULT_ABSOLUTE_THRESHOLD),
                                      ("compare", "noise_absolute"), _share, share),
+        baseline=str(baseline),
     )

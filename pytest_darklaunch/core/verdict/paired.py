@@ -5,8 +5,9 @@ an upper bound on them is decided exactly as one on ``error-rate``: the exact gr
 test on the count, the trials being the paired requests at each look. A ``max_increase`` on
 ``mean-latency`` or a percentile, when pairs exist, compares each dark request with live's
 answer to the same request (microseconds from the proxy's log, no bucket error): the mean by
-the ratio of paired means and its delta-method interval, a percentile by order-statistic
-intervals over the paired requests' 0.5%-wide histograms.
+the ratio of paired means and its delta-method interval, a percentile by the paired
+asymptotic interval of the two sample quantiles (see ``_quantile_interval``), read from the
+pairs' 0.5%-wide histograms and their joint 2% histogram.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from typing import Any
 
 from pytest_darklaunch.core import stats
 from pytest_darklaunch.core.compare.comparer import Summary
-from pytest_darklaunch.core.compare.latency import PairedLatency
+from pytest_darklaunch.core.compare.latency import BIN_GROWTH, LogHistogram, PairedLatency
+from pytest_darklaunch.core.compare.model import LIVE2
 from pytest_darklaunch.core.metrics import percentile_of
 from pytest_darklaunch.core.spec import Objective
 from pytest_darklaunch.core.units import format_value
@@ -39,6 +41,8 @@ from pytest_darklaunch.core.verdict.sequential import (
     _sequential_verdict,
 )
 
+# A value's place inside its 0.5% bin, as a uniform error on the log scale
+BIN_VARIANCE = math.log(BIN_GROWTH) ** 2 / 12
 MISMATCH_METRICS = ("status-mismatch-rate", "response-mismatch-rate")
 PAIRED_QUERY = "paired from the proxy's upstream log (same x-request-id)"
 
@@ -160,12 +164,19 @@ def _decide(obj: Objective, lo: float, hi: float) -> str:
     return UNDECIDED
 
 
-def _unpaired_note(lat: PairedLatency, q: float | None) -> str:
+def _baseline_note(lat: PairedLatency, q: float | None) -> str:
+    """The unpaired difference (all of dark's entries against all of live's), and with
+    live-2 as the baseline what the mirrored path adds to live's own code."""
     if q is None:
         a, b = lat.all_live.mean, lat.all_dark.mean
     else:
         a, b = lat.all_live_hist.quantile(q), lat.all_dark_hist.quantile(q)
-    return f"unpaired {b / a - 1:+.1%}" if a and b is not None else "unpaired n/a"
+    note = f"unpaired {b / a - 1:+.1%}" if a and b is not None else "unpaired n/a"
+    if lat.baseline == LIVE2 and lat.primary.n and lat.primary.total:
+        shift = lat.live.total / lat.primary.total - 1
+        note += (f"; live-2 (live's command, mirrored like dark) {shift:+.1%} over live on "
+                 "the same requests")
+    return note
 
 
 def judge_paired_latency(
@@ -194,11 +205,12 @@ def judge_paired_latency(
     def shown(value: float) -> str:
         return f"{value:+.1%}" if inc is not None and inc.relative else f"{value:+.3f} ms"
 
+    who = "live-2's" if lat.baseline == LIVE2 else "live's"
     reason = (
-        f"dark {obj.metric} is {format_value(dark, 'ms')} against live's "
+        f"dark {obj.metric} is {format_value(dark, 'ms')} against {who} "
         f"{format_value(live, 'ms')} on the same requests: {shown(change)} (interval "
         f"{shown(lo)}..{shown(hi)}, one-sided {(1 - alpha) * 100:.2f}% per look), paired over "
-        f"{lat.pairs} requests; {_unpaired_note(lat, q)}"
+        f"{lat.pairs} requests; {_baseline_note(lat, q)}"
     )
     base = replace(_base(obj, looks, "ms"), value=dark, live_value=live, lo=lo, hi=hi,
                    samples=lat.pairs)
@@ -228,24 +240,59 @@ def _mean_interval(
     return live / 1000, dark / 1000, change, change - z * se, change + z * se
 
 
+def _bandwidth(q: float, n: int, alpha: float) -> float:
+    """Hall and Sheather's bandwidth (in probability) for the density at the q-quantile,
+    kept inside (0, 1) around q and at least 5 observations wide."""
+    normal = NormalDist()
+    x = normal.inv_cdf(q)
+    h: float = n ** (-1 / 3) * normal.inv_cdf(1 - alpha / 2) ** (2 / 3) * (
+        1.5 * normal.pdf(x) ** 2 / (2 * x * x + 1)) ** (1 / 3)
+    return min(max(h, 5 / n), 0.9 * min(q, 1 - q))
+
+
+def _density(hist: LogHistogram, q: float, h: float) -> float | None:
+    """Siddiqui's estimate of the density at the q-quantile (per microsecond)."""
+    upper, lower = hist.quantile(min(q + h, 1.0)), hist.quantile(max(q - h, 0.0))
+    if upper is None or lower is None or upper <= lower:
+        return None
+    return 2 * h / (upper - lower)
+
+
 def _quantile_interval(
     obj: Objective, lat: PairedLatency, q: float, alpha: float
 ) -> tuple[float, float, float, float, float] | None:
-    """Order-statistic intervals of both percentiles over the paired requests, each at half
-    the look's alpha, so that the pair of them holds at the look's level."""
-    live_b, dark_b = lat.live_hist.buckets_ms(), lat.dark_hist.buckets_ms()
-    conf = 1 - alpha  # two-sided 1 - alpha = one-sided alpha/2 at each end of each
-    live_lo, live_hi = stats.quantile_interval(q, live_b, conf)
-    dark_lo, dark_hi = stats.quantile_interval(q, dark_b, conf)
+    """Dark's q-quantile against the baseline's over the same requests, with a paired
+    interval: each sample quantile is its population quantile plus (q - F(x)) / f(x)
+    (Bahadur), so the difference's variance is q(1-q)/f_d^2 + q(1-q)/f_b^2 - 2 c/(f_d f_b),
+    over n, with f by Siddiqui's estimate and c, the covariance of the two indicators, from
+    the joint histogram (its least favourable value, -(1-q)^2, without one). On the log scale
+    for a relative bound. One-sided alpha at each end, as for the mean."""
+    n = lat.pairs
     live, dark = lat.live_hist.quantile(q), lat.dark_hist.quantile(q)
-    if live is None or dark is None or not live_lo or math.isinf(live_hi):
+    if n < 20 or live is None or dark is None:
         return None
-    live, dark = live / 1000, dark / 1000
+    h = _bandwidth(q, n, alpha)
+    f_live, f_dark = _density(lat.live_hist, q, h), _density(lat.dark_hist, q, h)
+    if f_live is None or f_dark is None:
+        return None
+    cov = lat.quantile_covariance(live, dark)
+    if cov is None:
+        cov = -((1 - q) ** 2)
+    z = NormalDist().inv_cdf(1 - alpha)
+    spread = q * (1 - q)
     inc = obj.max_increase
     assert inc is not None
     if inc.relative:
-        return live, dark, dark / live - 1, dark_lo / live_hi - 1, dark_hi / live_lo - 1
-    return live, dark, dark - live, dark_lo - live_hi, dark_hi - live_lo
+        a, b = dark * f_dark, live * f_live  # densities of the logarithms
+        variance = (spread / (a * a) + spread / (b * b) - 2 * cov / (a * b)) / n
+        se = math.sqrt(max(variance, 0.0) + 2 * BIN_VARIANCE)
+        ratio = math.log(dark / live)
+        return (live / 1000, dark / 1000, dark / live - 1,
+                math.exp(ratio - z * se) - 1, math.exp(ratio + z * se) - 1)
+    variance = (spread / f_dark**2 + spread / f_live**2 - 2 * cov / (f_dark * f_live)) / n
+    se_ms = math.sqrt(max(variance, 0.0) + (dark**2 + live**2) * BIN_VARIANCE) / 1000
+    change = (dark - live) / 1000
+    return live / 1000, dark / 1000, change, change - z * se_ms, change + z * se_ms
 
 
 def judge_comparison(
