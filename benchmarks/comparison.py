@@ -7,9 +7,12 @@ per mode:
 - ``off``: Envoy as the local backend configures it, no capture (the reference);
 - ``status``: plus the upstream log, read and paired (status and latency, no body capture);
 - ``body``: plus the Lua body capture (``compare: {responses: body}``);
-- ``body+noise``: plus live-2 receiving every request (``compare: {responses: body, noise:
-  true}``): a third app process serving the full rate, which on a small machine costs more
-  than the capture itself.
+- ``body+noise``: plus live-2 receiving dark's requests (``compare: {responses: body, noise:
+  true}``): a third app process serving dark's share, which on a small machine costs more
+  than the capture itself;
+- ``baseline``: status pairing with live-2 as the latency baseline (what a spec with a
+  latency ``max_increase`` runs): dark against live-2 and live-2 against live, on the same
+  requests, which shows what the mirrored path itself adds.
 
 Every run also writes Envoy's downstream access log (what the client sees at the proxy, in
 microseconds), so live's p50/p95 with and without capture compare like for like. Printed:
@@ -19,6 +22,8 @@ unpaired (all dark entries vs all live entries) and paired (same requests), and 
 shift capture causes. Reproduce with::
 
     python benchmarks/comparison.py [--seconds 60] [--rates 200,1000]
+    python benchmarks/comparison.py --modes baseline --rates 250 --mirror 100 --seconds 16 \
+        --repeat 3 [--app http.server]
 """
 
 from __future__ import annotations
@@ -90,9 +95,13 @@ def _downstream_log(path: str) -> dict[str, Any]:
         "log_format": {"json_format": {"us": "%COMMON_DURATION(DS_RX_BEG:DS_TX_END:us)%"}}}}
 
 
+_APP = list(APP)
+
+
 def _start_app(workdir: str, role: str) -> tuple[ManagedProcess, int]:
     port = free_port()
-    proc = ManagedProcess.start(role, [*APP, "--port", str(port)],
+    port_args = ["--port", str(port)] if _APP == APP else [str(port)]
+    proc = ManagedProcess.start(role, [*_APP, *port_args],
                                 log_path=os.path.join(workdir, f"{role}.log"))
 
     def answers() -> None:
@@ -107,13 +116,14 @@ def _start_app(workdir: str, role: str) -> tuple[ManagedProcess, int]:
 
 def one_run(
     rate: float, seconds: float, compare: bool, noise: bool = True, responses: str = "body",
-    mirror: float = 40,
+    mirror: float = 40, baseline: str = "live",
 ) -> dict[str, Any]:
     workdir = tempfile.mkdtemp(prefix="darklaunch-bench-")
     procs: list[ManagedProcess] = []
     try:
         ports = {}
-        for role in ("live", "dark", *((LIVE2,) if compare and noise else ())):
+        live2 = compare and (noise or baseline == LIVE2)
+        for role in ("live", "dark", *((LIVE2,) if live2 else ())):
             proc, ports[role] = _start_app(workdir, role)
             procs.append(proc)
         spec = build_spec({"target": "default/sample-app", "mirror": {"percent": mirror},
@@ -134,8 +144,8 @@ def one_run(
                                         dark_port=ports["dark"], amend=amend, extra_argv=argv)
         procs.append(envoy_proc)
         envoy = wait_for_envoy(envoy_proc, admin)
-        reader = TimedReader(upstream_path, Comparer(Settings(responses=responses, noise=noise)),
-                             live2=noise, timeout_s=5)
+        settings = Settings(responses=responses, noise=noise, baseline=baseline)
+        reader = TimedReader(upstream_path, Comparer(settings), live2=live2, timeout_s=5)
         if compare:
             reader.start()
         rss: list[float] = []
@@ -209,17 +219,22 @@ def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 MODES = {
-    # name: (compare, noise, responses)
-    "off": (False, False, "body"),
-    "status": (True, False, "status"),
-    "body": (True, False, "body"),
-    "body+noise": (True, True, "body"),
+    # name: (compare, noise, responses, baseline)
+    "off": (False, False, "body", "live"),
+    "status": (True, False, "status", "live"),
+    "body": (True, False, "body", "live"),
+    "body+noise": (True, True, "body", "live"),
+    "baseline": (True, False, "status", LIVE2),
+}
+APPS = {
+    "sample": APP,
+    "http.server": [sys.executable, "-m", "http.server", "--bind", "127.0.0.1"],
 }
 
 
 def _print(rate: float, seconds: float, mirror: float, runs: dict[str, dict[str, Any]]) -> None:
     print(f"== {rate:g} requests/s offered, {mirror:g}% mirrored, {seconds:g} s each, A/A "
-          "(dark and live-2 run live's command)")
+          f"(dark and live-2 run live's command: {' '.join(_APP[1:3])})")
     for name, run in runs.items():
         line = (f"  {name:>10}: achieved {run['achieved_rps']} requests/s, Envoy CPU "
                 f"{run['envoy_cpu_share']:.1%}, live at the proxy p50/p95 "
@@ -233,7 +248,12 @@ def _print(rate: float, seconds: float, mirror: float, runs: dict[str, dict[str,
                 f"\n{'':14}A/A dark vs live, mean: unpaired {unpaired['mean_increase']:+.1%}, "
                 f"paired {paired['mean_increase']:+.1%}; p95: unpaired "
                 f"{unpaired['p95_increase']:+.1%}, paired {paired['p95_increase']:+.1%}"
+                f" (paired against {run['latency']['baseline']})"
             )
+            path = run["latency"].get("mirrored_path")
+            if path:
+                line += (f"\n{'':14}the mirrored path: live-2 (live's command) "
+                         f"{path['mean_increase']:+.1%} over live on the same requests")
         print(line)
     sys.stdout.flush()
 
@@ -245,17 +265,20 @@ def main() -> None:
     parser.add_argument("--mirror", type=float, default=40, help="percent mirrored to dark")
     parser.add_argument("--repeat", type=int, default=1,
                         help="rounds of all modes, interleaved; the median of each figure")
-    parser.add_argument("--modes", default=",".join(MODES),
+    parser.add_argument("--app", choices=list(APPS), default="sample",
+                        help="live, dark and live-2 all run it (A/A)")
+    parser.add_argument("--modes", default=",".join(m for m in MODES if m != "baseline"),
                         help=f"among {', '.join(MODES)} (off: no capture, the reference)")
     args = parser.parse_args()
+    _APP[:] = APPS[args.app]
     for rate in (float(r) for r in args.rates.split(",")):
         rounds: dict[str, list[dict[str, Any]]] = {}
         for _ in range(args.repeat):
             # Interleaved, so that the machine's other load falls on every mode alike.
             for name in args.modes.split(","):
-                compare, noise, responses = MODES[name]
-                rounds.setdefault(name, []).append(
-                    one_run(rate, args.seconds, compare, noise, responses, args.mirror))
+                compare, noise, responses, baseline = MODES[name]
+                rounds.setdefault(name, []).append(one_run(
+                    rate, args.seconds, compare, noise, responses, args.mirror, baseline))
         _print(rate, args.seconds, args.mirror, {n: _median(r) for n, r in rounds.items()})
         if args.repeat > 1:
             for name, runs in rounds.items():

@@ -176,6 +176,9 @@ def _baseline_note(lat: PairedLatency, q: float | None) -> str:
         shift = lat.live.total / lat.primary.total - 1
         note += (f"; live-2 (live's command, mirrored like dark) {shift:+.1%} over live on "
                  "the same requests")
+    elif lat.baseline != LIVE2:
+        note += ("; against live itself, whose requests the proxy serves before their copies "
+                 "(compare.baseline: live-2 pairs dark with a copy)")
     return note
 
 
