@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import requests
 
-from pytest_darklaunch.backends.local.capture import CAPTURE_HEADER, LIVE2
+from pytest_darklaunch.backends.local.capture import CAPTURE_HEADER, LIVE2, LIVE2_FIRST
 from pytest_darklaunch.backends.local.comparing import upstream_requests
 from pytest_darklaunch.backends.local.envoy import (
     EnvoyAddresses,
@@ -150,11 +150,17 @@ def test_a_timestamp_and_nonce_are_noise_with_live2(proxy: Callable[..., Proxy])
     assert stats[f"cluster.{LIVE2}.upstream_rq_completed"] == (
         stats["cluster.dark.upstream_rq_completed"]) < 200
     ids: dict[str, set[str]] = {}
+    route_of: dict[str, str] = {}  # live's entry names the route; copies' entries do not
     with open(p.log_path, encoding="utf-8") as handle:
         for line in handle:
             entry = json.loads(line)
             ids.setdefault(entry["cluster"], set()).add(entry["id"])
+            if entry["cluster"] == "live":
+                route_of[entry["id"]] = entry["route"] or ""
     assert ids[LIVE2] == ids["dark"] and len(ids["live"]) == 200
+    # the two copies go out in either order, each for about half of the requests
+    live2_first = sum(route_of[i].endswith(LIVE2_FIRST) for i in ids["dark"])
+    assert 0.25 * len(ids["dark"]) <= live2_first <= 0.75 * len(ids["dark"])
     assert with_noise.unpaired == 0 and with_noise.noise_requests == with_noise.paired > 0
     rows = {row.field: row for row in with_noise.fields}
     assert set(rows) == {"$.ts", "$.nonce"}
