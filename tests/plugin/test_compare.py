@@ -182,14 +182,15 @@ def test_a_a_relative_latency_bounds_pass_on_pairs_with_live2(
     mean, p95 = report["verdicts"]
     assert all("paired over" in v["reason"] and "against live-2's" in v["reason"]
                for v in (mean, p95)), report["verdicts"]
-    assert mean["outcome"] == "pass", mean
     if app == "sample app":
-        assert p95["outcome"] == "pass", p95
+        # 16 of 16 runs passed both (dark -1.4%..+0.2% of live-2 on the mean)
+        assert mean["outcome"] == "pass" and p95["outcome"] == "pass", (mean, p95)
     else:
-        # http.server's p95 differs between two of its processes by up to about 8% in a run
-        # (dark -8.1%..+7.2% of live-2 over 16 runs); with a 10% bound the verdict then waits
-        # for more data: inconclusive at the end, never a fail.
-        assert p95["outcome"] != "fail", p95
+        # Two http.server processes differ by a few percent within a run (dark's p95 -5.3..+3.6%
+        # of live-2 over 6 runs, its mean -4.0..+0.6%); with a 10% bound the verdict then may
+        # wait for more data: the mean passed 6 of 6, the p95 5 of 6 and was inconclusive
+        # once, never a fail.
+        assert mean["outcome"] != "fail" and p95["outcome"] != "fail", (mean, p95)
     latency = report["comparison"]["latency"]
     assert latency["baseline"] == "live-2" and latency["pairs"] > 2000
     # the paired and the unpaired difference side by side, and what the mirrored path adds

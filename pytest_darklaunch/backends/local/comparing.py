@@ -41,12 +41,13 @@ def latency_baseline(settings: Settings, objectives: Sequence[Objective]) -> str
 
     A mirrored copy is not served as live's own request is: the proxy sends it after live's,
     and on shared cores it waits for them. Measured with the bundled Envoy (A/A, 100%
-    mirrored, 250 requests/s, 3 runs each, ``benchmarks/comparison.py --modes baseline``):
-    live-2, running live's command, answered the same requests +16% to +47% slower than live
-    with the sample app, +10% to +14% with ``python -m http.server``, while dark and live-2,
-    both copies, stayed within -6%..+7% of each other. A ``max_increase`` is therefore judged
-    against live-2, which receives exactly the requests dark receives (the proxy decides both
-    copies with the request's one random draw).
+    mirrored, 250 requests/s, ``benchmarks/comparison.py --modes baseline``): live-2, running
+    live's command, answered the same requests +16% to +47% slower than live with the sample
+    app answering at once (about 0.7 ms), +10% to +14% with ``python -m http.server``, while
+    dark and live-2, both copies, stayed within -6%..+7% of each other. A ``max_increase`` is
+    therefore judged against live-2, which receives exactly the requests dark receives (the
+    proxy decides both copies with the request's one random draw), the two copies sent in
+    either order (see :func:`~.capture.add_capture`).
 
     >>> latency_baseline(Settings(), [Objective("mean-latency", max_increase=None)])
     'live'
