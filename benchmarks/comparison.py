@@ -122,7 +122,8 @@ def one_run(
     procs: list[ManagedProcess] = []
     try:
         ports = {}
-        live2 = compare and (noise or baseline == LIVE2)
+        settings = Settings(responses=responses, noise=noise, baseline=baseline)
+        live2 = compare and settings.live2
         for role in ("live", "dark", *((LIVE2,) if live2 else ())):
             proc, ports[role] = _start_app(workdir, role)
             procs.append(proc)
@@ -144,7 +145,6 @@ def one_run(
                                         dark_port=ports["dark"], amend=amend, extra_argv=argv)
         procs.append(envoy_proc)
         envoy = wait_for_envoy(envoy_proc, admin)
-        settings = Settings(responses=responses, noise=noise, baseline=baseline)
         reader = TimedReader(upstream_path, Comparer(settings), live2=live2, timeout_s=5)
         if compare:
             reader.start()

@@ -56,6 +56,15 @@ def percentile_of(name: str) -> float | None:
     return value / 100 if 0 < value < 100 else None
 
 
+def is_latency(name: str) -> bool:
+    """Whether ``name`` is a latency: the mean or a percentile.
+
+    >>> is_latency("mean-latency"), is_latency("p99"), is_latency("error-rate")
+    (True, True, False)
+    """
+    return name == "mean-latency" or percentile_of(name) is not None
+
+
 def is_builtin(name: str) -> bool:
     return name in BUILTIN_NAMES or name in COMPARISON_NAMES or percentile_of(name) is not None
 

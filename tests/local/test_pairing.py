@@ -59,7 +59,7 @@ class Proxy:
         expected = wait_for(lambda: _quiet(self.envoy.admin), "no upstream request in flight")
         reader = PairingReader(
             self.log_path, Comparer(settings, **comparer),
-            live2=settings.noise or settings.baseline == LIVE2, timeout_s=30)
+            live2=settings.live2, timeout_s=30)
         reader.start()
         try:
             wait_for(lambda: reader.counts()["entries"] >= expected,

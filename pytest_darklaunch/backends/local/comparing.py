@@ -26,7 +26,7 @@ from pytest_darklaunch.backends.local.envoy import pairing_amendment
 from pytest_darklaunch.backends.local.pairing import PairingReader
 from pytest_darklaunch.backends.local.processes import NotReady, wait_until
 from pytest_darklaunch.core.compare import Clean, Comparer, Decide, Settings, Summary
-from pytest_darklaunch.core.metrics import percentile_of
+from pytest_darklaunch.core.metrics import is_latency
 from pytest_darklaunch.core.spec import Objective
 from pytest_darklaunch.errors import ProvisioningError
 
@@ -54,10 +54,8 @@ def latency_baseline(settings: Settings, objectives: Sequence[Objective]) -> str
     """
     if settings.baseline:
         return settings.baseline
-    for obj in objectives:
-        latency = obj.metric == "mean-latency" or percentile_of(obj.metric) is not None
-        if latency and obj.max_increase is not None:
-            return LIVE2
+    if any(is_latency(obj.metric) and obj.max_increase is not None for obj in objectives):
+        return LIVE2
     return "live"
 
 
@@ -73,14 +71,14 @@ class LocalComparison:
         self.log_path = os.path.join(workdir, "upstream.log")
         self.reader = PairingReader(
             self.log_path, Comparer(self.settings, decide=decide, clean=clean),
-            live2=self.needs_live2, timeout_s=timeout_s + PAIRING_SLACK_S,
+            live2=self.settings.live2, timeout_s=timeout_s + PAIRING_SLACK_S,
         )
         self._final: Summary | None = None
         self.log_shortfall = 0  # entries Envoy completed that the log did not show in time
 
     @property
     def needs_live2(self) -> bool:
-        return self.settings.noise or self.settings.baseline == LIVE2
+        return self.settings.live2
 
     def envoy_options(
         self, live2_port: int | None

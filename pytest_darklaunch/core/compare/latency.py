@@ -262,7 +262,7 @@ class PairedLatency:
             return None if value is None else round(value / 1000.0, 4)
 
         def rel(a: float | None, b: float | None) -> float | None:
-            return None if a is None or not b else round(a / b - 1.0, 4)
+            return None if a is None or not b else _rounded(a / b - 1.0)
 
         out: dict[str, object] = {"pairs": self.pairs, "baseline": self.baseline}
         for name, (live_m, dark_m, live_h, dark_h) in {
@@ -278,8 +278,18 @@ class PairedLatency:
                 "p95_increase": rel(p95[1], p95[0]),
             }
         if self.primary.n:
-            # live-2 against live on the same requests: what the mirrored path itself adds
             out["mirrored_path"] = {"live_mean_ms": ms(self.primary.mean),
                                     "live2_mean_ms": ms(self.live.mean),
-                                    "mean_increase": rel(self.live.mean, self.primary.mean)}
+                                    "mean_increase": _rounded(self.mirrored_path_increase())}
         return out
+
+    def mirrored_path_increase(self) -> float | None:
+        """With live-2 as the baseline: live-2's mean over live's on the same requests, minus
+        1, what the mirrored path itself adds to live's own code; else ``None``."""
+        if not self.primary.n or not self.primary.total:
+            return None
+        return self.live.total / self.primary.total - 1.0
+
+
+def _rounded(share: float | None) -> float | None:
+    return None if share is None else round(share, 4)

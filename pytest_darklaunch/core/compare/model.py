@@ -65,6 +65,11 @@ class Settings:
     baseline: str = ""
 
     @property
+    def live2(self) -> bool:
+        """Whether live-2 runs: to learn noise, or as the latency baseline."""
+        return self.noise or self.baseline == LIVE2
+
+    @property
     def ignored_headers(self) -> frozenset[str]:
         named = {i.split(":", 1)[1].strip().lower() for i in self.ignore if i.startswith("header:")}
         return UNCOMPARED_HEADERS | named

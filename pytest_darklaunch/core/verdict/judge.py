@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from pytest_darklaunch.core import stats
-from pytest_darklaunch.core.metrics import percentile_of, units_of
+from pytest_darklaunch.core.metrics import is_latency, units_of
 from pytest_darklaunch.core.sampler import Window
 from pytest_darklaunch.core.spec import Objective
 from pytest_darklaunch.core.units import format_value
@@ -168,8 +168,7 @@ def _without_value(obj: Objective, dark: Window, est: Estimate, base: Verdict) -
     """No value for dark: missing data, or a latency bound breached by a dark that answers
     nothing."""
     answered_none = bool(dark.requests) and (dark.errors or 0.0) >= (dark.requests or 0.0)
-    is_latency = obj.metric == "mean-latency" or percentile_of(obj.metric) is not None
-    if answered_none and is_latency and (obj.upper is not None or obj.max_increase):
+    if answered_none and is_latency(obj.metric) and (obj.upper is not None or obj.max_increase):
         # A dark that answers nothing (timeouts, Envoy's 503s) records no latency at all:
         # that is the worst latency there is, not missing data.
         return replace(

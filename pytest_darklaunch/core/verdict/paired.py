@@ -22,7 +22,7 @@ from pytest_darklaunch.core import stats
 from pytest_darklaunch.core.compare.comparer import Summary
 from pytest_darklaunch.core.compare.latency import BIN_GROWTH, LogHistogram, PairedLatency
 from pytest_darklaunch.core.compare.model import LIVE2
-from pytest_darklaunch.core.metrics import percentile_of
+from pytest_darklaunch.core.metrics import is_latency, percentile_of
 from pytest_darklaunch.core.spec import Objective
 from pytest_darklaunch.core.units import format_value
 from pytest_darklaunch.core.verdict.model import (
@@ -172,8 +172,8 @@ def _baseline_note(lat: PairedLatency, q: float | None) -> str:
     else:
         a, b = lat.all_live_hist.quantile(q), lat.all_dark_hist.quantile(q)
     note = f"unpaired {b / a - 1:+.1%}" if a and b is not None else "unpaired n/a"
-    if lat.baseline == LIVE2 and lat.primary.n and lat.primary.total:
-        shift = lat.live.total / lat.primary.total - 1
+    shift = lat.mirrored_path_increase()
+    if shift is not None:
         note += (f"; live-2 (live's command, mirrored like dark) {shift:+.1%} over live on "
                  "the same requests")
     elif lat.baseline != LIVE2:
@@ -188,8 +188,7 @@ def judge_paired_latency(
     """``max_increase`` (and no other bound) on mean-latency or a percentile, on pairs;
     ``None`` when this does not apply (another metric or bound, no pairs yet)."""
     q = percentile_of(obj.metric)
-    is_latency = obj.metric == "mean-latency" or q is not None
-    if (obj.max_increase is None or not is_latency or obj.upper is not None
+    if (obj.max_increase is None or not is_latency(obj.metric) or obj.upper is not None
             or obj.lower is not None or not looks or looks[-1].latency.pairs < 2):
         return None
     lat = looks[-1].latency
