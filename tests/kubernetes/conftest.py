@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,27 @@ BackendFactory = Callable[..., KubernetesBackend]
 @pytest.fixture
 def make_backend(api_client: Any, tmp_path: Path) -> Iterator[BackendFactory]:
     """Backends against the emulator; every one made is torn down after the test."""
+    with backend_factory(api_client, tmp_path) as factory:
+        yield factory
+
+
+@contextmanager
+def bare_cluster(tmp_path: Path, *without_groups: str) -> Iterator[tuple[Emulator, BackendFactory]]:
+    """An emulator of its own that does not serve ``without_groups``, and backends against it
+    (torn down at the end, while it still answers)."""
+    from kubernetes import client
+
+    with (
+        Emulator(without_groups=without_groups) as bare,
+        client.ApiClient(client.Configuration(host=bare.url)) as api,
+        backend_factory(api, tmp_path) as factory,
+    ):
+        yield bare, factory
+
+
+@contextmanager
+def backend_factory(api_client: Any, tmp_path: Path) -> Iterator[BackendFactory]:
+    """Backends through ``api_client``; every one made is torn down on exit."""
     made: list[KubernetesBackend] = []
 
     def factory(
@@ -127,9 +149,11 @@ def make_backend(api_client: Any, tmp_path: Path) -> Iterator[BackendFactory]:
         made.append(backend)
         return backend
 
-    yield factory
-    for backend in made:
-        backend.teardown()
+    try:
+        yield factory
+    finally:
+        for backend in made:
+            backend.teardown()
 
 
 def run_objects(emulator: Emulator, run_id: str) -> list[str]:

@@ -3,16 +3,15 @@ RequestMirror filter, on mesh traffic or on a named Gateway, removed first on te
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pytest_darklaunch.backends import RunContext
-from pytest_darklaunch.backends.kubernetes import KubernetesBackend
 from pytest_darklaunch.core.spec import Spec
 from pytest_darklaunch.errors import ProvisioningError
 
-from .conftest import FAST, RUN_LABEL, BackendFactory, make_spec, run_objects
+from .conftest import RUN_LABEL, BackendFactory, bare_cluster, make_spec, run_objects
 from .emulator import Emulator
 from .emulator_mesh import Mesh
 
@@ -79,30 +78,15 @@ def test_a_missing_gateway_is_named_before_anything_is_written(
     assert not {r.verb for r in emulator.requests} & WRITES
 
 
-def test_a_cluster_without_the_gateway_api_is_named(tmp_path: Any) -> None:
-    from kubernetes import client
-
-    with (
-        Emulator(without_groups=("gateway.networking.k8s.io",)) as bare,
-        client.ApiClient(client.Configuration(host=bare.url)) as api_client,
-    ):
-        backend = KubernetesBackend(
-            gateway_spec(),
-            RunContext("run-a", str(tmp_path), prometheus_url="http://p:9090"),
-            api_client=api_client,
-            settings=FAST,
-        )
+def test_a_cluster_without_the_gateway_api_is_named(tmp_path: Path) -> None:
+    with bare_cluster(tmp_path, "gateway.networking.k8s.io") as (bare, make_backend):
+        backend = make_backend(gateway_spec())
         with pytest.raises(ProvisioningError, match=r"does not serve gateway.networking.k8s.io/v1 "
                            r"HTTPRoute: install the Gateway API CRDs, v1.3 or later"):
             backend.provision()
         assert not {r.verb for r in bare.requests} & WRITES
         # an istio-provider run's teardown on such a cluster skips the kind it does not serve
-        istio = KubernetesBackend(
-            make_spec(),
-            RunContext("run-b", str(tmp_path), prometheus_url="http://p:9090"),
-            api_client=api_client,
-            settings=FAST,
-        )
+        istio = make_backend(run_id="run-b")
         istio.provision()
         istio.teardown()
         assert run_objects(bare, "run-b") == []

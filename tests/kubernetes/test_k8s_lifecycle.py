@@ -6,6 +6,7 @@ import _thread
 import threading
 from dataclasses import replace
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +14,15 @@ import pytest
 from pytest_darklaunch.backends.kubernetes.render import render
 from pytest_darklaunch.errors import ProvisioningError
 
-from .conftest import FAST, RUN_LABEL, BackendFactory, make_spec, other_app_spec, run_objects
+from .conftest import (
+    FAST,
+    RUN_LABEL,
+    BackendFactory,
+    bare_cluster,
+    make_spec,
+    other_app_spec,
+    run_objects,
+)
 from .emulator import Emulator
 from .emulator_controllers import failed, pending, unschedulable
 
@@ -448,22 +457,9 @@ def test_an_interrupt_mid_provision_is_followed_by_a_complete_teardown(
     assert run_objects(emulator, "run-a") == []
 
 
-def test_a_cluster_without_knative_is_named(tmp_path: Any) -> None:
-    from kubernetes import client
-
-    from pytest_darklaunch.backends import RunContext
-    from pytest_darklaunch.backends.kubernetes import KubernetesBackend
-
-    with (
-        Emulator(without_groups=("serving.knative.dev",)) as bare,
-        client.ApiClient(client.Configuration(host=bare.url)) as api_client,
-    ):
-        backend = KubernetesBackend(
-            make_spec(),
-            RunContext("run-a", str(tmp_path), prometheus_url="http://p:9090"),
-            api_client=api_client,
-            settings=FAST,
-        )
+def test_a_cluster_without_knative_is_named(tmp_path: Path) -> None:
+    with bare_cluster(tmp_path, "serving.knative.dev") as (bare, make_backend):
+        backend = make_backend()
         with pytest.raises(
             ProvisioningError,
             match=r"does not serve serving.knative.dev/v1 Service, serving.knative.dev/v1 "

@@ -4,15 +4,14 @@ served APIs, sidecars, host collisions, revisions left over from an earlier run.
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pytest_darklaunch.backends import RunContext
-from pytest_darklaunch.backends.kubernetes import KubernetesBackend
 from pytest_darklaunch.errors import ProvisioningError
 
-from .conftest import FAST, BackendFactory, make_spec, other_app_spec, run_objects
+from .conftest import FAST, BackendFactory, bare_cluster, make_spec, other_app_spec, run_objects
 from .emulator import Emulator
 
 WRITES = {"create", "patch", "update", "delete", "deletecollection"}
@@ -26,19 +25,9 @@ def label_namespace(emulator: Emulator, name: str, **labels: str) -> None:
     emulator.store.replace(rt, ns)
 
 
-def test_a_cluster_without_istio_is_named_before_anything_is_written(tmp_path: Any) -> None:
-    from kubernetes import client
-
-    with (
-        Emulator(without_groups=("networking.istio.io",)) as bare,
-        client.ApiClient(client.Configuration(host=bare.url)) as api_client,
-    ):
-        backend = KubernetesBackend(
-            make_spec(),
-            RunContext("run-a", str(tmp_path), prometheus_url="http://p:9090"),
-            api_client=api_client,
-            settings=FAST,
-        )
+def test_a_cluster_without_istio_is_named_before_anything_is_written(tmp_path: Path) -> None:
+    with bare_cluster(tmp_path, "networking.istio.io") as (bare, make_backend):
+        backend = make_backend()
         with pytest.raises(
             ProvisioningError,
             match=r"does not serve networking.istio.io/v1 VirtualService: install Istio",
