@@ -19,9 +19,12 @@ microseconds), so live's p50/p95 with and without capture compare like for like.
 CPU of the comparison (the reader thread's own CPU time over the run), Envoy's CPU, this
 process's RSS sampled through the run, unpaired count, the A/A difference of mean and p95
 unpaired (all dark entries vs all live entries) and paired (same requests), and the latency
-shift capture causes. Reproduce with::
+shift capture causes; with ``--repeat`` and mode ``off`` among the modes, that shift as the
+median of the rounds' paired differences (each round runs every mode, so the machine's drift
+falls on both sides). Reproduce with::
 
     python benchmarks/comparison.py [--seconds 60] [--rates 200,1000]
+    python benchmarks/comparison.py --seconds 20 --modes off,status,body --repeat 5
     python benchmarks/comparison.py --modes baseline --rates 250 --mirror 100 --seconds 16 \
         --repeat 3 [--app http.server]
 """
@@ -32,6 +35,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import threading
@@ -258,6 +262,35 @@ def _print(rate: float, seconds: float, mirror: float, runs: dict[str, dict[str,
     sys.stdout.flush()
 
 
+def _print_shifts(rounds: dict[str, list[dict[str, Any]]]) -> None:
+    """Live's latency shift per mode against ``off`` of the same round (rounds interleave the
+    modes, so the machine's drift falls on both sides of each difference): the median of the
+    rounds' differences, and their range."""
+    if "off" not in rounds:
+        return
+    for name, runs in rounds.items():
+        if name == "off":
+            continue
+        parts = []
+        for q in ("p50", "p95"):
+            diffs = sorted(
+                run["live_client_ms"][q] - ref["live_client_ms"][q]
+                for run, ref in zip(runs, rounds["off"], strict=True)
+                if run["live_client_ms"][q] is not None and ref["live_client_ms"][q] is not None
+            )
+            shares = sorted(
+                run["live_client_ms"][q] / ref["live_client_ms"][q] - 1
+                for run, ref in zip(runs, rounds["off"], strict=True)
+                if run["live_client_ms"][q] and ref["live_client_ms"][q]
+            )
+            if diffs:
+                parts.append(
+                    f"{q} {statistics.median(diffs):+.3f} ms ({statistics.median(shares):+.1%}; "
+                    f"rounds {diffs[0]:+.3f}..{diffs[-1]:+.3f})")
+        print(f"  {name:>10}: live's shift over off, median of {len(runs)} paired rounds: "
+              + ", ".join(parts))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=60)
@@ -284,6 +317,7 @@ def main() -> None:
             for name, runs in rounds.items():
                 shown = [f"{r['live_client_ms']['p50']}/{r['live_client_ms']['p95']}" for r in runs]
                 print(f"  {name:>10}: live p50/p95 per round (ms): {', '.join(shown)}")
+            _print_shifts(rounds)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,12 @@ from typing import Any
 import pytest
 import requests
 
-from pytest_darklaunch.backends.local.capture import CAPTURE_HEADER, LIVE2, LIVE2_FIRST
+from pytest_darklaunch.backends.local.capture import (
+    CAPTURE_HEADER,
+    LIVE2,
+    LIVE2_FIRST,
+    not_mirrored,
+)
 from pytest_darklaunch.backends.local.comparing import upstream_requests
 from pytest_darklaunch.backends.local.envoy import (
     EnvoyAddresses,
@@ -127,6 +132,18 @@ def test_live_and_dark_answers_pair_by_request_id(proxy: Callable[..., Proxy]) -
     latency = summary.latency
     assert latency.pairs == summary.paired and latency.live.total > 0 and latency.dark.total > 0
     assert latency.all_live.n == 300
+    # The mirror is decided by route: live's answers without a copy are not captured, and
+    # their entries name a route that mirrors nothing (the reader settles them at once).
+    entries = _log(p.log_path)
+    mirrored = {e["id"] for e in entries if e["cluster"] == "dark"}
+    for entry in (e for e in entries if e["cluster"] == "live"):
+        captured = entry["capture"] not in (None, "", "-")
+        assert captured == (entry["id"] in mirrored) == (not not_mirrored(entry["route"] or ""))
+
+
+def _log(path: str) -> list[dict[str, Any]]:
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle]
 
 
 def test_a_changed_field_is_counted_and_named(proxy: Callable[..., Proxy]) -> None:

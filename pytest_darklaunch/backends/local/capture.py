@@ -44,6 +44,8 @@ CAPTURE_LIMIT = 8 * 1024 * 1024
 BUFFER_LIMIT = CAPTURE_LIMIT + 64 * 1024
 LOG_FLUSH_MS = 100  # --file-flush-interval-msec: the reader sees entries within this
 LIVE2_FIRST = "~live-2-first"  # the name's suffix of a route sending live-2's copy first
+UNMIRRORED = "~unmirrored"  # the name's suffix of a route that mirrors nothing
+LUA_FILTER = "envoy.filters.http.lua"
 
 LOG_FORMAT = {
     "id": "%REQ(X-REQUEST-ID)%",
@@ -111,7 +113,7 @@ def capture_lua(max_body: int) -> str:
 def _upstream_filters(max_body: int) -> list[dict[str, Any]]:
     return [
         {
-            "name": "envoy.filters.http.lua",
+            "name": LUA_FILTER,
             "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
                 "default_source_code": {"inline_string": capture_lua(max_body)},
@@ -147,9 +149,9 @@ def add_capture(
     live2_port: int | None,
 ) -> None:
     """Turn :func:`~pytest_darklaunch.backends.local.envoy.envoy_config`'s output into a
-    capturing one (in place): the upstream log, the body filter when ``bodies``, and a
-    ``live-2`` cluster receiving the requests dark receives when ``live2_port`` is given
-    (noise, latency baseline)."""
+    capturing one (in place): the upstream log, the body filter when ``bodies``, a ``live-2``
+    cluster receiving the requests dark receives when ``live2_port`` is given (noise, latency
+    baseline), and the mirror decided by route (see :func:`_decided_by_route`)."""
     resources = config["static_resources"]
     hcm = resources["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
     router = hcm["http_filters"][-1]["typed_config"]
@@ -175,33 +177,64 @@ def add_capture(
             "load_assignment": {"cluster_name": LIVE2,
                                 "endpoints": [{"lb_endpoints": [{"endpoint": endpoint}]}]},
         })
-        virtual_host["routes"] = [
-            copied for route_entry in virtual_host["routes"]
-            for copied in _with_live2(route_entry)
-        ]
+    virtual_host["routes"] = [
+        copied for route_entry in virtual_host["routes"]
+        for copied in _decided_by_route(route_entry, bodies=bodies, live2=live2_port is not None)
+    ]
 
 
-def _with_live2(route_entry: dict[str, Any]) -> list[dict[str, Any]]:
-    """The route with live-2's mirror policy added, as two routes that send the two copies in
-    either order, each for half of the requests; a route that does not mirror, unchanged.
+def not_mirrored(route_name: str) -> bool:
+    """Whether live's log entry of route ``route_name`` has no copy to wait for."""
+    return route_name.endswith(UNMIRRORED)
 
-    live-2 gets exactly the requests dark gets: Envoy draws one random value per request and
-    tests every mirror policy's fraction against it, so an equal fraction selects the same
-    requests (measured: 1,038 of 1,038 ids alike at 40%); live-2 thus serves dark's load. The
-    copy sent first was measured slower (A/A with ``python -m http.server``: dark +4% over
-    live-2 on average sent first, -3% sent second), so the order alternates: the first route
-    takes half the requests (a fraction on the request id) and sends live-2's copy first.
+
+def _decided_by_route(
+    route_entry: dict[str, Any], *, bodies: bool, live2: bool
+) -> list[dict[str, Any]]:
+    """The route as routes that each mirror all or none of their requests.
+
+    A mirroring route becomes one that takes its mirror fraction of the requests (the same
+    fraction, now on the match) and mirrors every one of them, then one without a mirror
+    policy for the rest: the share mirrored is unchanged, and the Lua capture is switched off
+    on the unmirrored route (Envoy honours ``LuaPerRoute`` for the router's upstream filters),
+    so live's answers that have no copy to be compared with are neither read nor encoded, and
+    their log entries name a route ending in :data:`UNMIRRORED` (the reader settles them at
+    once). A route that does not mirror (writes) is such an unmirrored route.
+
+    With ``live2``, live-2's mirror policy is added next to dark's: it gets exactly the
+    requests dark gets, and serves dark's load. The copy sent first was measured slower (A/A
+    with ``python -m http.server``: dark +4% over live-2 on average sent first, -3% sent
+    second), so the order alternates: a first route takes half of the mirrored share (Envoy
+    tests every route's fraction against one random value per request, so a fraction half as
+    large selects half of the same requests) and sends live-2's copy first.
     """
+    unmirrored = copy.deepcopy(route_entry)
+    unmirrored["route"].pop("request_mirror_policies", None)
+    unmirrored["name"] = f"{route_entry.get('name') or 'route'}{UNMIRRORED}"
+    if bodies:
+        unmirrored.setdefault("typed_per_filter_config", {})[LUA_FILTER] = {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.LuaPerRoute",
+            "disabled": True,
+        }
     policies = route_entry["route"].get("request_mirror_policies")
     if not policies:
-        return [route_entry]
-    policies.append({"cluster": LIVE2,
-                     "runtime_fraction": copy.deepcopy(policies[0]["runtime_fraction"])})
-    swapped = copy.deepcopy(route_entry)
-    order = swapped["route"]["request_mirror_policies"]
-    order.insert(0, order.pop())
-    swapped["match"]["runtime_fraction"] = {
-        "default_value": {"numerator": 50, "denominator": "HUNDRED"},
-        "runtime_key": "darklaunch.live2_first"}
+        return [unmirrored]
+    fraction = policies[0].get("runtime_fraction")
+    mirrored = copy.deepcopy(route_entry)
+    order = mirrored["route"]["request_mirror_policies"]
+    for policy in order:
+        policy.pop("runtime_fraction", None)  # every request of this route is mirrored
+    if fraction is not None:
+        mirrored["match"]["runtime_fraction"] = copy.deepcopy(fraction)
+    if not live2:
+        return [mirrored, unmirrored]
+    order.append({"cluster": LIVE2})
+    swapped = copy.deepcopy(mirrored)
+    first = swapped["route"]["request_mirror_policies"]
+    first.insert(0, first.pop())
+    share = fraction or {"default_value": {"numerator": 100, "denominator": "HUNDRED"}}
+    half = copy.deepcopy(share)
+    half["default_value"]["numerator"] = share["default_value"]["numerator"] // 2
+    swapped["match"]["runtime_fraction"] = half
     swapped["name"] = f"{route_entry.get('name') or 'mirrored'}{LIVE2_FIRST}"
-    return [swapped, route_entry]
+    return [swapped, mirrored, unmirrored]

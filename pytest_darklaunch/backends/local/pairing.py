@@ -5,7 +5,8 @@ answer. Entries with the same request id are joined: live with dark (compared), 
 ``live-2`` when it runs (noise, or the latency baseline). An id waits at most ``timeout_s`` for
 its partners (every upstream request ends within the route timeout, and the log is flushed
 every 100 ms); then what arrived is compared, and a dark or live-2 entry without live's is
-counted as ``unpaired``. Live's entries alone are the requests that were not mirrored. Memory
+counted as ``unpaired``. Live's entries of a route that mirrors nothing (its name says so) are
+settled at once; live's entries alone are the requests that were not mirrored. Memory
 stays bounded: the pending ids are those of the last ``timeout_s`` (and at most
 ``max_pending``), everything else is counts.
 
@@ -31,7 +32,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pytest_darklaunch.backends.local.capture import LIVE2
+from pytest_darklaunch.backends.local.capture import LIVE2, not_mirrored
 from pytest_darklaunch.core.compare import Comparer, Request, Response, Summary
 from pytest_darklaunch.core.compare.model import UNCAPTURED
 
@@ -43,6 +44,7 @@ POLL_S = 0.05  # how often the follower looks for new lines (the log flushes eve
 class Entry:
     request: Request
     response: Response
+    route: str = ""  # the route's name on live's entries (copies' entries have none)
 
 
 def _decode_headers(text: str) -> tuple[tuple[str, str], ...]:
@@ -86,7 +88,8 @@ def parse_entry(line: str) -> tuple[str, Entry]:
     duration = int(us) if isinstance(us, (int, float)) else None
     response = decode_capture(int(status) if isinstance(status, int) else 0,
                               raw.get("capture"), duration)
-    return str(raw["cluster"]), Entry(request, response)
+    route = raw.get("route")
+    return str(raw["cluster"]), Entry(request, response, route if isinstance(route, str) else "")
 
 
 @dataclass
@@ -124,6 +127,9 @@ class Joiner:
             self.counts["other_clusters"] += 1
             return
         self.comparer.entry(cluster, entry.response.duration_us)
+        if cluster == "live" and not_mirrored(entry.route):
+            self.counts["not_mirrored"] += 1  # no copy will come: nothing to wait for
+            return
         key = entry.request.request_id
         pending = self.pending.get(key)
         if pending is None:

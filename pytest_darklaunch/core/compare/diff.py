@@ -105,6 +105,8 @@ def _body_differences(live: Response, dark: Response, settings: Settings) -> lis
         same = live.complete == dark.complete and (live.length, live.digest) == (
             dark.length, dark.digest)
         return [] if same else [_body_difference(live, dark, settings)]
+    if live.body == dark.body:
+        return []  # the same bytes are the same document: nothing to parse
     if settings.body == "json":
         try:
             live_doc, dark_doc = json.loads(live.body), json.loads(dark.body)
