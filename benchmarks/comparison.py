@@ -274,19 +274,14 @@ def _print_shifts(rounds: dict[str, list[dict[str, Any]]]) -> None:
             continue
         parts = []
         for q in ("p50", "p95"):
-            diffs = sorted(
-                run["live_client_ms"][q] - ref["live_client_ms"][q]
-                for run, ref in zip(runs, rounds["off"], strict=True)
-                if run["live_client_ms"][q] is not None and ref["live_client_ms"][q] is not None
-            )
-            shares = sorted(
-                run["live_client_ms"][q] / ref["live_client_ms"][q] - 1
-                for run, ref in zip(runs, rounds["off"], strict=True)
-                if run["live_client_ms"][q] and ref["live_client_ms"][q]
-            )
-            if diffs:
+            pairs = ((run["live_client_ms"][q], ref["live_client_ms"][q])
+                     for run, ref in zip(runs, rounds["off"], strict=True))
+            both = [(a, b) for a, b in pairs if a and b]  # None: no request in that run
+            if both:
+                diffs = sorted(a - b for a, b in both)
+                share = statistics.median(a / b - 1 for a, b in both)
                 parts.append(
-                    f"{q} {statistics.median(diffs):+.3f} ms ({statistics.median(shares):+.1%}; "
+                    f"{q} {statistics.median(diffs):+.3f} ms ({share:+.1%}; "
                     f"rounds {diffs[0]:+.3f}..{diffs[-1]:+.3f})")
         print(f"  {name:>10}: live's shift over off, median of {len(runs)} paired rounds: "
               + ", ".join(parts))

@@ -163,17 +163,15 @@ def test_a_timestamp_and_nonce_are_noise_with_live2(proxy: Callable[..., Proxy])
     p.send([f"/cart/{i}" for i in range(200)])
     with_noise, counts = p.read(Settings(responses="body", noise=True))
     stats = envoy_stats(p.envoy.admin_url, "cluster.")
-    # live-2 gets exactly the requests dark gets (one random draw decides both copies)
+    # live-2 gets exactly the requests dark gets (both copies are made on the same routes)
     assert stats[f"cluster.{LIVE2}.upstream_rq_completed"] == (
         stats["cluster.dark.upstream_rq_completed"]) < 200
     ids: dict[str, set[str]] = {}
     route_of: dict[str, str] = {}  # live's entry names the route; copies' entries do not
-    with open(p.log_path, encoding="utf-8") as handle:
-        for line in handle:
-            entry = json.loads(line)
-            ids.setdefault(entry["cluster"], set()).add(entry["id"])
-            if entry["cluster"] == "live":
-                route_of[entry["id"]] = entry["route"] or ""
+    for entry in _log(p.log_path):
+        ids.setdefault(entry["cluster"], set()).add(entry["id"])
+        if entry["cluster"] == "live":
+            route_of[entry["id"]] = entry["route"] or ""
     assert ids[LIVE2] == ids["dark"] and len(ids["live"]) == 200
     # the two copies go out in either order, each for about half of the requests
     live2_first = sum(route_of[i].endswith(LIVE2_FIRST) for i in ids["dark"])

@@ -45,9 +45,9 @@ def latency_baseline(settings: Settings, objectives: Sequence[Objective]) -> str
     live's command, answered the same requests +16% to +47% slower than live with the sample
     app answering at once (about 0.7 ms), +10% to +14% with ``python -m http.server``, while
     dark and live-2, both copies, stayed within -6%..+7% of each other. A ``max_increase`` is
-    therefore judged against live-2, which receives exactly the requests dark receives (the
-    proxy decides both copies with the request's one random draw), the two copies sent in
-    either order (see :func:`~.capture.add_capture`).
+    therefore judged against live-2, which receives exactly the requests dark receives (both
+    copies are made on the same routes), the two copies sent in either order (see
+    :func:`~.capture.add_capture`).
 
     >>> latency_baseline(Settings(), [Objective("mean-latency", max_increase=None)])
     'live'
