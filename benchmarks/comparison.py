@@ -16,8 +16,9 @@ per mode:
 
 Every run also writes Envoy's downstream access log (what the client sees at the proxy, in
 microseconds), so live's p50/p95 with and without capture compare like for like. Printed:
-CPU of the comparison (the reader thread's own CPU time over the run), Envoy's CPU, this
-process's RSS sampled through the run, unpaired count, the A/A difference of mean and p95
+CPU of the comparison (the reader thread's own CPU time over the run, and its cost per log
+entry replaying the run's log afterwards, which the other processes do not disturb), Envoy's
+CPU, this process's RSS sampled through the run, unpaired count, the A/A difference of mean and p95
 unpaired (all dark entries vs all live entries) and paired (same requests), and the latency
 shift capture causes; with ``--repeat`` and mode ``off`` among the modes, that shift as the
 median of the rounds' paired differences (each round runs every mode, so the machine's drift
@@ -51,7 +52,7 @@ from pytest_darklaunch.backends.local.envoy import (
     start_envoy,
     wait_for_envoy,
 )
-from pytest_darklaunch.backends.local.pairing import PairingReader
+from pytest_darklaunch.backends.local.pairing import Joiner, PairingReader
 from pytest_darklaunch.backends.local.processes import (
     ManagedProcess,
     NotReady,
@@ -179,7 +180,8 @@ def one_run(
             expected = _completed(envoy.admin_url)
             wait_until(lambda: _read_all(reader, expected), what="log read", deadline_s=30)
             summary = reader.finish()
-            out.update(reader_cpu_share=round(reader.cpu_s / (seconds + 1), 3),
+            out.update(reader_us_per_entry=_replayed_us_per_entry(upstream_path, settings, live2),
+                       reader_cpu_share=round(reader.cpu_s / (seconds + 1), 3),
                        unpaired=summary.unpaired, paired=summary.paired,
                        response_mismatches=summary.response_mismatches,
                        latency=summary.latency.as_dict(), counts=reader.counts())
@@ -188,6 +190,22 @@ def one_run(
     finally:
         stop_all(procs)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _replayed_us_per_entry(path: str, settings: Settings, live2: bool) -> float:
+    """The reader's CPU per log entry, replaying the run's log after it (best of 3): the
+    comparison's own cost, apart from what the run's other processes did to it."""
+    with open(path, encoding="utf-8") as handle:
+        lines = handle.read().splitlines()
+    best = float("inf")
+    for _ in range(3):
+        joiner = Joiner(Comparer(settings), live2=live2, timeout_s=5)
+        start = time.thread_time()
+        for line in lines:
+            joiner.feed(line, 0.0)
+        joiner.settle_all()
+        best = min(best, time.thread_time() - start)
+    return round(best / max(1, len(lines)) * 1e6, 2)
 
 
 def _completed(admin_url: str) -> int:
@@ -247,7 +265,8 @@ def _print(rate: float, seconds: float, mirror: float, runs: dict[str, dict[str,
         if "paired" in run:
             paired, unpaired = run["latency"]["paired"], run["latency"]["unpaired"]
             line += (
-                f"\n{'':14}comparison CPU {run['reader_cpu_share']:.1%} of one core, RSS "
+                f"\n{'':14}comparison CPU {run['reader_cpu_share']:.1%} of one core "
+                f"({run['reader_us_per_entry']} us per log entry, replayed), RSS "
                 f"{min(run['rss_mib'])}..{max(run['rss_mib'])} MiB, paired {run['paired']}, "
                 f"unpaired {run['unpaired']}, mismatches {run['response_mismatches']}"
                 f"\n{'':14}A/A dark vs live, mean: unpaired {unpaired['mean_increase']:+.1%}, "

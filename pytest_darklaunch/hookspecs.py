@@ -29,7 +29,7 @@ bytes only, ``complete`` is false).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -51,18 +51,33 @@ def pytest_darklaunch_clean(response: Response) -> Response | None:
     and live-2's answers alike."""
 
 
+class _Rule:
+    """One hook as the plain callable the comparer takes; :meth:`applies` says whether any
+    plugin or conftest.py implements it (the comparer skips decoding answers that are the same
+    bytes when no user's rule would see them)."""
+
+    def __init__(self, caller: Any) -> None:
+        self._caller = caller
+
+    def applies(self) -> bool:
+        return bool(self._caller.get_hookimpls())
+
+
+class _Decide(_Rule):
+    def __call__(self, request: Request, live: Response, dark: Response) -> bool | None:
+        result = self._caller(request=request, live=live, dark=dark)
+        return None if result is None else bool(result)
+
+
+class _Clean(_Rule):
+    def __call__(self, response: Response) -> Response | None:
+        result: Response | None = self._caller(response=response)
+        return result
+
+
 def comparison_callables(config: pytest.Config) -> tuple[Decide, Clean]:
     """The two hooks as the plain callables the comparer takes. They look the hooks up on each
     call: a conftest.py below the rootdir is loaded only during collection, after the
     experiment has started."""
     hook = config.hook
-
-    def decide(request: Request, live: Response, dark: Response) -> bool | None:
-        result = hook.pytest_darklaunch_compare(request=request, live=live, dark=dark)
-        return None if result is None else bool(result)
-
-    def clean(response: Response) -> Response | None:
-        result: Response | None = hook.pytest_darklaunch_clean(response=response)
-        return result
-
-    return decide, clean
+    return _Decide(hook.pytest_darklaunch_compare), _Clean(hook.pytest_darklaunch_clean)

@@ -280,3 +280,93 @@ def test_per_route_clusters_pair_by_role() -> None:
     joiner.settle_all()
     summary = comparer.summary()
     assert (summary.paired, summary.status_mismatches, summary.unpaired) == (1, 1, 0)
+
+
+def _line(request_id: str, cluster: str, capture: str, status: int = 200) -> str:
+    return json.dumps({"id": request_id, "cluster": cluster, "status": status, "us": 900,
+                       "method": "GET", "path": "/cart", "route": "r", "capture": capture})
+
+
+def _capture(body: bytes, headers: bytes = b"content-type\napplication/json\n") -> str:
+    import base64
+
+    return (f"v1;{len(body)};b;{base64.b64encode(headers).decode()};"
+            f"{base64.b64encode(body).decode()}")
+
+
+class _Rule:
+    """A user's rule that may or may not be implemented, like the pytest hooks' callables."""
+
+    def __init__(self, implemented: bool) -> None:
+        self.implemented = implemented
+        self.calls = 0
+
+    def applies(self) -> bool:
+        return self.implemented
+
+    def __call__(self, request: Any, live: Any, dark: Any) -> bool:
+        self.calls += 1
+        return False  # different, whatever the bytes say
+
+
+@pytest.mark.parametrize("implemented", [False, True])
+def test_answers_captured_alike_count_as_same_unless_a_rule_applies(implemented: bool) -> None:
+    """Identical captures are counted as a matching pair without decoding; an implemented
+    rule still sees every pair, and its verdict counts."""
+    from pytest_darklaunch.backends.local.pairing import Joiner
+
+    rule = _Rule(implemented)
+    comparer = Comparer(Settings(responses="body"), decide=rule)
+    joiner = Joiner(comparer, live2=False, timeout_s=5.0)
+    same = _capture(b'{"total": 17}')
+    joiner.feed(_line("a", "live", same), now=0.0)
+    joiner.feed(_line("a", "dark", same), now=0.0)
+    joiner.feed(_line("b", "live", same), now=0.0)
+    joiner.feed(_line("b", "dark", _capture(b'{"total": 18}')), now=0.0)
+    summary = comparer.summary()
+    assert summary.paired == 2 and summary.targets["GET /cart"]["paired"] == 2
+    assert summary.response_mismatches == (2 if implemented else 1)
+    assert rule.calls == (2 if implemented else 1)
+
+
+def test_live2_captured_alike_counts_as_a_noise_request() -> None:
+    from pytest_darklaunch.backends.local.pairing import Joiner
+
+    comparer = Comparer(Settings(responses="body", noise=True))
+    joiner = Joiner(comparer, live2=True, timeout_s=5.0)
+    same, other = _capture(b'{"ts": 1}'), _capture(b'{"ts": 2}')
+    for request_id, live2 in (("a", same), ("b", other)):
+        for cluster, capture in (("live", same), ("dark", same), (LIVE2, live2)):
+            joiner.feed(_line(request_id, cluster, capture), now=0.0)
+    summary = comparer.summary()
+    assert (summary.paired, summary.noise_requests, summary.response_mismatches) == (2, 2, 0)
+    assert [(row.field, row.raw, row.noise) for row in summary.fields] == [("$.ts", 0, 1)]
+
+
+def test_an_unreadable_capture_is_counted_when_its_pair_is_compared() -> None:
+    from pytest_darklaunch.backends.local.pairing import Joiner
+
+    comparer = Comparer(Settings(responses="body"))
+    joiner = Joiner(comparer, live2=False, timeout_s=5.0)
+    joiner.feed(_line("a", "live", "v1;3;b;QQ;YWJj"), now=0.0)  # QQ: bad padding
+    joiner.feed(_line("a", "dark", _capture(b"abc")), now=0.0)
+    joiner.feed(_line("b", "live", "v2;3;b"), now=0.0)  # not a capture at all: refused at once
+    summary = comparer.summary()
+    assert (summary.paired, summary.unpaired, joiner.counts["unreadable"]) == (0, 1, 2)
+
+
+def test_live_alone_is_unpaired_after_the_timeout_unless_its_route_mirrors_nothing() -> None:
+    """The route says whether a copy was sent: live's entry of a mirroring route waits for
+    dark's and, alone after the timeout, counts as unpaired; of an unmirrored route it is
+    settled at once as not mirrored."""
+    from pytest_darklaunch.backends.local.pairing import Joiner
+
+    comparer = Comparer(Settings())
+    joiner = Joiner(comparer, live2=False, timeout_s=5.0)
+    joiner.feed(_line("a", "live", "-"), now=0.0)
+    joiner.feed(_line("b", "live", "-").replace('"r"', '"r~unmirrored"'), now=0.0)
+    assert list(joiner.pending) == ["a"] and joiner.counts["not_mirrored"] == 1
+    joiner.expire(now=4.9)
+    assert comparer.summary().unpaired == 0
+    joiner.expire(now=5.0)
+    assert (comparer.summary().unpaired, comparer.summary().paired, joiner.pending) == (1, 0, {})

@@ -223,3 +223,30 @@ def test_counts_per_request_drop_the_query_and_stay_bounded() -> None:
     assert targets["POST /checkout"]["status_mismatches"] == 10
     assert len(targets) == MAX_TARGETS + 1 and targets[OTHER_TARGET]["paired"] == 7
     assert not any("token" in key for key in targets)
+
+
+def test_the_hooks_rules_apply_only_when_a_conftest_implements_them(
+    pytester: pytest.Pytester,
+) -> None:
+    """The comparer skips decoding answers captured alike only when no user's rule would see
+    them: the hooks' callables tell, also for a conftest.py loaded after they were made."""
+    pytester.makeconftest("""
+        from pytest_darklaunch.hookspecs import comparison_callables
+
+        def pytest_configure(config):
+            config.stash_rules = comparison_callables(config)
+    """)
+    pytester.makepyfile(test_root="""
+        def test_root(request):
+            decide, clean = request.config.stash_rules
+            assert (decide.applies(), clean.applies()) == (False, False)
+    """)
+    sub = pytester.mkpydir("sub")
+    sub.joinpath("conftest.py").write_text(
+        "def pytest_darklaunch_compare(request, live, dark):\n    return False\n")
+    sub.joinpath("test_sub.py").write_text(
+        "def test_sub(request):\n"
+        "    decide, clean = request.config.stash_rules\n"
+        "    assert (decide.applies(), clean.applies()) == (True, False)\n")
+    pytester.runpytest("-p", "no:cacheprovider", "test_root.py").assert_outcomes(passed=1)
+    pytester.runpytest("-p", "no:cacheprovider", "sub").assert_outcomes(passed=1)

@@ -4,10 +4,11 @@ Each line of the log (see :mod:`~pytest_darklaunch.backends.local.capture`) is o
 answer. Entries with the same request id are joined: live with dark (compared), and live with
 ``live-2`` when it runs (noise, or the latency baseline). An id waits at most ``timeout_s`` for
 its partners (every upstream request ends within the route timeout, and the log is flushed
-every 100 ms); then what arrived is compared, and a dark or live-2 entry without live's is
-counted as ``unpaired``. Live's entries of a route that mirrors nothing (its name says so) are
-settled at once; live's entries alone are the requests that were not mirrored. Memory
-stays bounded: the pending ids are those of the last ``timeout_s`` (and at most
+every 100 ms); then what arrived is compared, and a dark or live-2 entry without live's, or
+live's entry without dark's, is counted as ``unpaired``. Live's entries of a route that
+mirrors nothing (its name says so) are the requests that were not mirrored: settled at once,
+counted as ``not_mirrored``; every other route copies each of its requests. Memory stays
+bounded: the pending ids are those of the last ``timeout_s`` (and at most
 ``max_pending``), everything else is counts.
 
 >>> from pytest_darklaunch.core.compare import Comparer, Settings
@@ -16,9 +17,11 @@ stays bounded: the pending ids are those of the last ``timeout_s`` (and at most
 >>> j.feed('{"id": "a", "cluster": "live", "status": 200, "us": 900}', now=0.0)
 >>> j.feed('{"id": "a", "cluster": "dark", "status": 500, "us": 1200}', now=0.1)
 >>> j.feed('{"id": "b", "cluster": "dark", "status": 200, "us": 800}', now=0.2)
+>>> j.feed('{"id": "c", "cluster": "live", "status": 200, "us": 700, "route": "r"}', now=0.3)
+>>> j.feed('{"id": "d", "cluster": "live", "status": 200, "route": "r~unmirrored"}', now=0.4)
 >>> j.expire(now=10.0)
->>> s = c.summary(); s.paired, s.status_mismatches, s.unpaired
-(1, 1, 1)
+>>> s = c.summary(); s.paired, s.status_mismatches, s.unpaired, j.counts["not_mirrored"]
+(1, 1, 2, 1)
 """
 
 from __future__ import annotations
@@ -40,11 +43,34 @@ MAX_PENDING = 200_000
 POLL_S = 0.05  # how often the follower looks for new lines (the log flushes every 100 ms)
 
 
-@dataclass
 class Entry:
-    request: Request
-    response: Response
-    route: str = ""  # the route's name on live's entries (copies' entries have none)
+    """One upstream answer as logged, kept as read: its capture is decoded only when a
+    comparison needs it (answers captured identically are the same without decoding)."""
+
+    __slots__ = ("request_id", "method", "path", "authority", "status", "duration_us",
+                 "capture", "route")
+
+    def __init__(
+        self, request_id: str, method: str, path: str, authority: str, status: int,
+        duration_us: int | None, capture: str | None, route: str = "",
+    ) -> None:
+        self.request_id, self.method, self.path, self.authority = (
+            request_id, method, path, authority)
+        self.status, self.duration_us, self.capture = status, duration_us, capture
+        self.route = route  # the route's name on live's entries (copies' entries have none)
+
+    @property
+    def request(self) -> Request:
+        return Request(self.request_id, self.method, self.path, self.authority)
+
+    @property
+    def response(self) -> Response:
+        """The decoded answer; ValueError when the capture is unreadable."""
+        return decode_capture(self.status, self.capture, self.duration_us)
+
+    def same_answer(self, other: Entry) -> bool:
+        """Whether both captured the same status, headers and body, byte for byte."""
+        return self.status == other.status and self.capture == other.capture
 
 
 def _decode_headers(text: str) -> tuple[tuple[str, str], ...]:
@@ -77,19 +103,22 @@ def decode_capture(status: int, capture: str | None, duration_us: int | None) ->
 
 
 def parse_entry(line: str) -> tuple[str, Entry]:
-    """(cluster, entry) of one log line; ValueError for a line that is not one."""
+    """(cluster, entry) of one log line; ValueError for a line that is not one (a capture's
+    base64 is checked when it is decoded)."""
     raw = json.loads(line)
-    us = raw.get("us")
-    status = raw.get("status")
-    request = Request(
+    us, status, capture, route = (raw.get("us"), raw.get("status"), raw.get("capture"),
+                                  raw.get("route"))
+    if capture == "-" or not isinstance(capture, str):
+        capture = None
+    elif not capture.startswith("v1;") or capture.count(";") < 4:
+        raise ValueError(f"unreadable capture header {capture[:60]!r}")
+    entry = Entry(
         str(raw["id"]), str(raw.get("method", "")), str(raw.get("path", "")),
-        str(raw.get("authority", "")),
+        str(raw.get("authority", "")), status if isinstance(status, int) else 0,
+        int(us) if isinstance(us, (int, float)) else None, capture,
+        route if isinstance(route, str) else "",
     )
-    duration = int(us) if isinstance(us, (int, float)) else None
-    response = decode_capture(int(status) if isinstance(status, int) else 0,
-                              raw.get("capture"), duration)
-    route = raw.get("route")
-    return str(raw["cluster"]), Entry(request, response, route if isinstance(route, str) else "")
+    return str(raw["cluster"]), entry
 
 
 @dataclass
@@ -126,11 +155,11 @@ class Joiner:
             # "-" (no upstream was chosen), or live-2 while it is not paired
             self.counts["other_clusters"] += 1
             return
-        self.comparer.entry(cluster, entry.response.duration_us)
+        self.comparer.entry(cluster, entry.duration_us)
         if cluster == "live" and not_mirrored(entry.route):
             self.counts["not_mirrored"] += 1  # no copy will come: nothing to wait for
             return
-        key = entry.request.request_id
+        key = entry.request_id
         pending = self.pending.get(key)
         if pending is None:
             if len(self.pending) >= self.max_pending:
@@ -164,13 +193,25 @@ class Joiner:
     def _settle(self, key: str, pending: _Pending) -> None:
         entries = pending.entries
         live, dark, live2 = entries.get("live"), entries.get("dark"), entries.get(LIVE2)
-        if live is None:
+        if live is None or dark is None:
+            # a copy without live's entry, or live's entry of a mirroring route (its request
+            # was copied) whose copy never answered: counted, both ways, as unpaired
             self.comparer.add_unpaired(len(entries))
-        elif dark is None:
-            self.counts["not_mirrored"] += 1
+        elif live.same_answer(dark) and (
+                live2 is None or not self.comparer.settings.noise or live.same_answer(live2)
+        ) and not self.comparer.has_rules:
+            self.comparer.add_identical(
+                live.request, live.duration_us, dark.duration_us,
+                live2.duration_us if live2 is not None else None, live2=live2 is not None)
         else:
-            self.comparer.add(live.request, live.response, dark.response,
-                              live2.response if live2 else None)
+            try:
+                answers = live.response, dark.response, live2.response if live2 else None
+            except ValueError:
+                self.counts["unreadable"] += 1
+                # dropped, as at feed; the others have no answer to be compared with
+                self.comparer.add_unpaired(len(entries) - 1)
+                return
+            self.comparer.add(live.request, *answers)
 
 
 class PairingReader:

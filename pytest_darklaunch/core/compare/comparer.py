@@ -105,6 +105,11 @@ class Summary:
         }
 
 
+def _applies(rule: object) -> bool:
+    applies = getattr(rule, "applies", None)
+    return rule is not None and (applies is None or bool(applies()))
+
+
 class Comparer:
     """Compares each pair, counts per field, keeps a reservoir of examples per field."""
 
@@ -128,15 +133,17 @@ class Comparer:
         self._targets: dict[str, tuple[list[int], dict[frozenset[str], int]]] = {}
         self._rng = random.Random(seed)
 
-    def _add_latency(self, live: Response, dark: Response, live2: Response | None) -> None:
+    def _add_latency(
+        self, live_us: int | None, dark_us: int | None, live2_us: int | None
+    ) -> None:
         """Dark's duration paired with the baseline's: live-2's when it is the baseline (a
         request live-2 did not answer in time is left out), else live's."""
-        if dark.duration_us is None or live.duration_us is None:
+        if dark_us is None or live_us is None:
             return
         if self.latency.baseline != LIVE2:
-            self.latency.add_pair(live.duration_us, dark.duration_us)
-        elif live2 is not None and live2.duration_us is not None:
-            self.latency.add_pair(live2.duration_us, dark.duration_us, primary_us=live.duration_us)
+            self.latency.add_pair(live_us, dark_us)
+        elif live2_us is not None:
+            self.latency.add_pair(live2_us, dark_us, primary_us=live_us)
 
     def _cleaned(self, response: Response) -> Response:
         if self.clean is None:
@@ -169,7 +176,8 @@ class Comparer:
     ) -> Pair:
         """Compare one request's answers; ``live2`` (live's twin) teaches the noise when noise
         is learned, and is the latency baseline when the settings say so."""
-        self._add_latency(live, dark, live2)
+        self._add_latency(live.duration_us, dark.duration_us,
+                          live2.duration_us if live2 is not None else None)
         live, dark = self._cleaned(live), self._cleaned(dark)
         pair = Pair(request, live, dark, live2, self._differences(request, live, dark))
         self.paired += 1
@@ -184,6 +192,27 @@ class Comparer:
             self._count_signature(frozenset(raw))
             self._keep_example(pair, raw)
         return pair
+
+    @property
+    def has_rules(self) -> bool:
+        """Whether users' rules (``decide``, ``clean``) see pairs now: a rule with an
+        ``applies()`` method answers for itself (the pytest hooks', which a conftest.py loaded
+        after the run started may implement)."""
+        return _applies(self.decide) or _applies(self.clean)
+
+    def add_identical(
+        self, request: Request, live_us: int | None, dark_us: int | None,
+        live2_us: int | None = None, *, live2: bool = False,
+    ) -> None:
+        """A pair known to be the same answer twice (the same status and the same captured
+        headers and body, byte for byte), counted as :meth:`add` counts it without decoding
+        or comparing anything; ``live2``: live-2 answered the same too. Only without users'
+        rules (see :attr:`has_rules`), which may tell apart what the bytes do not."""
+        self._add_latency(live_us, dark_us, live2_us)
+        self.paired += 1
+        if live2 and self.settings.noise:
+            self.noise_requests += 1
+        self._count_target(request, frozenset())
 
     def _count_target(self, request: Request, raw: frozenset[str]) -> None:
         key = f"{request.method} {request.path.partition('?')[0]}"
