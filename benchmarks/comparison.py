@@ -45,6 +45,7 @@ import time
 from typing import Any
 
 import requests
+from generator_run import read_stats, start_generator
 
 from pytest_darklaunch.backends.local.capture import LIVE2
 from pytest_darklaunch.backends.local.envoy import (
@@ -156,12 +157,8 @@ def one_run(
             reader.start()
         rss: list[float] = []
         envoy_cpu0 = _cpu_s(envoy_proc.pid)
-        generator = ManagedProcess.start("generator", [
-            sys.executable, "-m", "pytest_darklaunch.backends.local.generator",
-            "--url", envoy.ingress_url, "--rate", f"{rate:g}", "--warmup", "1",
-            "--stats", os.path.join(workdir, "stats.json"), "--host", spec.mirror.host,
-            "--connections", str(max(64, min(1024, int(rate * 0.5)))),
-        ], log_path=os.path.join(workdir, "generator.log"))
+        generator, stats_path = start_generator(envoy.ingress_url, rate, workdir,
+                                                host=spec.mirror.host)
         procs.append(generator)
         done = threading.Event()
         deadline = time.monotonic() + seconds + 1
@@ -170,8 +167,7 @@ def one_run(
             if time.monotonic() >= deadline:
                 done.set()
         generator.stop()
-        with open(os.path.join(workdir, "stats.json"), encoding="utf-8") as handle:
-            traffic = json.load(handle)
+        traffic = read_stats(stats_path)
         envoy_cpu = _cpu_s(envoy_proc.pid) - envoy_cpu0
         out: dict[str, Any] = {"achieved_rps": traffic["achieved_rps"],
                                "envoy_cpu_share": round(envoy_cpu / (seconds + 1), 3),

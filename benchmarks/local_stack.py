@@ -20,7 +20,6 @@ Reproduce with::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shlex
@@ -33,6 +32,7 @@ import time
 from typing import Any
 
 import requests
+from generator_run import read_stats, start_generator, wait_measured, with_cpu_share
 
 from pytest_darklaunch.backends import RunContext
 from pytest_darklaunch.backends.local import LocalBackend
@@ -130,32 +130,11 @@ def generator_direct(rate: float, seconds: float) -> dict[str, Any]:
         procs.append(app)
         url = f"http://127.0.0.1:{port}"
         wait_until(lambda: _answers(url), what="app", deadline_s=15, process=app)
-        stats_path = os.path.join(workdir, "stats.json")
-        generator = ManagedProcess.start(
-            "generator",
-            [sys.executable, "-m", "pytest_darklaunch.backends.local.generator", "--url", url,
-             "--rate", f"{rate:g}", "--warmup", "1", "--stats", stats_path,
-             "--connections", str(max(64, min(1024, int(rate * 0.5))))],
-            log_path=os.path.join(workdir, "generator.log"),
-        )
+        generator, stats_path = start_generator(url, rate, workdir)
         procs.append(generator)
-
-        def measured() -> dict[str, Any]:
-            try:
-                with open(stats_path, encoding="utf-8") as handle:
-                    details: dict[str, Any] = json.load(handle)
-            except FileNotFoundError:
-                raise NotReady("no stats yet") from None
-            if details["measured_s"] < seconds:
-                raise NotReady(f"measured {details['measured_s']} s")
-            return details
-
-        wait_until(measured, what="traffic measured", deadline_s=seconds + 30, max_interval_s=0.2)
+        wait_measured(stats_path, seconds, process=generator, deadline_s=seconds + 30)
         generator.stop()
-        details = measured()
-        wall = details["updated_at"] - details["started_at"]
-        details["cpu_share"] = details["cpu_s"] / wall if wall > 0 else float("nan")
-        return details
+        return with_cpu_share(read_stats(stats_path))
     finally:
         stop_all(procs)
         shutil.rmtree(workdir, ignore_errors=True)

@@ -14,7 +14,6 @@ Reproduce with::
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import random
@@ -24,6 +23,7 @@ import tempfile
 from typing import Any
 
 import requests
+from generator_run import read_stats, start_generator, wait_measured, with_cpu_share
 
 from pytest_darklaunch.backends.local.envoy import start_envoy, wait_for_envoy
 from pytest_darklaunch.backends.local.processes import (
@@ -91,37 +91,14 @@ def run(rate: float, seconds: float, targets_path: str | None) -> dict[str, Any]
         for role, port in ports.items():
             url = f"http://127.0.0.1:{port}"
             wait_until(lambda url=url: _answers(url), what=role, deadline_s=15)  # type: ignore[misc]
-        stats_path = os.path.join(workdir, "stats.json")
-        argv = [
-            sys.executable, "-m", "pytest_darklaunch.backends.local.generator",
-            "--url", addresses.ingress_url, "--rate", f"{rate:g}", "--warmup", "1",
-            "--stats", stats_path, "--host", "customdomain.com",
-            "--connections", str(max(64, min(1024, int(rate * 0.5)))),
-        ]
-        if targets_path:
-            argv += ["--targets", targets_path]
-        generator = ManagedProcess.start("generator", argv, log_path=f"{workdir}/gen.log")
+        generator, stats_path = start_generator(
+            addresses.ingress_url, rate, workdir, host="customdomain.com",
+            targets_path=targets_path)
         procs.append(generator)
-
-        def measured() -> dict[str, Any]:
-            try:
-                with open(stats_path, encoding="utf-8") as handle:
-                    details: dict[str, Any] = json.load(handle)
-            except FileNotFoundError:
-                raise NotReady("no stats yet") from None
-            if details["measured_s"] < seconds:
-                raise NotReady(f"measured {details['measured_s']} s")
-            return details
-
-        wait_until(measured, what="traffic", deadline_s=seconds + 60, max_interval_s=0.2,
-                   process=generator)
+        wait_measured(stats_path, seconds, process=generator, deadline_s=seconds + 60)
         rss = peak_rss_mib(generator.pid)
         generator.stop()
-        details = measured()
-        wall = details["updated_at"] - details["started_at"]
-        details["cpu_share"] = details["cpu_s"] / wall if wall > 0 else float("nan")
-        details["peak_rss_mib"] = rss
-        return details
+        return {**with_cpu_share(read_stats(stats_path)), "peak_rss_mib": rss}
     finally:
         stop_all(procs)
         shutil.rmtree(workdir, ignore_errors=True)
