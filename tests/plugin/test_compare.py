@@ -171,10 +171,14 @@ def test_a_a_relative_latency_bounds_pass_on_pairs_with_live2(
         "target": "default/sample-app",
         "versions": {"live": versions, "dark": dict(versions)},
         "mirror": {"percent": 100, "host": "customdomain.com"},
-        "traffic": {"rate": 250, "path": "/cart" if app == "sample app" else "/"},
-        # http.server's answers vary more than the sample app's: 30 s give an interval about
-        # a quarter narrower than 16 s (see below)
-        "duration": {"interval": "1s", "iterations": 16 if app == "sample app" else 30},
+        # Three processes of http.server serve every request on two cores: at 250 requests/s
+        # they saturated a slower machine of this kind (p95 55 ms, 503s for 3% of requests),
+        # at 150 they did not (p95 4.9 ms); benchmarks/comparison.py --modes baseline shows it.
+        "traffic": {"rate": 250 if app == "sample app" else 150,
+                    "path": "/cart" if app == "sample app" else "/"},
+        # http.server's answers vary more than the sample app's: at 150 requests/s, 60 s give
+        # about 9,000 pairs (see below)
+        "duration": {"interval": "1s", "iterations": 16 if app == "sample app" else 60},
         "objectives": [{"metric": "mean-latency", "max_increase": "10%"},
                        {"metric": "95th-percentile-tail-latency", "max_increase": "10%"}],
     }, sort_keys=False)
@@ -184,11 +188,19 @@ def test_a_a_relative_latency_bounds_pass_on_pairs_with_live2(
     mean, p95 = report["verdicts"]
     assert all("paired over" in v["reason"] and "against live-2's" in v["reason"]
                for v in (mean, p95)), report["verdicts"]
-    # Sample app: 16 of 16 runs passed both (dark -1.4%..+0.2% of live-2 on the mean).
-    # http.server: two of its processes differ by a few percent within a run; over 16 s the
-    # p95 was inconclusive once in 6, over 30 s both passed 10 of 10 (8 of them measured:
-    # dark's p95 -2.0%..+3.6% of live-2, its mean -1.1%..+3.0%, about 8,500 pairs).
-    assert mean["outcome"] == "pass" and p95["outcome"] == "pass", (mean, p95)
+    # Sample app: 16 of 16 runs passed both (dark -1.4%..+0.2% of live-2 on the mean), 6 of 6
+    # again on a slower machine (p95 -2.5%..+0.0%, intervals about +-2.7% wide).
+    # http.server: two of its processes differ within a run by more than the sampling error
+    # at the p95: over 15 runs on a slower machine, dark's p95 was -3.4%..+7.2% of live-2's
+    # (interval half-width 4.5% at 9,500 pairs, 5.5% at 5,000). The mean passed in every one;
+    # the p95 passed 9 of 10 over 60 s, and was undecided in the tenth, rightly: that dark
+    # process measured +7.2% (interval +2.8%..+11.8%). No run failed.
+    assert mean["outcome"] == "pass", mean
+    if app == "sample app":
+        assert p95["outcome"] == "pass", p95
+    else:
+        assert p95["outcome"] in ("pass", "inconclusive"), p95  # never a false alarm
+        assert abs(report["comparison"]["latency"]["paired"]["p95_increase"]) < 0.10, p95
     latency = report["comparison"]["latency"]
     assert latency["baseline"] == "live-2" and latency["pairs"] > 2000
     # the paired and the unpaired difference side by side, and what the mirrored path adds
