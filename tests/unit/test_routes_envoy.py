@@ -135,3 +135,15 @@ def test_stats_tags_and_buckets_cover_the_route_clusters() -> None:
     assert route_cluster("dark", DETAIL) == "dark~detail"
     assert route_labels("dark", DETAIL) == {"darklaunch_role": "dark", "darklaunch_route": "detail"}
     assert route_labels("live", None) == {"darklaunch_role": "live"}
+
+
+def test_histograms_flush_several_times_per_scrape() -> None:
+    """Envoy's histograms reach its Prometheus endpoint on a flush only. Measured: polling the
+    endpoint every 0.97 s (a flush timer 3% slower than the scrape, as on a loaded machine),
+    dark's histogram count stood still while its requests grew in 3 of 70 polls with a 1 s
+    flush, 0 of 70 with 0.25 s: every scrape interval must hold flushes to spare."""
+    from pytest_darklaunch.backends.local.prometheus import SCRAPE_INTERVAL_S
+
+    flush = envoy_config(SPEC, live_port=8081, dark_port=8082)["stats_flush_interval"]
+    assert re.fullmatch(r"[0-9.]+s", flush)
+    assert float(flush[:-1]) <= SCRAPE_INTERVAL_S / 4

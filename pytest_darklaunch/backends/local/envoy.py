@@ -41,6 +41,7 @@ from pytest_darklaunch.backends.local.processes import (
     NotReady,
     wait_until,
 )
+from pytest_darklaunch.backends.local.prometheus import SCRAPE_INTERVAL_S
 from pytest_darklaunch.backends.local.routes_envoy import with_routes
 from pytest_darklaunch.core.spec import Spec
 from pytest_darklaunch.core.traffic.model import HTTP_METHODS, SAFE_METHODS
@@ -182,6 +183,9 @@ def _connection_manager(spec: Spec, mirror_methods: tuple[str, ...]) -> dict[str
     }
 
 
+FLUSHES_PER_SCRAPE = 4
+
+
 def envoy_config(
     spec: Spec, *, live_port: int, dark_port: int, mirror_methods: tuple[str, ...] = SAFE_METHODS
 ) -> dict[str, Any]:
@@ -193,7 +197,11 @@ def envoy_config(
     return {
         "admin": {"address": loopback_any_port},
         # Histograms reach /stats/prometheus only on a flush; the default 5 s is too coarse.
-        "stats_flush_interval": "1s",
+        # Four flushes per scrape: with one, Envoy's flush timer (re-armed after each flush,
+        # so a little late on a loaded machine) drifts against Prometheus' exact ticker, and
+        # now and then a scrape interval holds no flush: two scrapes in a row show the same
+        # histogram (an interval with no latency, the next with two intervals' worth).
+        "stats_flush_interval": f"{SCRAPE_INTERVAL_S / FLUSHES_PER_SCRAPE:g}s",
         "stats_config": {
             "histogram_bucket_settings": [
                 {
