@@ -91,16 +91,12 @@ def test_a_slow_route_the_aggregate_hides_and_a_route_dark_never_sees(
     # Dark is 150 ms on upload only (4% of the mix): under the aggregate p95's 5% allowance.
     # 500 requests/s x 2 s x 10: ~400 of ~10000 observations above 100 ms, far enough under 5%
     # (the pass boundary at the last look is about 455) to pass by the data, not by luck.
+    # One experiment at a time: the second one's start-up and 200 requests/s beside this one's
+    # 500 (1000 app requests/s, 100% mirrored) once stalled a slower 2-core machine, live and
+    # dark alike (p95 about 240 ms each), and the aggregate p95 failed.
     slow = start("slow", routed_spec(
         {**WELL_BEHAVED, "SAMPLEAPP_SLOW_PATH": "^/upload$", "SAMPLEAPP_SLOW_MS": "150"},
         [P95, {**P95, "route": "upload"}], rate=500, interval="2s"))
-    unmirrored = start("unmirrored", routed_spec(
-        WELL_BEHAVED,
-        [{"metric": "mean-latency", "upper": 50},
-         {"metric": "mean-latency", "upper": 50, "route": "list"},
-         {"metric": "mean-latency", "upper": 50, "route": "upload"}],
-        rate=200, interval="1s"), NO_UPLOAD_MIRROR)
-
     slow.result().assert_outcomes(passed=1, failed=1)
     found = cases(slow.cwd)
     assert found["test_objective[95th-percentile-tail-latency]"][0] == "passed"
@@ -123,6 +119,12 @@ def test_a_slow_route_the_aggregate_hides_and_a_route_dark_never_sees(
     assert "  route upload" in text and "95th-percentile-tail-latency (route upload)" in text
 
     # Route upload's mirror is gone: only its objective is inconclusive, naming it.
+    unmirrored = start("unmirrored", routed_spec(
+        WELL_BEHAVED,
+        [{"metric": "mean-latency", "upper": 50},
+         {"metric": "mean-latency", "upper": 50, "route": "list"},
+         {"metric": "mean-latency", "upper": 50, "route": "upload"}],
+        rate=200, interval="1s"), NO_UPLOAD_MIRROR)
     unmirrored.result().assert_outcomes(passed=2, errors=0, skipped=0, failed=1)
     found = cases(unmirrored.cwd)
     outcome, message = found["test_objective[mean-latency-upload]"]
