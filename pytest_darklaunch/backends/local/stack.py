@@ -397,7 +397,8 @@ class LocalBackend:
 
     def _labels(self) -> dict[str, dict[str, str]]:
         """Per role the labels of its series; ``eligible``: live's requests of the mirrored
-        methods, counted apart when some methods are not mirrored (the mirror check's base)."""
+        methods, counted apart when the traffic may send methods that are not mirrored (the mirror
+        check's base)."""
         labels = stack_labels(self.spec)
         if not self.spec.mirror.all_methods and _may_send_unmirrored(self.spec):
             labels["eligible"] = {
