@@ -6,7 +6,7 @@ import copy
 import re
 from typing import Any
 
-from pytest_darklaunch.backends.local.envoy import envoy_config
+from pytest_darklaunch.backends.local.envoy import envoy_config, series_labels
 from pytest_darklaunch.backends.local.routes_envoy import (
     route_cluster,
     route_labels,
@@ -147,3 +147,21 @@ def test_histograms_flush_several_times_per_scrape() -> None:
     flush = envoy_config(SPEC, live_port=8081, dark_port=8082)["stats_flush_interval"]
     assert re.fullmatch(r"[0-9.]+s", flush)
     assert float(flush[:-1]) <= SCRAPE_INTERVAL_S / 4
+
+
+def test_live_s_mirrored_methods_are_counted_apart_only_when_others_may_be_sent() -> None:
+    def labels(raw: dict[str, Any]) -> dict[str, dict[str, str]]:
+        return series_labels(build_spec({"target": "default/sample-app", **raw}, Sources("t")))
+
+    eligible = {"envoy_virtual_host": "app", "envoy_virtual_cluster": "mirrored"}
+    # GETs only, all of them mirrored: live's requests are the base, no second counter
+    assert "eligible" not in labels({"traffic": {"rate": 10, "path": "/"}})
+    writes = {"rate": 10, "targets": [{"path": "/a", "weight": 3},
+                                      {"path": "/b", "method": "POST", "weight": 1}]}
+    assert labels({"traffic": writes})["eligible"] == eligible
+    command = {"rate": 10, "command": ["true", "{ingress}"]}  # its methods are not known
+    assert labels({"traffic": command})["eligible"] == eligible
+    # every method mirrored: every request of live is eligible
+    everything = {"methods": ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]}
+    assert "eligible" not in labels({"traffic": writes, "mirror": everything})
+    assert labels({})["live"] == {"envoy_cluster_name": "live"}

@@ -42,7 +42,7 @@ from pytest_darklaunch.backends.local.processes import (
     wait_until,
 )
 from pytest_darklaunch.backends.local.prometheus import SCRAPE_INTERVAL_S
-from pytest_darklaunch.backends.local.routes_envoy import with_routes
+from pytest_darklaunch.backends.local.routes_envoy import stack_labels, with_routes
 from pytest_darklaunch.core.spec import Spec
 from pytest_darklaunch.core.traffic.model import HTTP_METHODS, SAFE_METHODS
 from pytest_darklaunch.errors import ProvisioningError
@@ -111,6 +111,29 @@ def _cluster(name: str, port: int, connect_timeout_s: float) -> dict[str, Any]:
 MIRRORED_VCLUSTER = "mirrored"
 VIRTUAL_HOST = "app"
 
+
+def series_labels(spec: Spec) -> dict[str, dict[str, str]]:
+    """Per role the labels of its series (:func:`stack_labels`); ``eligible``: live's requests
+    of the mirrored methods, counted apart by the virtual cluster :data:`MIRRORED_VCLUSTER`
+    when the traffic may send methods that are not mirrored (the mirror check's base)."""
+    labels = stack_labels(spec)
+    if not spec.mirror.all_methods and _may_send_unmirrored(spec):
+        labels["eligible"] = {
+            "envoy_virtual_host": VIRTUAL_HOST, "envoy_virtual_cluster": MIRRORED_VCLUSTER
+        }
+    return labels
+
+
+def _may_send_unmirrored(spec: Spec) -> bool:
+    """Whether live may get requests of methods that are not mirrored. When the built-in
+    generator sends mirrored methods only, live's requests are the mirror check's base: the
+    virtual cluster counting them apart is a second counter, and in one run a request in
+    flight at the last scrape was counted in one of the two only (a base one short)."""
+    traffic = spec.traffic
+    if traffic.command is not None:
+        return True  # the user's generator: its methods are not known
+    methods = {target.method for target in traffic.mix.targets} | {traffic.method}
+    return not methods <= set(spec.mirror.methods)
 
 def method_match(methods: tuple[str, ...]) -> list[dict[str, Any]]:
     """A header matcher on ``:method`` for ``methods`` (all of them: no matcher)."""

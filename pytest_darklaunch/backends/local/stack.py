@@ -34,10 +34,9 @@ from pytest_darklaunch.backends.guardian import Guardian
 from pytest_darklaunch.backends.local.capture import LIVE2
 from pytest_darklaunch.backends.local.comparing import LocalComparison
 from pytest_darklaunch.backends.local.envoy import (
-    MIRRORED_VCLUSTER,
-    VIRTUAL_HOST,
     EnvoyAddresses,
     envoy_binary,
+    series_labels,
     start_envoy,
     wait_for_envoy,
 )
@@ -64,7 +63,6 @@ from pytest_darklaunch.backends.local.prometheus import (
     start_prometheus,
     wait_for_prometheus,
 )
-from pytest_darklaunch.backends.local.routes_envoy import stack_labels
 from pytest_darklaunch.core.compare import Settings, Summary
 from pytest_darklaunch.core.spec import ROLES, Spec
 from pytest_darklaunch.errors import ProvisioningError
@@ -387,24 +385,13 @@ class LocalBackend:
             run_id=self.run.run_id,
             prometheus_url=prometheus_url,
             metric_source="envoy",
-            labels=self._labels(),
+            labels=series_labels(self.spec),
             endpoints=endpoints,
             pids=tuple(p.pid for p in self._procs.values()),
             scrape_interval_s=SCRAPE_INTERVAL_S,
             details=details,
             counters_start_at_zero=True,  # this run's own Envoy, started before the traffic
         )
-
-    def _labels(self) -> dict[str, dict[str, str]]:
-        """Per role the labels of its series; ``eligible``: live's requests of the mirrored
-        methods, counted apart when the traffic may send methods that are not mirrored (the mirror
-        check's base)."""
-        labels = stack_labels(self.spec)
-        if not self.spec.mirror.all_methods and _may_send_unmirrored(self.spec):
-            labels["eligible"] = {
-                "envoy_virtual_host": VIRTUAL_HOST, "envoy_virtual_cluster": MIRRORED_VCLUSTER
-            }
-        return labels
 
     def _stop_started(self) -> None:
         """Stop what runs, in order: generator, Envoy, Prometheus, apps."""
@@ -413,14 +400,3 @@ class LocalBackend:
         stop_all([self._procs[r] for r in order if r in self._procs])
         self._procs.clear()
 
-
-def _may_send_unmirrored(spec: Spec) -> bool:
-    """Whether live may get requests of methods that are not mirrored. When the built-in
-    generator sends mirrored methods only, live's requests are the mirror check's base: the
-    virtual cluster counting them apart is a second counter, and in one run a request in
-    flight at the last scrape was counted in one of the two only (a base one short)."""
-    traffic = spec.traffic
-    if traffic.command is not None:
-        return True  # the user's generator: its methods are not known
-    methods = {target.method for target in traffic.mix.targets} | {traffic.method}
-    return not methods <= set(spec.mirror.methods)
