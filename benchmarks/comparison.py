@@ -12,7 +12,10 @@ per mode:
   than the capture itself;
 - ``baseline``: status pairing with live-2 as the latency baseline (what a spec with a
   latency ``max_increase`` runs): dark against live-2 and live-2 against live, on the same
-  requests, which shows what the mirrored path itself adds.
+  requests, which shows what the mirrored path itself adds;
+- ``busy``: no capture, but a thread of this process burning ``--busy-share`` of one core
+  (default 2%, about what the reader takes at 1000 requests/s) in bursts every 50 ms, as the
+  reader polls: what any such CPU costs live's latency on this machine, capture or not.
 
 Every run also writes Envoy's downstream access log (what the client sees at the proxy, in
 microseconds), so live's p50/p95 with and without capture compare like for like. Printed:
@@ -28,6 +31,7 @@ falls on both sides). Reproduce with::
     python benchmarks/comparison.py --seconds 20 --modes off,status,body --repeat 5
     python benchmarks/comparison.py --modes baseline --rates 250 --mirror 100 --seconds 16 \
         --repeat 3 [--app http.server]
+    python benchmarks/comparison.py --seconds 20 --modes off,busy,status --repeat 5 --rates 1000
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ from pytest_darklaunch.backends.local.envoy import (
     start_envoy,
     wait_for_envoy,
 )
-from pytest_darklaunch.backends.local.pairing import Joiner, PairingReader
+from pytest_darklaunch.backends.local.pairing import POLL_S, Joiner, PairingReader
 from pytest_darklaunch.backends.local.processes import (
     ManagedProcess,
     NotReady,
@@ -95,6 +99,14 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _steal_ticks() -> int:
+    """The machine's stolen CPU time so far (all cores, clock ticks): what a virtual machine's
+    host gave to others, which no mode causes and every figure suffers."""
+    with open("/proc/stat", encoding="ascii") as handle:
+        fields = handle.readline().split()
+    return int(fields[8]) if len(fields) > 8 else 0
+
+
 def _downstream_log(path: str) -> dict[str, Any]:
     return {"name": "envoy.access_loggers.file", "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
@@ -121,9 +133,19 @@ def _start_app(workdir: str, role: str) -> tuple[ManagedProcess, int]:
     return proc, port
 
 
+def _burn(share: float, stop: threading.Event) -> None:
+    """Spend ``share`` of one core in a burst every ``POLL_S``, until ``stop``."""
+    while True:
+        begin = time.thread_time()
+        while time.thread_time() - begin < share * POLL_S:
+            pass
+        if stop.wait(POLL_S * (1 - share)):
+            return
+
+
 def one_run(
     rate: float, seconds: float, compare: bool, noise: bool = True, responses: str = "body",
-    mirror: float = 40, baseline: str = "live",
+    mirror: float = 40, baseline: str = "live", busy: float = 0.0,
 ) -> dict[str, Any]:
     workdir = tempfile.mkdtemp(prefix="darklaunch-bench-")
     procs: list[ManagedProcess] = []
@@ -155,8 +177,11 @@ def one_run(
         reader = TimedReader(upstream_path, Comparer(settings), live2=live2, timeout_s=5)
         if compare:
             reader.start()
+        burning = threading.Event()
+        if busy:
+            threading.Thread(target=_burn, args=(busy, burning), daemon=True).start()
         rss: list[float] = []
-        envoy_cpu0 = _cpu_s(envoy_proc.pid)
+        envoy_cpu0, steal0 = _cpu_s(envoy_proc.pid), _steal_ticks()
         generator, stats_path = start_generator(envoy.ingress_url, rate, workdir,
                                                 host=spec.mirror.host)
         procs.append(generator)
@@ -167,10 +192,13 @@ def one_run(
             if time.monotonic() >= deadline:
                 done.set()
         generator.stop()
+        burning.set()
         traffic = read_stats(stats_path)
         envoy_cpu = _cpu_s(envoy_proc.pid) - envoy_cpu0
+        stolen = (_steal_ticks() - steal0) / os.sysconf("SC_CLK_TCK")
         out: dict[str, Any] = {"achieved_rps": traffic["achieved_rps"],
                                "envoy_cpu_share": round(envoy_cpu / (seconds + 1), 3),
+                               "steal_share": round(stolen / (seconds + 1) / (os.cpu_count() or 1), 3),
                                "rss_mib": rss}
         if compare:
             expected = _completed(envoy.admin_url)
@@ -244,6 +272,7 @@ MODES = {
     "body": (True, False, "body", "live"),
     "body+noise": (True, True, "body", "live"),
     "baseline": (True, False, "status", LIVE2),
+    "busy": (False, False, "body", "live"),
 }
 APPS = {
     "sample": APP,
@@ -316,7 +345,10 @@ def main() -> None:
                         help="rounds of all modes, interleaved; the median of each figure")
     parser.add_argument("--app", choices=list(APPS), default="sample",
                         help="live, dark and live-2 all run it (A/A)")
-    parser.add_argument("--modes", default=",".join(m for m in MODES if m != "baseline"),
+    parser.add_argument("--busy-share", type=float, default=0.02,
+                        help="the busy mode's share of one core")
+    parser.add_argument("--modes", default=",".join(m for m in MODES
+                                                    if m not in ("baseline", "busy")),
                         help=f"among {', '.join(MODES)} (off: no capture, the reference)")
     args = parser.parse_args()
     _APP[:] = APPS[args.app]
@@ -326,12 +358,14 @@ def main() -> None:
             # Interleaved, so that the machine's other load falls on every mode alike.
             for name in args.modes.split(","):
                 compare, noise, responses, baseline = MODES[name]
+                busy = args.busy_share if name == "busy" else 0.0
                 rounds.setdefault(name, []).append(one_run(
-                    rate, args.seconds, compare, noise, responses, args.mirror, baseline))
+                    rate, args.seconds, compare, noise, responses, args.mirror, baseline, busy))
         _print(rate, args.seconds, args.mirror, {n: _median(r) for n, r in rounds.items()})
         if args.repeat > 1:
             for name, runs in rounds.items():
-                shown = [f"{r['live_client_ms']['p50']}/{r['live_client_ms']['p95']}" for r in runs]
+                shown = [f"{r['live_client_ms']['p50']}/{r['live_client_ms']['p95']}"
+                         f" (steal {r['steal_share']:.0%})" for r in runs]
                 print(f"  {name:>10}: live p50/p95 per round (ms): {', '.join(shown)}")
             _print_shifts(rounds)
 
