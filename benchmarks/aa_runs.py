@@ -5,8 +5,9 @@ Each run is a fresh ``python -m pytest`` process in a temporary project whose
 "10%"`` on mean-latency and on the 95th percentile, with ``--darklaunch-full-duration`` (the
 whole planned time, one look). Latency is paired with live-2 (live's command receiving exactly
 dark's requests), as it is by default with a latency ``max_increase``. Per run it prints both
-verdicts with dark's change and its interval, and the number of pairs; at the end, how many
-passed, and the range of the changes. Reproduce with::
+verdicts with dark's change and its interval, the number of pairs and the host's CPU steal
+over the run (on a virtual machine); at the end, how many passed, and the range of the
+changes. Reproduce with::
 
     python benchmarks/aa_runs.py --runs 10 --app http.server --rate 150 --seconds 60
     python benchmarks/aa_runs.py --runs 10 --app sample --rate 250 --seconds 16
@@ -16,11 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +40,13 @@ TESTS = """
 def test_objective(darklaunch, darklaunch_objective):
     darklaunch.assert_objective(darklaunch_objective)
 """
+def _steal_ticks() -> int:
+    """The host's stolen CPU time so far (all cores, clock ticks, from /proc/stat)."""
+    with open("/proc/stat", encoding="ascii") as handle:
+        fields = handle.readline().split()
+    return int(fields[8]) if len(fields) > 8 else 0
+
+
 CHANGE = re.compile(r": (\S+) \(interval (\S+)\.\.(\S+),")
 
 
@@ -80,7 +90,10 @@ def main() -> None:
         try:
             (project / "darklaunch.yaml").write_text(_spec(args.app, args.rate, args.seconds))
             (project / "test_aa.py").write_text(TESTS)
+            began, steal0 = time.monotonic(), _steal_ticks()
             report = _run(project)
+            stolen = (_steal_ticks() - steal0) / os.sysconf("SC_CLK_TCK")
+            steal = stolen / (time.monotonic() - began) / (os.cpu_count() or 1)
         finally:
             shutil.rmtree(project, ignore_errors=True)
         if report is None:
@@ -99,7 +112,8 @@ def main() -> None:
             else:
                 parts.append(f"{metric} {outcome}: {verdict['reason'][:80]}")
         pairs = (report.get("comparison") or {}).get("latency", {}).get("pairs")
-        print(f"  run {i + 1}: " + " | ".join(parts) + f" | {pairs} pairs", flush=True)
+        print(f"  run {i + 1}: " + " | ".join(parts) + f" | {pairs} pairs | steal {steal:.1%}",
+              flush=True)
     for metric, count in passed.items():
         seen = changes.get(metric, [])
         spread = f", dark {min(seen):+.1f}%..{max(seen):+.1f}%" if seen else ""

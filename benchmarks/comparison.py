@@ -195,10 +195,10 @@ def one_run(
         burning.set()
         traffic = read_stats(stats_path)
         envoy_cpu = _cpu_s(envoy_proc.pid) - envoy_cpu0
-        stolen = (_steal_ticks() - steal0) / os.sysconf("SC_CLK_TCK")
+        stolen = (_steal_ticks() - steal0) / os.sysconf("SC_CLK_TCK") / (os.cpu_count() or 1)
         out: dict[str, Any] = {"achieved_rps": traffic["achieved_rps"],
                                "envoy_cpu_share": round(envoy_cpu / (seconds + 1), 3),
-                               "steal_share": round(stolen / (seconds + 1) / (os.cpu_count() or 1), 3),
+                               "steal_share": round(stolen / (seconds + 1), 3),
                                "rss_mib": rss}
         if compare:
             expected = _completed(envoy.admin_url)

@@ -188,20 +188,19 @@ def test_a_a_relative_latency_bounds_pass_on_pairs_with_live2(
     mean, p95 = report["verdicts"]
     assert all("paired over" in v["reason"] and "against live-2's" in v["reason"]
                for v in (mean, p95)), report["verdicts"]
-    # Sample app: 16 of 16 runs passed both (dark -1.4%..+0.2% of live-2 on the mean), 6 of 6
-    # again on a slower machine (p95 -2.5%..+0.0%, intervals about +-2.7% wide).
-    # http.server: two of its processes differ within a run by more than the sampling error
-    # at the p95: over 15 runs on a slower machine, dark's p95 was -3.4%..+7.2% of live-2's
-    # (interval half-width 4.5% at 9,500 pairs, 5.5% at 5,000). The mean passed in every one;
-    # the p95 passed 9 of 10 over 60 s, and was undecided in the tenth, rightly: that dark
-    # process measured +7.2% (interval +2.8%..+11.8%). No run failed. On a machine of the
-    # same kind with headroom, 10 of 10 passed both (p95 -4.4%..+3.6%, half-widths 1.9-3.5%).
+    # What every run must show: the mean passes, and the p95 never fails, its paired change
+    # well inside the tolerance. That the p95 passes too is a rate, measured by
+    # benchmarks/aa_runs.py (10 runs per series): dark's p95 is one process's against
+    # another's, and on a virtual machine whose host steals 1-30% of the CPU between runs two
+    # processes of the same code can differ within a run by more than the sampling error.
+    # Sample app (250 requests/s, 16 s): 16/16, 6/6, then 9/10, the tenth undecided (mean
+    # +1.7%, p95 +6.2%, interval +1.9%..+10.7%). http.server (150 requests/s, 60 s, ~9,500
+    # pairs): 9/10 on a slower machine, the tenth undecided (+7.2%, interval +2.8%..+11.8%;
+    # 15 runs -3.4%..+7.2%), then 10/10 (-4.4%..+3.6%). The mean passed in every run; no
+    # run failed either.
     assert mean["outcome"] == "pass", mean
-    if app == "sample app":
-        assert p95["outcome"] == "pass", p95
-    else:
-        assert p95["outcome"] in ("pass", "inconclusive"), p95  # never a false alarm
-        assert abs(report["comparison"]["latency"]["paired"]["p95_increase"]) < 0.10, p95
+    assert p95["outcome"] in ("pass", "inconclusive"), p95  # never a false alarm
+    assert abs(report["comparison"]["latency"]["paired"]["p95_increase"]) < 0.10, p95
     latency = report["comparison"]["latency"]
     assert latency["baseline"] == "live-2" and latency["pairs"] > 2000
     # the paired and the unpaired difference side by side, and what the mirrored path adds
