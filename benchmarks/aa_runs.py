@@ -17,17 +17,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import yaml
+from steal import steal_mark, steal_share
 
 APPS: dict[str, dict[str, Any]] = {
     "sample": {"env": {"SAMPLEAPP_BODY": "json", "T_VERSION": "app",
@@ -40,11 +39,6 @@ TESTS = """
 def test_objective(darklaunch, darklaunch_objective):
     darklaunch.assert_objective(darklaunch_objective)
 """
-def _steal_ticks() -> int:
-    """The host's stolen CPU time so far (all cores, clock ticks, from /proc/stat)."""
-    with open("/proc/stat", encoding="ascii") as handle:
-        fields = handle.readline().split()
-    return int(fields[8]) if len(fields) > 8 else 0
 
 
 CHANGE = re.compile(r": (\S+) \(interval (\S+)\.\.(\S+),")
@@ -90,10 +84,9 @@ def main() -> None:
         try:
             (project / "darklaunch.yaml").write_text(_spec(args.app, args.rate, args.seconds))
             (project / "test_aa.py").write_text(TESTS)
-            began, steal0 = time.monotonic(), _steal_ticks()
+            mark = steal_mark()
             report = _run(project)
-            stolen = (_steal_ticks() - steal0) / os.sysconf("SC_CLK_TCK")
-            steal = stolen / (time.monotonic() - began) / (os.cpu_count() or 1)
+            steal = steal_share(mark)
         finally:
             shutil.rmtree(project, ignore_errors=True)
         if report is None:

@@ -50,6 +50,7 @@ from typing import Any
 
 import requests
 from generator_run import read_stats, start_generator
+from steal import steal_mark, steal_share
 
 from pytest_darklaunch.backends.local.capture import LIVE2
 from pytest_darklaunch.backends.local.envoy import (
@@ -99,14 +100,6 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _steal_ticks() -> int:
-    """The machine's stolen CPU time so far (all cores, clock ticks): what a virtual machine's
-    host gave to others, which no mode causes and every figure suffers."""
-    with open("/proc/stat", encoding="ascii") as handle:
-        fields = handle.readline().split()
-    return int(fields[8]) if len(fields) > 8 else 0
-
-
 def _downstream_log(path: str) -> dict[str, Any]:
     return {"name": "envoy.access_loggers.file", "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
@@ -149,6 +142,7 @@ def one_run(
 ) -> dict[str, Any]:
     workdir = tempfile.mkdtemp(prefix="darklaunch-bench-")
     procs: list[ManagedProcess] = []
+    burning = threading.Event()
     try:
         ports = {}
         settings = Settings(responses=responses, noise=noise, baseline=baseline)
@@ -177,11 +171,10 @@ def one_run(
         reader = TimedReader(upstream_path, Comparer(settings), live2=live2, timeout_s=5)
         if compare:
             reader.start()
-        burning = threading.Event()
         if busy:
             threading.Thread(target=_burn, args=(busy, burning), daemon=True).start()
         rss: list[float] = []
-        envoy_cpu0, steal0 = _cpu_s(envoy_proc.pid), _steal_ticks()
+        envoy_cpu0, steal0 = _cpu_s(envoy_proc.pid), steal_mark()
         generator, stats_path = start_generator(envoy.ingress_url, rate, workdir,
                                                 host=spec.mirror.host)
         procs.append(generator)
@@ -195,10 +188,9 @@ def one_run(
         burning.set()
         traffic = read_stats(stats_path)
         envoy_cpu = _cpu_s(envoy_proc.pid) - envoy_cpu0
-        stolen = (_steal_ticks() - steal0) / os.sysconf("SC_CLK_TCK") / (os.cpu_count() or 1)
         out: dict[str, Any] = {"achieved_rps": traffic["achieved_rps"],
                                "envoy_cpu_share": round(envoy_cpu / (seconds + 1), 3),
-                               "steal_share": round(stolen / (seconds + 1), 3),
+                               "steal_share": round(steal_share(steal0), 3),
                                "rss_mib": rss}
         if compare:
             expected = _completed(envoy.admin_url)
@@ -212,6 +204,7 @@ def one_run(
         out["live_client_ms"] = _downstream_percentiles(downstream_path)
         return out
     finally:
+        burning.set()
         stop_all(procs)
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -135,6 +135,7 @@ def _may_send_unmirrored(spec: Spec) -> bool:
     methods = {target.method for target in traffic.mix.targets} | {traffic.method}
     return not methods <= set(spec.mirror.methods)
 
+
 def method_match(methods: tuple[str, ...]) -> list[dict[str, Any]]:
     """A header matcher on ``:method`` for ``methods`` (all of them: no matcher)."""
     if set(methods) >= set(HTTP_METHODS):
